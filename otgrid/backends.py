@@ -1,0 +1,163 @@
+"""Backends of the grid critic: one object per (backend, grid, norm, dtype) exposing the loop body.
+
+The Chambolle–Pock driver in :mod:`otgrid.critic` is written once; it calls the methods of a
+:class:`GridKernels` object. ``"numpy"`` implements them with the readable operators of
+:mod:`otgrid.operators` (any number of axes); ``"numba"`` with the fused kernels of
+``otgrid.kernels.grid_numba`` (1D and 2D). Both use the same DCT Poisson solve.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+
+from otgrid import operators as ops
+
+__all__ = ["BACKENDS", "GridKernels", "available_backends", "make_kernels", "resolve_backend"]
+
+Backend = Literal["auto", "numpy", "numba"]
+BACKENDS: tuple[str, ...] = ("auto", "numpy", "numba")
+
+
+def available_backends() -> dict[str, str]:
+    """Which backends can run here, with the reason when one cannot.
+
+    Returns
+    -------
+    dict
+        Backend name -> ``"available"`` or a short reason why not.
+    """
+    out = {"numpy": "available"}
+    try:
+        import numba  # noqa: F401
+
+        out["numba"] = "available"
+    except ImportError as exc:  # pragma: no cover - numba is a runtime dependency
+        out["numba"] = f"unavailable: numba does not import ({exc})"
+    return out
+
+
+def resolve_backend(backend: str, ndim: int) -> str:
+    """Turn ``"auto"`` into a concrete backend and check an explicit one can run.
+
+    ``"auto"`` picks ``"numba"`` for 1D and 2D grids and ``"numpy"`` otherwise.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}; "
+                         f"got {backend!r}.")
+    if backend == "auto":
+        return "numba" if ndim in (1, 2) else "numpy"
+    if backend == "numba" and ndim not in (1, 2):
+        raise ValueError(f"backend='numba' supports 1D and 2D grids; this grid has {ndim} axes. "
+                         "Use backend='numpy' (any number of axes).")
+    return backend
+
+
+class GridKernels:
+    """The loop body of the solver for one grid, norm and dtype (NumPy reference version).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Grid shape.
+    dx : sequence of float
+        Cell sizes.
+    norm : {"euclidean", "cityblock"}
+        Pointwise norm of the critic constraint.
+    dtype : numpy dtype
+        Working precision of the iterates.
+    """
+
+    name = "numpy"
+
+    def __init__(self, shape: Sequence[int], dx: Sequence[float], norm: str, dtype) -> None:
+        self.shape = tuple(int(n) for n in shape)
+        self.ndim = len(self.shape)
+        self.inv_dx = tuple(1.0 / float(h) for h in dx)
+        self.norm = norm
+        self.iso = norm == "euclidean"
+        self.dtype = np.dtype(dtype)
+        self._inv_lam = {}
+        self.workers = 1
+
+    # -- shared: the Poisson solve -----------------------------------------------------------
+    def poisson(self, r: np.ndarray) -> np.ndarray:
+        """Zero-mean solution ``u`` of ``D^T D u = r`` in the dtype of ``r`` (DCT-II)."""
+        dt = r.dtype
+        if dt not in self._inv_lam:
+            self._inv_lam[dt] = ops.inverse_eigenvalues(self.shape, self.inv_dx, dt)
+        return ops.poisson_neumann(r, self._inv_lam[dt], workers=self.workers)
+
+    # -- loop body ---------------------------------------------------------------------------
+    def dual_step(self, f, u, y, f_out, tau: float, sigma: float) -> None:
+        """``f_out = f + tau u``; ``y <- shrink(y + sigma D(f + 2 tau u), sigma)`` in place."""
+        fb = f + (2 * tau) * u
+        np.add(f, tau * u, out=f_out)
+        y[...] = ops.shrink(y + sigma * ops.grad(fb, self.inv_dx), sigma, self.norm)
+
+    def residual(self, c, y, r) -> None:
+        """``r = c - D^T y`` in place."""
+        np.subtract(c, ops.div_adjoint(y, self.inv_dx), out=r)
+
+    # -- certificate -------------------------------------------------------------------------
+    def max_grad_norm(self, f) -> float:
+        """``max_i |(Df)_i|`` in the constraint norm."""
+        return float(ops.grad_norms(ops.grad(f, self.inv_dx), self.norm).max())
+
+    def flow_cost(self, y, u) -> float:
+        """``sum_i |y_i + (Du)_i|`` in the flow norm."""
+        return float(ops.flow_norms(y + ops.grad(u, self.inv_dx), self.norm).sum())
+
+    def corrected_flow(self, y, u) -> np.ndarray:
+        """``y + D u`` (a new array)."""
+        return y + ops.grad(u, self.inv_dx)
+
+
+class NumbaGridKernels(GridKernels):
+    """The loop body with the fused Numba kernels of ``otgrid.kernels.grid_numba``."""
+
+    name = "numba"
+
+    def __init__(self, shape, dx, norm, dtype) -> None:
+        super().__init__(shape, dx, norm, dtype)
+        from otgrid.kernels import grid_numba as k
+
+        self._k = k
+        self.workers = os.cpu_count() or 1
+        if self.ndim == 1:
+            self._d, self._r = k.dual_step_1d, k.residual_1d
+            self._m, self._c, self._cf = k.max_grad_norm_1d, k.flow_cost_1d, k.corrected_flow_1d
+        elif self.ndim == 2:
+            self._d, self._r = k.dual_step_2d, k.residual_2d
+            self._m, self._c, self._cf = k.max_grad_norm_2d, k.flow_cost_2d, k.corrected_flow_2d
+        else:
+            raise ValueError("the numba backend supports 1D and 2D grids only.")
+
+    def dual_step(self, f, u, y, f_out, tau, sigma) -> None:
+        t = f.dtype.type
+        self._d(f, u, y, f_out, t(tau), t(sigma), *map(t, self.inv_dx), self.iso)
+
+    def residual(self, c, y, r) -> None:
+        t = c.dtype.type
+        self._r(c, y, r, *map(t, self.inv_dx))
+
+    def max_grad_norm(self, f) -> float:
+        return float(self._m(f, *self.inv_dx, self.iso))
+
+    def flow_cost(self, y, u) -> float:
+        return float(self._c(y, u, *self.inv_dx, self.iso))
+
+    def corrected_flow(self, y, u) -> np.ndarray:
+        out = np.empty_like(y)
+        self._cf(y, u, out, *map(y.dtype.type, self.inv_dx))
+        return out
+
+
+def make_kernels(backend: str, shape, dx, norm: str, dtype) -> GridKernels:
+    """Build the loop body for a concrete backend (``"numpy"`` or ``"numba"``)."""
+    if backend == "numba":
+        return NumbaGridKernels(shape, dx, norm, dtype)
+    return GridKernels(shape, dx, norm, dtype)
