@@ -186,3 +186,59 @@ def corrected_flow_2d(y, u, out, hx, hy):
         for j in range(ny):
             out[0, i, j] = y[0, i, j] + (u[i + 1, j] - u[i, j]) * hx if i < nx - 1 else 0.0
             out[1, i, j] = y[1, i, j] + (u[i, j + 1] - u[i, j]) * hy if j < ny - 1 else 0.0
+
+
+# ------------------------------------------------------------------ certificate: critic repair
+@njit(cache=True)
+def repair_critic_1d(f, g, dx):
+    """Feasible critic close to ``f``: backward sweep ``g_i = clip(f_i, g_{i+1} -+ dx)``.
+
+    ``|g_{i+1} - g_i| <= dx`` holds for every ``i`` by construction.
+    """
+    n = f.shape[0]
+    g[n - 1] = f[n - 1]
+    for i in range(n - 2, -1, -1):
+        lo = g[i + 1] - dx
+        hi = g[i + 1] + dx
+        v = f[i]
+        g[i] = lo if v < lo else (hi if v > hi else v)
+
+
+@njit(cache=True)
+def repair_critic_2d(f, g, dx, dy, iso):
+    """Critic close to ``f`` made feasible cell by cell, in reverse raster order.
+
+    Each ``g_ij`` is ``f_ij`` projected on the interval of values that satisfy the constraint of
+    cell ``(i, j)`` given its forward neighbours, already final. For the cityblock norm the
+    interval is never empty, so ``g`` is feasible. For the euclidean norm it is empty when the
+    two neighbours differ by more than ``sqrt(dx^2 + dy^2)``; ``g_ij`` then minimises the
+    violation, and the caller rescales by ``max(1, max |Dg|)`` as usual.
+    """
+    nx, ny = f.shape
+    a = 1.0 / (dx * dx)
+    b = 1.0 / (dy * dy)
+    for i in range(nx - 1, -1, -1):
+        for j in range(ny - 1, -1, -1):
+            v = f[i, j]
+            if i == nx - 1 and j == ny - 1:
+                g[i, j] = v
+                continue
+            if i == nx - 1:
+                lo = g[i, j + 1] - dy
+                hi = g[i, j + 1] + dy
+            elif j == ny - 1:
+                lo = g[i + 1, j] - dx
+                hi = g[i + 1, j] + dx
+            else:
+                A = g[i + 1, j]
+                B = g[i, j + 1]
+                if iso:
+                    t = (a * A + b * B) / (a + b)
+                    disc = (a + b) - a * b * (A - B) * (A - B)
+                    half = np.sqrt(disc) / (a + b) if disc > 0.0 else 0.0
+                    lo = t - half
+                    hi = t + half
+                else:
+                    lo = max(A - dx, B - dy)
+                    hi = min(A + dx, B + dy)
+            g[i, j] = lo if v < lo else (hi if v > hi else v)

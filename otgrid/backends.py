@@ -8,13 +8,19 @@ The Chambolle–Pock driver in :mod:`otgrid.critic` is written once; it calls th
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Literal
 
 import numpy as np
 
 from otgrid import operators as ops
+
+# Grids smaller than this run the Numba kernels on one thread: below it a stencil pass takes
+# microseconds and waking a second thread costs more (by orders of magnitude on a loaded
+# machine), while the DCT pair dominates each iteration anyway.
+PARALLEL_MIN_CELLS = 1 << 18
 
 __all__ = ["BACKENDS", "GridKernels", "available_backends", "make_kernels", "resolve_backend"]
 
@@ -83,6 +89,11 @@ class GridKernels:
         self._inv_lam = {}
         self.workers = 1
 
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        """Context in which the loop runs (the Numba backend sets its thread count here)."""
+        yield
+
     # -- shared: the Poisson solve -----------------------------------------------------------
     def poisson(self, r: np.ndarray) -> np.ndarray:
         """Zero-mean solution ``u`` of ``D^T D u = r`` in the dtype of ``r`` (DCT-II)."""
@@ -115,6 +126,40 @@ class GridKernels:
         """``y + D u`` (a new array)."""
         return y + ops.grad(u, self.inv_dx)
 
+    def flow_critic(self, yc: np.ndarray) -> np.ndarray:
+        """Critic recovered from a feasible flow by complementary slackness (least squares).
+
+        At the optimum ``(Df)_i`` is the unit direction of the flow wherever the flow is not
+        zero. This returns the least-squares solution of ``Df = yhat`` with ``yhat`` those
+        directions (zero where the flow is negligible): one Poisson solve. In 1D it is the exact
+        optimal critic of the flow ``yc``; in 2D a candidate that :meth:`repair` makes feasible.
+        """
+        n = ops.flow_norms(yc, self.norm)
+        keep = n > 1e-9 * n.max()
+        if self.iso:
+            yhat = np.where(keep, yc / np.where(keep, n, 1.0), 0.0)
+        else:
+            yhat = np.where(np.abs(yc) > 1e-9 * n.max(), np.sign(yc), 0.0)
+        return self.poisson(ops.div_adjoint(yhat, self.inv_dx))
+
+    def repair(self, f: np.ndarray) -> np.ndarray | None:
+        """A critic near ``f`` made feasible by one sequential sweep (1D, 2D); None otherwise.
+
+        Shared by every backend: it is part of the certificate, evaluated at checks only, and
+        inherently sequential (see ``otgrid.kernels.grid_numba.repair_critic_2d``).
+        """
+        from otgrid.kernels import grid_numba as k
+
+        g = np.empty_like(f)
+        dx = tuple(1.0 / h for h in self.inv_dx)
+        if self.ndim == 1:
+            k.repair_critic_1d(f, g, dx[0])
+        elif self.ndim == 2:
+            k.repair_critic_2d(f, g, dx[0], dx[1], self.iso)
+        else:
+            return None
+        return g
+
 
 class NumbaGridKernels(GridKernels):
     """The loop body with the fused Numba kernels of ``otgrid.kernels.grid_numba``."""
@@ -127,6 +172,7 @@ class NumbaGridKernels(GridKernels):
 
         self._k = k
         self.workers = os.cpu_count() or 1
+        self.threads = None if int(np.prod(self.shape)) >= PARALLEL_MIN_CELLS else 1
         if self.ndim == 1:
             self._d, self._r = k.dual_step_1d, k.residual_1d
             self._m, self._c, self._cf = k.max_grad_norm_1d, k.flow_cost_1d, k.corrected_flow_1d
@@ -135,6 +181,18 @@ class NumbaGridKernels(GridKernels):
             self._m, self._c, self._cf = k.max_grad_norm_2d, k.flow_cost_2d, k.corrected_flow_2d
         else:
             raise ValueError("the numba backend supports 1D and 2D grids only.")
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        import numba
+
+        before = numba.get_num_threads()
+        if self.threads is not None:
+            numba.set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            numba.set_num_threads(before)
 
     def dual_step(self, f, u, y, f_out, tau, sigma) -> None:
         t = f.dtype.type
