@@ -290,8 +290,8 @@ def solve_critic(
     warm_start : CriticResult, optional
         An earlier result on the same grid: its critic, flow and step start the iteration.
     callback : callable, optional
-        Called as ``callback(info)`` with a :class:`CheckInfo` at every check; returning
-        ``True`` stops the solve (``status="callback"``).
+        Called as ``callback(info)`` with a :class:`CheckInfo` at every check, the last one
+        included; returning ``True`` stops the solve (``status="callback"``).
     check_every : int, optional
         Iterations between certificate evaluations (each costs about two grid passes).
     step : float, optional
@@ -427,11 +427,12 @@ def solve_critic(
                     last_print = time.perf_counter()
                     print(f"[otgrid] iter {k:7d}  lower {best.lower:.10g}  upper "
                           f"{best.upper:.10g}  rel. gap {gap / best.upper:.2e}", flush=True)
+                stop = callback is not None and callback(
+                    CheckInfo(k, best.lower, best.upper, gap, now))
                 if gap <= tol * best.upper or gap <= floor:
                     status = "converged"
                     break
-                if callback is not None and callback(
-                        CheckInfo(k, best.lower, best.upper, gap, now)):
+                if stop:
                     status = "callback"
                     break
                 if k == max_iter:
