@@ -373,6 +373,10 @@ def solve_critic(
     weights = 0.5 * (mu + nu * (smu / snu))
     if not np.any(c64):
         return _trivial_result(grid, norm, tol, backend, dtype, t0)
+    # Solve for c / max|c| and scale back (W is positively homogeneous in c): keeps squares of
+    # tiny flows from underflowing and makes the default step independent of the mass scale.
+    scale = float(np.abs(c64).max())
+    c64 /= scale
 
     kern = make_kernels(backend, grid.shape, grid.dx, norm, dtype)
     cert = kern if dtype == np.float64 else make_kernels(backend, grid.shape, grid.dx, norm,
@@ -383,7 +387,7 @@ def solve_critic(
     c = c64.astype(dtype)
     if warm_start is not None:
         f = np.ascontiguousarray(warm_start.critic, dtype=dtype)
-        y = np.ascontiguousarray(-warm_start.flow, dtype=dtype)
+        y = np.ascontiguousarray(-warm_start.flow / scale, dtype=dtype)
         tau = float(warm_start.step) if step is None else float(step)
     else:
         f = np.zeros(grid.shape, dtype=dtype)
@@ -422,13 +426,14 @@ def solve_critic(
                                 flow_candidates)
                 now = time.perf_counter() - t0
                 gap = best.upper - best.lower
-                hist.append((k, best.lower, best.upper, now))
+                hist.append((k, scale * best.lower, scale * best.upper, now))
                 if verbose and (time.perf_counter() - last_print >= 1.0 or k == 0):
                     last_print = time.perf_counter()
-                    print(f"[otgrid] iter {k:7d}  lower {best.lower:.10g}  upper "
-                          f"{best.upper:.10g}  rel. gap {gap / best.upper:.2e}", flush=True)
+                    print(f"[otgrid] iter {k:7d}  lower {scale * best.lower:.10g}  upper "
+                          f"{scale * best.upper:.10g}  rel. gap {gap / best.upper:.2e}",
+                          flush=True)
                 stop = callback is not None and callback(
-                    CheckInfo(k, best.lower, best.upper, gap, now))
+                    CheckInfo(k, scale * best.lower, scale * best.upper, scale * gap, now))
                 if gap <= tol * best.upper or gap <= floor:
                     status = "converged"
                     break
@@ -440,9 +445,9 @@ def solve_critic(
             kern.dual_step(f, u, y, f_out, tau, sigma)
             f, f_out = f_out, f
 
-    best_lower, best_upper = best.lower, best.upper
+    best_lower, best_upper = scale * best.lower, scale * best.upper
     critic = best.critic - np.sum(weights * best.critic) / np.sum(weights)
-    flow = -cert.corrected_flow(*best.flow)
+    flow = -scale * cert.corrected_flow(*best.flow)
     seconds = time.perf_counter() - t0
     gap = best_upper - best_lower
     rel = gap / best_upper if best_upper > 0 else 0.0
