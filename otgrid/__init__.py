@@ -11,7 +11,7 @@ The optimal Wasserstein-1 critic of two measures on a 1D/2D grid, with certified
 True
 """
 
-from otgrid import datasets
+from otgrid import datasets, generators, sco
 from otgrid.backends import available_backends
 from otgrid.critic import CheckInfo, CriticResult, SolveHistory, solve_critic
 from otgrid.distributions import (
@@ -26,6 +26,7 @@ from otgrid.distributions import (
 from otgrid.errors import ConvergenceWarning, OutsideMassWarning
 from otgrid.grid import Grid
 from otgrid.interp import GridFunction
+from otgrid.regularized import RegularizedResult, sinkhorn, smooth_ot
 
 __version__ = "0.1.0"
 
@@ -42,10 +43,15 @@ __all__ = [
     "Normal",
     "OutsideMassWarning",
     "PointMass",
+    "RegularizedResult",
     "SolveHistory",
     "Uniform",
     "__version__",
     "available_backends",
     "datasets",
+    "generators",
+    "sco",
+    "sinkhorn",
+    "smooth_ot",
     "solve_critic",
 ]

@@ -288,7 +288,8 @@ def solve_critic(
         Precision of the iterates. The certificate is always evaluated in float64 from the
         current iterates, so the bounds hold in float32 too.
     warm_start : CriticResult, optional
-        An earlier result on the same grid: its critic, flow and step start the iteration.
+        An earlier result on the same grid: its critic and flow start the iteration. The step
+        is chosen from the new data (or given by ``step``), not taken from the earlier result.
     callback : callable, optional
         Called as ``callback(info)`` with a :class:`CheckInfo` at every check, the last one
         included; returning ``True`` stops the solve (``status="callback"``).
@@ -388,14 +389,14 @@ def solve_critic(
     if warm_start is not None:
         f = np.ascontiguousarray(warm_start.critic, dtype=dtype)
         y = np.ascontiguousarray(-warm_start.flow / scale, dtype=dtype)
-        tau = float(warm_start.step) if step is None else float(step)
     else:
         f = np.zeros(grid.shape, dtype=dtype)
         y = np.zeros((grid.ndim, *grid.shape), dtype=dtype)
-        tau = step
-    if tau is None:
-        u0 = cert.poisson(c64)
-        w0 = cert.flow_cost(np.zeros((grid.ndim, *grid.shape)), u0)
+    tau = step
+    if tau is None:  # from the new data, also on a warm start (its W may differ a lot)
+        with kern.session():
+            u0 = cert.poisson(c64)
+            w0 = cert.flow_cost(np.zeros((grid.ndim, *grid.shape)), u0)
         tau = _KAPPA.get(grid.ndim, _KAPPA_DEFAULT) * grid.size / w0
     sigma = 1.0 / tau
 
@@ -447,7 +448,8 @@ def solve_critic(
 
     best_lower, best_upper = scale * best.lower, scale * best.upper
     critic = best.critic - np.sum(weights * best.critic) / np.sum(weights)
-    flow = -scale * cert.corrected_flow(*best.flow)
+    with kern.session():
+        flow = -scale * cert.corrected_flow(*best.flow)
     seconds = time.perf_counter() - t0
     gap = best_upper - best_lower
     rel = gap / best_upper if best_upper > 0 else 0.0

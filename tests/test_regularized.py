@@ -1,0 +1,469 @@
+"""``sinkhorn`` and ``smooth_ot`` against independent references.
+
+References: POT (``ot.bregman.sinkhorn_log``, ``ot.sinkhorn2``, ``ot.smooth.smooth_ot_dual``,
+``ot.emd2``), SciPy (``linear_sum_assignment``, ``logsumexp``, ``cdist``) and dense NumPy
+formulas evaluated here from the returned potentials. Conventions under test:
+
+- POT's entropic plans equal ours for ``reg_POT = reg`` (``sum P log P`` and ``KL(P | a b^T)``
+  differ by a constant on the feasible set); ``log_u = log a + f / reg`` up to a constant;
+- POT's L2 term ``reg_POT / 2 ||P||^2`` equals our ``lambda / 2 sum P^2 / (a b)`` for uniform
+  weights when ``reg_POT = lambda n m``.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import ot
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.optimize import linear_sum_assignment
+from scipy.spatial.distance import cdist
+from scipy.special import logsumexp
+
+from otgrid.errors import ConvergenceWarning
+from otgrid.kernels import pointcloud_numba as kern
+from otgrid.regularized import RegularizedInfo, RegularizedResult, sinkhorn, smooth_ot
+
+BACKENDS = ["numpy", "numba"]
+COSTS = ["euclidean", "sqeuclidean", "cityblock"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    return request.param
+
+
+def _clouds(seed: int, n: int = 40, m: int = 30, d: int = 2, weights: bool = False):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d))
+    y = rng.normal(size=(m, d)) + 0.7
+    if not weights:
+        return x, y, np.full(n, 1.0 / n), np.full(m, 1.0 / m)
+    a = rng.random(n) + 0.2
+    b = rng.random(m) + 0.2
+    return x, y, a / a.sum(), b / b.sum()
+
+
+def _centred(v: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Remove the weighted mean (potentials are defined up to an additive constant)."""
+    return v - np.sum(w * v) / np.sum(w)
+
+
+def _pot_sinkhorn(x, y, a, b, reg, cost):
+    M = cdist(x, y, metric=cost)
+    P, log = ot.bregman.sinkhorn_log(a, b, M, reg, stopThr=1e-14, numItermax=200_000, log=True)
+    return M, P, reg * (log["log_u"] - np.log(a)), reg * (log["log_v"] - np.log(b))
+
+
+# ------------------------------------------------------------------------------ Sinkhorn vs POT
+@pytest.mark.parametrize("cost", COSTS)
+def test_sinkhorn_matches_pot_log_domain(backend, cost):
+    x, y, a, b = _clouds(0, weights=True)
+    reg = 0.1
+    M, P, f_pot, g_pot = _pot_sinkhorn(x, y, a, b, reg, cost)
+    res = sinkhorn(x, y, a, b, reg=reg, cost=cost, tol=1e-12, backend=backend)
+    assert res.converged
+    np.testing.assert_allclose(res.transport_cost, np.sum(P * M), rtol=1e-9)
+    np.testing.assert_allclose(res.plan(), P, atol=1e-12, rtol=1e-7)
+    np.testing.assert_allclose(_centred(res.f, a), _centred(f_pot, a), atol=1e-8)
+    np.testing.assert_allclose(_centred(res.g, b), _centred(g_pot, b), atol=1e-8)
+    # ot.sinkhorn2 (dense, non-log) returns the same linear cost <P, M>
+    val = ot.sinkhorn2(a, b, M, reg, stopThr=1e-13, numItermax=100_000)
+    np.testing.assert_allclose(res.transport_cost, float(val), rtol=1e-8)
+
+
+def test_sinkhorn_objectives_from_dense_plan(backend):
+    """Primal <P, C> + eps KL(P | a b^T) and the dual, recomputed from the dense plan."""
+    x, y, a, b = _clouds(1, weights=True)
+    reg = 0.2
+    res = sinkhorn(x, y, a, b, reg=reg, tol=1e-12, backend=backend)
+    C = cdist(x, y)
+    P = a[:, None] * b[None, :] * np.exp((res.f[:, None] + res.g[None, :] - C) / reg)
+    kl = np.sum(P * np.log(P / np.outer(a, b))) - P.sum() + 1.0
+    np.testing.assert_allclose(res.primal_objective, np.sum(P * C) + reg * kl, rtol=1e-10)
+    dual = a @ res.f + b @ res.g - reg * (P.sum() - 1.0)
+    np.testing.assert_allclose(res.objective, dual, rtol=1e-10)
+    np.testing.assert_allclose(res.objective, res.primal_objective, rtol=1e-9)
+    np.testing.assert_allclose(a @ res.f, b @ res.g, rtol=1e-10)  # the stated normalisation
+    np.testing.assert_allclose(res.plan_mass, P.sum(), rtol=1e-12)
+    grad = np.sqrt(np.sum((a - P.sum(1)) ** 2) + np.sum((b - P.sum(0)) ** 2))
+    np.testing.assert_allclose(res.grad_norm, grad, rtol=1e-6, atol=1e-15)
+
+
+@pytest.mark.parametrize("solver", ["sinkhorn", "l2", "kl"])
+def test_marginals_within_tol(solver):
+    x, y, a, b = _clouds(2, n=60, m=45, weights=True)
+    tol = 1e-7
+    if solver == "sinkhorn":
+        res = sinkhorn(x, y, a, b, reg=0.05, tol=tol)
+    else:
+        res = smooth_ot(x, y, a, b, reg=0.05, regularizer=solver, tol=tol)
+    P = res.plan()
+    row = np.abs(P.sum(1) - a).sum()
+    col = np.abs(P.sum(0) - b).sum()
+    assert res.converged
+    assert row + col <= tol
+    np.testing.assert_allclose(res.marginal_errors, (row, col), rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(res.marginal_error, row + col, rtol=1e-6, atol=1e-12)
+
+
+# ------------------------------------------------------------------------- smooth dual vs POT
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # POT passes iprint to SciPy
+@pytest.mark.parametrize("cost", ["euclidean", "sqeuclidean"])
+def test_smooth_l2_matches_pot_with_converted_reg(backend, cost):
+    x, y, a, b = _clouds(3, n=30, m=25)
+    lam = 0.05
+    M = cdist(x, y, metric=cost)
+    G, log = ot.smooth.smooth_ot_dual(a, b, M, lam * 30 * 25, reg_type="l2", stopThr=1e-15,
+                                      numItermax=20_000, log=True)
+    pot_err = np.abs(G.sum(1) - a).sum() + np.abs(G.sum(0) - b).sum()
+    assert pot_err < 1e-6  # POT converged here: a valid reference
+    res = smooth_ot(x, y, reg=lam, regularizer="l2", cost=cost, tol=1e-10, backend=backend)
+    assert res.converged
+    np.testing.assert_allclose(res.plan(), G, atol=10 * pot_err + 1e-12)  # POT's accuracy
+    np.testing.assert_allclose(res.transport_cost, np.sum(G * M), rtol=1e-6)
+    # POT's alpha, beta are phi and -psi up to a common constant (where rows/columns are active)
+    np.testing.assert_allclose(_centred(res.phi, a), _centred(log["alpha"], a), atol=1e-5)
+    np.testing.assert_allclose(_centred(-res.psi, b), _centred(log["beta"], b), atol=1e-5)
+
+
+def test_smooth_l2_objective_is_lemma_4_1_dual(backend):
+    """F(phi, psi) = <a, phi> - <b, psi> - sum a b (V_+)^2 / (2 lambda), from the dense V."""
+    x, y, a, b = _clouds(4, n=35, m=20, weights=True)
+    lam = 0.3
+    res = smooth_ot(x, y, a, b, reg=lam, regularizer="l2", tol=1e-9, backend=backend)
+    V = res.phi[:, None] - res.psi[None, :] - cdist(x, y)
+    F = a @ res.phi - b @ res.psi - np.sum(np.outer(a, b) * np.maximum(V, 0) ** 2) / (2 * lam)
+    np.testing.assert_allclose(res.objective, F, rtol=1e-12)
+    pi = np.outer(a, b) * np.maximum(V, 0) / lam  # eq. (11)
+    np.testing.assert_allclose(res.plan(), pi, rtol=1e-12, atol=1e-16)
+    primal = np.sum(pi * cdist(x, y)) + lam * np.sum(pi**2 / np.outer(a, b)) / 2
+    np.testing.assert_allclose(res.primal_objective, primal, rtol=1e-10)
+
+
+@pytest.mark.parametrize("cost", ["euclidean", "sqeuclidean"])
+def test_smooth_kl_matches_pot_sinkhorn(backend, cost):
+    """The KL dual of Lemma 4.1 has the entropic plan of POT with reg_POT = lambda."""
+    x, y, a, b = _clouds(5, weights=True)
+    lam = 0.1
+    M, P, f_pot, _ = _pot_sinkhorn(x, y, a, b, lam, cost)
+    res = smooth_ot(x, y, a, b, reg=lam, regularizer="kl", cost=cost, tol=1e-8,
+                    backend=backend)
+    assert res.converged
+    np.testing.assert_allclose(res.plan(), P, atol=1e-9)
+    np.testing.assert_allclose(res.transport_cost, np.sum(P * M), rtol=1e-7)
+    # phi - psi - lambda = f_pot + g_pot (pairwise), i.e. phi = f_pot + const
+    np.testing.assert_allclose(_centred(res.phi, a), _centred(f_pot, a), atol=1e-6)
+
+
+# ------------------------------------------------------------------------------ reg -> 0
+@pytest.mark.parametrize("cost", COSTS)
+def test_small_reg_approaches_exact_ot(cost):
+    """Equal-size uniform clouds: emd2 == assignment; the regularized solutions bracket it."""
+    n = 14
+    rng = np.random.default_rng(6)
+    x, y = rng.random((n, 2)), rng.random((n, 2))
+    C = cdist(x, y, metric=cost)
+    rows, cols = linear_sum_assignment(C)
+    exact = C[rows, cols].mean()
+    u = np.full(n, 1.0 / n)
+    np.testing.assert_allclose(ot.emd2(u, u, C), exact, rtol=1e-12)
+    errs = []
+    for reg in (1e-1, 1e-2, 1e-3):
+        reg_abs = reg * C.max()
+        res = sinkhorn(x, y, reg=reg_abs, cost=cost, tol=1e-10)
+        assert res.converged
+        # 0 <= <P, C> - OT <= eps log(n) (from OT_eps <= OT + eps KL(P* | a b^T), KL >= 0)
+        assert exact - 1e-9 <= res.transport_cost <= exact + reg_abs * np.log(n) + 1e-9
+        errs.append(res.transport_cost - exact)
+        for regularizer, bound, stol in (("l2", reg_abs * n / 2, 1e-9),
+                                         ("kl", reg_abs * np.log(n), 1e-7)):
+            sm = smooth_ot(x, y, reg=reg_abs, regularizer=regularizer, cost=cost, tol=stol)
+            assert sm.converged
+            # Sanjabi et al. Lemma 3.2 / Corollary 3.2.1: d_lam - lam I* <= d <= d_lam
+            assert sm.objective - bound - 1e-8 <= exact <= sm.objective + 1e-8
+    assert errs[2] < errs[0]
+    assert errs[2] <= 1e-3 * C.max() * np.log(n)
+
+
+@pytest.mark.parametrize("cost", ["euclidean", "sqeuclidean"])
+def test_tiny_reg_is_finite_and_close_to_emd(cost):
+    x, y, a, b = _clouds(7, n=25, m=25)
+    C = cdist(x, y, metric=cost)
+    reg = 1e-4 * C.max()
+    exact = ot.emd2(a, b, C)
+    res = sinkhorn(x, y, reg=reg, cost=cost, tol=1e-8, max_iter=50_000)
+    assert res.converged
+    P = res.plan()
+    for arr in (res.f, res.g, P):
+        assert np.all(np.isfinite(arr))
+    assert exact - 1e-9 <= res.transport_cost <= exact + reg * np.log(25) + 1e-9
+    for regularizer in ("l2", "kl"):
+        sm = smooth_ot(x, y, reg=reg, regularizer=regularizer, cost=cost, tol=1e-6)
+        assert np.all(np.isfinite(sm.f)) and np.all(np.isfinite(sm.g))
+        assert sm.converged, sm.message
+        np.testing.assert_allclose(sm.transport_cost, exact, rtol=1e-3)
+
+
+# ---------------------------------------------------------------------- backends and the plan
+@pytest.mark.parametrize("d", [1, 2, 5])
+def test_numpy_and_numba_agree(d):
+    """d = 5 runs the numba backend's precomputed-cost path; d = 1 and 2 the tiled one."""
+    x, y, a, b = _clouds(8, n=50, m=37, d=d, weights=True)
+    for solve in (lambda **kw: sinkhorn(x, y, a, b, reg=0.1, **kw),
+                  lambda **kw: smooth_ot(x, y, a, b, reg=0.1, regularizer="l2", **kw),
+                  lambda **kw: smooth_ot(x, y, a, b, reg=0.1, regularizer="kl", **kw)):
+        r1, r2 = solve(backend="numpy", tol=1e-8), solve(backend="numba", tol=1e-8)
+        assert r1.backend == "numpy" and r2.backend == "numba"
+        assert r1.converged and r2.converged
+        np.testing.assert_allclose(r2.f, r1.f, atol=1e-6)
+        np.testing.assert_allclose(r2.g, r1.g, atol=1e-6)
+        np.testing.assert_allclose(r2.transport_cost, r1.transport_cost, rtol=1e-7)
+
+
+@pytest.mark.parametrize("solver", ["sinkhorn", "l2", "kl"])
+def test_apply_plan_matches_dense_plan(backend, solver):
+    x, y, a, b = _clouds(9, n=33, m=21, weights=True)
+    if solver == "sinkhorn":
+        res = sinkhorn(x, y, a, b, reg=0.1, backend=backend)
+    else:
+        res = smooth_ot(x, y, a, b, reg=0.1, regularizer=solver, backend=backend)
+    P = res.plan()
+    rng = np.random.default_rng(0)
+    v, V = rng.normal(size=21), rng.normal(size=(21, 3))
+    u, U = rng.normal(size=33), rng.normal(size=(33, 2))
+    np.testing.assert_allclose(res.apply_plan(v), P @ v, rtol=1e-10, atol=1e-15)
+    np.testing.assert_allclose(res.apply_plan(V), P @ V, rtol=1e-10, atol=1e-15)
+    np.testing.assert_allclose(res.apply_plan_T(u), P.T @ u, rtol=1e-10, atol=1e-15)
+    np.testing.assert_allclose(res.apply_plan_T(U), P.T @ U, rtol=1e-10, atol=1e-15)
+    with pytest.raises(ValueError, match="v must have shape"):
+        res.apply_plan(np.ones(33))
+
+
+def test_plan_too_large_raises_with_size():
+    x, y, _, _ = _clouds(10)
+    res = sinkhorn(x, y, reg=0.5)
+    with pytest.raises(ValueError, match=r"1,200 entries.*apply_plan"):
+        res.plan(max_bytes=1000)
+
+
+def test_batch_matches_single_solves():
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(3, 20, 2))
+    Y = rng.normal(size=(3, 15, 2)) + 1.0
+    A = rng.random((3, 20)) + 0.1
+    A /= A.sum(axis=1, keepdims=True)
+    for solve in (lambda *args, **kw: sinkhorn(*args, reg=0.1, tol=1e-10, **kw),
+                  lambda *args, **kw: smooth_ot(*args, reg=0.1, tol=1e-10, **kw)):
+        batch = solve(X, Y, A)
+        assert batch.batched and batch.f.shape == (3, 20) and batch.g.shape == (3, 15)
+        assert batch.marginal_error.shape == (3,)
+        for k in range(3):
+            single = solve(X[k], Y[k], A[k])
+            np.testing.assert_allclose(batch.transport_cost[k], single.transport_cost,
+                                       rtol=1e-8)
+            np.testing.assert_allclose(batch.plan()[k], single.plan(), atol=1e-10)
+        v = rng.normal(size=(3, 15))
+        np.testing.assert_allclose(batch.apply_plan(v),
+                                   np.einsum("bij,bj->bi", batch.plan(), v), atol=1e-12)
+
+
+def test_warm_start_saves_iterations():
+    x, y, _, _ = _clouds(12, n=80, m=80)
+    first = sinkhorn(x, y, reg=0.02, cost="sqeuclidean", tol=1e-9)
+    y2 = y + 0.01
+    cold = sinkhorn(x, y2, reg=0.02, cost="sqeuclidean", tol=1e-9)
+    warm = sinkhorn(x, y2, reg=0.02, cost="sqeuclidean", tol=1e-9, warm_start=first)
+    assert warm.converged and cold.converged
+    assert warm.iterations < cold.iterations
+    np.testing.assert_allclose(warm.transport_cost, cold.transport_cost, rtol=1e-8)
+    s1 = smooth_ot(x, y, reg=0.02, tol=1e-8)
+    s_cold = smooth_ot(x, y2, reg=0.02, tol=1e-8)
+    s_warm = smooth_ot(x, y2, reg=0.02, tol=1e-8, warm_start=(s1.f, s1.g))
+    assert s_warm.iterations < s_cold.iterations
+
+
+def test_float32_matches_float64(backend):
+    x, y, a, b = _clouds(13, weights=True)
+    r64 = sinkhorn(x, y, a, b, reg=0.1, backend=backend)
+    r32 = sinkhorn(x, y, a, b, reg=0.1, dtype=np.float32, backend=backend)
+    assert r32.f.dtype == np.float32 and r32.plan().dtype == np.float32
+    assert r32.apply_plan(np.ones(30)).dtype == np.float32
+    assert r32.converged
+    np.testing.assert_allclose(r32.transport_cost, r64.transport_cost, rtol=1e-5)
+    np.testing.assert_allclose(r32.f, r64.f, atol=1e-4)
+    s32 = smooth_ot(x, y, a, b, reg=0.1, dtype=np.float32, backend=backend)
+    s64 = smooth_ot(x, y, a, b, reg=0.1, backend=backend)
+    np.testing.assert_allclose(s32.transport_cost, s64.transport_cost, rtol=1e-5)
+
+
+def test_one_dimensional_points_and_single_point():
+    x = np.array([0.0, 1.0, 2.0])
+    y = np.array([0.5, 1.5])
+    res = sinkhorn(x, y, reg=0.01)
+    assert res.f.shape == (3,) and res.x.shape == (3, 1)
+    np.testing.assert_allclose(res.transport_cost, ot.emd2(np.full(3, 1 / 3), np.full(2, 0.5),
+                                                           cdist(x[:, None], y[:, None])),
+                               atol=0.01 * np.log(3))
+    one = sinkhorn([[1.0, 2.0]], [[0.0, 0.0], [3.0, 4.0]], reg=0.1)
+    np.testing.assert_allclose(one.transport_cost, (np.sqrt(5) + np.sqrt(8)) / 2, rtol=1e-9)
+
+
+def test_zero_weights_are_allowed():
+    x, y, a, b = _clouds(14, n=20, m=20, weights=True)
+    a[3] = 0.0
+    b[[0, 7]] = 0.0
+    a, b = a / a.sum(), b / b.sum()
+    _, P, _, _ = _pot_sinkhorn(x[a > 0], y[b > 0], a[a > 0], b[b > 0], 0.1, "euclidean")
+    res = sinkhorn(x, y, a, b, reg=0.1, tol=1e-12)
+    np.testing.assert_allclose(res.plan()[np.ix_(a > 0, b > 0)], P, atol=1e-12, rtol=1e-7)
+    assert np.all(res.plan()[a == 0] == 0) and np.all(res.plan()[:, b == 0] == 0)
+
+
+# ------------------------------------------------------------------ statistics and callbacks
+def test_eq15_statistic_estimates_plan_mass():
+    x, y, a, b = _clouds(15, weights=True)
+    res = smooth_ot(x, y, a, b, reg=0.2, n_samples=200_000, rng=1)
+    m = res.plan() / np.outer(a, b)  # m_ij = pi_ij / (a_i b_j)
+    mean = np.sum(np.outer(a, b) * m)
+    sd = np.sqrt(np.sum(np.outer(a, b) * m**2) - mean**2) / np.sqrt(200_000)
+    assert abs(res.termination_statistic - mean) <= 5 * sd
+    np.testing.assert_allclose(mean, 1.0, atol=1e-6)  # converged: pi has mass 1
+    np.testing.assert_allclose(res.plan_mass, 1.0, atol=1e-6)
+
+
+def test_non_convergence_warns_and_reports():
+    x, y, _, _ = _clouds(16)
+    with pytest.warns(ConvergenceWarning, match="increase max_iter"):
+        res = sinkhorn(x, y, reg=1e-3, max_iter=3)
+    assert not res.converged and res.status == "max_iter" and res.iterations == 3
+    with pytest.warns(ConvergenceWarning, match="increase max_iter"):
+        sm = smooth_ot(x, y, reg=1e-3, max_iter=3)
+    assert not sm.converged and sm.status == "max_iter"
+
+
+def test_callback_sees_progress_and_can_stop():
+    x, y, _, _ = _clouds(17)
+    seen: list[RegularizedInfo] = []
+
+    def cb(info):
+        seen.append(info)
+        return info.iteration >= 4
+
+    res = sinkhorn(x, y, reg=0.01, callback=cb, eps_scaling=False)
+    assert res.status == "callback" and res.iterations == 4
+    assert [i.iteration for i in seen] == [1, 2, 3, 4]
+    assert len(res.history) == 4 and np.all(res.history.reg == 0.01)
+    seen.clear()
+    sm = smooth_ot(x, y, reg=0.01, callback=cb)
+    assert sm.status == "callback" and seen[-1].iteration == 4
+
+
+# ------------------------------------------------------------------------------ properties
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 10_000), shift=st.floats(-5, 5), cost=st.sampled_from(COSTS))
+def test_symmetry_and_translation(seed, shift, cost):
+    """Swapping the clouds transposes the plan; translating both changes nothing."""
+    x, y, a, b = _clouds(seed, n=9, m=7, weights=True)
+    res = sinkhorn(x, y, a, b, reg=0.3, cost=cost, tol=1e-11, backend="numpy")
+    swap = sinkhorn(y, x, b, a, reg=0.3, cost=cost, tol=1e-11, backend="numpy")
+    moved = sinkhorn(x + shift, y + shift, a, b, reg=0.3, cost=cost, tol=1e-11,
+                     backend="numpy")
+    np.testing.assert_allclose(swap.plan(), res.plan().T, atol=1e-12)
+    np.testing.assert_allclose(moved.transport_cost, res.transport_cost, rtol=1e-8)
+    np.testing.assert_allclose(_centred(swap.g, a), _centred(res.f, a), atol=1e-8)
+
+
+# ------------------------------------------------------------------------------ kernels
+def test_fast_exp_accuracy():
+    t = np.concatenate([np.linspace(kern.EXP_LO, kern.EXP_HI, 20001), [-0.0, 1e-3, -7.25]])
+    got = np.array([kern.fast_exp(v) for v in t])
+    np.testing.assert_allclose(got, np.exp(t), rtol=2e-13)
+    assert kern.fast_exp(kern.EXP_LO - 1.0) == 0.0
+
+
+@pytest.mark.parametrize("cost", COSTS)
+def test_lse_kernel_matches_scipy_with_any_shift(cost):
+    """Fast path (good shift) and the running-maximum path (shift far off) both exact."""
+    rng = np.random.default_rng(18)
+    x, y = rng.normal(size=(2, 300, 3))
+    h = rng.normal(size=300)
+    C = cdist(x, y, metric=cost)
+    inv = 7.0
+    ref = logsumexp(h[None, :] - C * inv, axis=1)
+    for shift in (ref / inv, ref / inv + rng.normal(size=300) * 50, np.full(300, -1e3)):
+        lse = np.empty((1, 300))
+        mc = np.empty((1, 300))
+        kind = {"euclidean": kern.COST_EUCLIDEAN, "sqeuclidean": kern.COST_SQEUCLIDEAN,
+                "cityblock": kern.COST_CITYBLOCK}[cost]
+        for fn in (kern.lse_rows, kern.lse_rows_serial):
+            fn(np.ascontiguousarray(x.T[None]), np.ascontiguousarray(y.T[None]),
+               np.zeros((1, 1, 1)), h[None], shift[None], np.array([inv]), kind, True, lse, mc)
+            np.testing.assert_allclose(lse[0] - shift * inv, ref - 0.0, rtol=1e-12, atol=1e-11)
+            w = np.exp(h[None, :] - C * inv - ref[:, None])
+            np.testing.assert_allclose(mc[0], (w * C).sum(1), rtol=1e-11)
+
+
+# ------------------------------------------------------------------------------ bad input
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"x": [[np.nan, 0.0]]}, "x contains 1 non-finite"),
+    ({"a": [0.5, -0.5]}, "a must be non-negative"),
+    ({"a": [0.3, 0.3]}, "equal totals"),
+    ({"a": [0.0, 0.0]}, "a has zero total"),
+    ({"b": [1.0]}, r"b must have shape \(2,\)"),
+    ({"y": [[0.0, 1.0, 2.0]]}, "same dimension"),
+    ({"x": np.zeros((0, 2))}, "x is empty"),
+    ({"x": np.zeros((2, 2, 2))}, "both batches"),
+    ({"reg": 0.0}, "reg must be a positive"),
+    ({"reg": -1.0}, "reg must be a positive"),
+    ({"reg": "big"}, "reg must be a positive"),
+    ({"cost": "cosine"}, "cost must be one of 'euclidean', 'sqeuclidean', 'cityblock'"),
+    ({"backend": "cuda"}, "backend must be one of 'auto', 'numpy', 'numba'"),
+    ({"tol": 0.0}, "tol must be a positive"),
+    ({"max_iter": 0}, "max_iter must be >= 1"),
+    ({"dtype": np.int64}, "dtype must be"),
+    ({"warm_start": (np.zeros(3), np.zeros(1))}, "warm_start potentials must have shapes"),
+    ({"warm_start": "previous"}, "warm_start must be a RegularizedResult"),
+    ({"callback": 3}, "callback must be callable"),
+])
+@pytest.mark.parametrize("solver", [sinkhorn, smooth_ot])
+def test_bad_input_names_the_argument(solver, kwargs, match):
+    args = {"x": [[0.0, 0.0], [1.0, 0.0]], "y": [[0.0, 1.0]], "a": None, "b": None,
+            "reg": 0.1}
+    if "b" in kwargs:  # two target points for the weight-shape case
+        args["y"] = [[0.0, 1.0], [1.0, 1.0]]
+    args.update(kwargs)
+    x, y, a, b = args.pop("x"), args.pop("y"), args.pop("a"), args.pop("b")
+    with pytest.raises((ValueError, TypeError), match=match):
+        solver(x, y, a, b, **args)
+
+
+def test_bad_options():
+    x, y, _, _ = _clouds(19, n=5, m=5)
+    with pytest.raises(ValueError, match="regularizer must be one of 'l2', 'kl'"):
+        smooth_ot(x, y, reg=0.1, regularizer="entropy")
+    with pytest.raises(ValueError, match="eps_scaling must be a factor in"):
+        sinkhorn(x, y, reg=0.1, eps_scaling=2.0)
+    with pytest.raises(ValueError, match="anderson must be >= 0"):
+        sinkhorn(x, y, reg=0.1, anderson=-1)
+    X = np.zeros((2, 5, 2))
+    with pytest.raises(ValueError, match="same number of problems"):
+        sinkhorn(X, np.zeros((3, 5, 2)), reg=0.1)
+    with pytest.raises(ValueError, match=r"equal totals \(problem 1 of the batch\)"):
+        sinkhorn(X, X, np.array([[0.5] * 2 + [0.0] * 3, [0.2] * 5]),
+                 np.array([[0.2] * 5, [0.1] * 5]), reg=0.1)
+    res = sinkhorn(x, y, reg=0.1)
+    assert isinstance(res, RegularizedResult)
+    with pytest.raises(ValueError, match="u must have shape"):
+        res.apply_plan_T(np.ones((5, 2, 2)))
+
+
+def test_warning_filter_is_not_needed_for_converged_solves():
+    x, y, _, _ = _clouds(20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sinkhorn(x, y, reg=0.05)
+        smooth_ot(x, y, reg=0.05)
