@@ -686,18 +686,14 @@ class _Run:
         A warm start reuses the step of the solve it starts from, but the solver's default step
         ``kappa * n_cells / W_ls`` (``W_ls``: cost of the least-squares flow of ``mu - nu``)
         changes by orders of magnitude along a fit. With the stale step, solves near the
-        optimum took up to 10^4 iterations instead of about 10^2 (48^2 grid, measured), so each
-        warm solve gets the default step of its own data from a 0-iteration solve (one Poisson
-        solve).
+        optimum took up to 10^4 iterations instead of about 10^2 (48^2 grid, measured);
+        solve_critic therefore picks the step from the new data on a warm start too.
         """
         kw = dict(norm=self.norm, backend=self.backend)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            step = None
-            if warm is not None:
-                step = solve_critic(self.mu, nu, self.grid, max_iter=0, **kw).step
             return solve_critic(self.mu, nu, self.grid, tol=self.critic_tol,
-                                max_iter=self.critic_max_iter, warm_start=warm, step=step, **kw)
+                                max_iter=self.critic_max_iter, warm_start=warm, **kw)
 
     def record(self, theta: np.ndarray, res: CriticResult, out: float, t_mass: float,
                t_critic: float) -> SCOStep:
