@@ -65,6 +65,10 @@ def resolve_backend(backend: str, ndim: int) -> str:
 class GridKernels:
     """The loop body of the solver for one grid, norm and dtype (NumPy reference version).
 
+    Every array carries a leading batch axis ``B`` (one problem: ``B = 1``): grid functions
+    have shape ``(B, *shape)``, flows ``(B, ndim, *shape)``; steps ``tau``, ``sigma`` are arrays
+    of shape ``(B,)``; reductions return float64 arrays of shape ``(B,)`` on the host.
+
     Parameters
     ----------
     shape : tuple of int
@@ -78,6 +82,7 @@ class GridKernels:
     """
 
     name = "numpy"
+    xp = np
 
     def __init__(self, shape: Sequence[int], dx: Sequence[float], norm: str, dtype) -> None:
         self.shape = tuple(int(n) for n in shape)
@@ -94,37 +99,67 @@ class GridKernels:
         """Context in which the loop runs (the Numba backend sets its thread count here)."""
         yield
 
+    def with_batch(self, nb: int) -> None:
+        """Tell the kernels how many problems run together (the Numba backend picks threads)."""
+
+    # -- arrays --------------------------------------------------------------------------------
+    def to_device(self, a: np.ndarray, dtype=None) -> np.ndarray:
+        """A contiguous working copy of a host array (in ``dtype``, default the working one)."""
+        return np.array(a, dtype=self.dtype if dtype is None else dtype, order="C")
+
+    def to_host(self, a) -> np.ndarray:
+        """The array as a NumPy array on the host."""
+        return np.asarray(a)
+
+    def dot(self, a, b) -> np.ndarray:
+        """``sum_i a_i b_i`` per problem, in float64."""
+        nb = a.shape[0]
+        return np.einsum("bi,bi->b", a.reshape(nb, -1), b.reshape(nb, -1), dtype=np.float64)
+
+    def sq_norm(self, a) -> np.ndarray:
+        """``sum_i a_i^2`` per problem, in float64."""
+        return self.dot(a, a)
+
     # -- shared: the Poisson solve -----------------------------------------------------------
     def poisson(self, r: np.ndarray) -> np.ndarray:
-        """Zero-mean solution ``u`` of ``D^T D u = r`` in the dtype of ``r`` (DCT-II)."""
+        """Zero-mean solution ``u`` of ``D^T D u = r`` per problem, dtype of ``r`` (DCT-II)."""
         dt = r.dtype
         if dt not in self._inv_lam:
             self._inv_lam[dt] = ops.inverse_eigenvalues(self.shape, self.inv_dx, dt)
         return ops.poisson_neumann(r, self._inv_lam[dt], workers=self.workers)
 
     # -- loop body ---------------------------------------------------------------------------
-    def dual_step(self, f, u, y, f_out, tau: float, sigma: float) -> None:
+    def dual_step(self, f, u, y, f_out, tau, sigma) -> None:
         """``f_out = f + tau u``; ``y <- shrink(y + sigma D(f + 2 tau u), sigma)`` in place."""
-        fb = f + (2 * tau) * u
-        np.add(f, tau * u, out=f_out)
-        y[...] = ops.shrink(y + sigma * ops.grad(fb, self.inv_dx), sigma, self.norm)
+        for b in range(f.shape[0]):
+            t, s = f.dtype.type(tau[b]), f.dtype.type(sigma[b])
+            fb = f[b] + (2 * t) * u[b]
+            np.add(f[b], t * u[b], out=f_out[b])
+            y[b] = ops.shrink(y[b] + s * ops.grad(fb, self.inv_dx), s, self.norm)
 
     def residual(self, c, y, r) -> None:
         """``r = c - D^T y`` in place."""
-        np.subtract(c, ops.div_adjoint(y, self.inv_dx), out=r)
+        for b in range(c.shape[0]):
+            np.subtract(c[b], ops.div_adjoint(y[b], self.inv_dx), out=r[b])
 
-    # -- certificate -------------------------------------------------------------------------
-    def max_grad_norm(self, f) -> float:
-        """``max_i |(Df)_i|`` in the constraint norm."""
-        return float(ops.grad_norms(ops.grad(f, self.inv_dx), self.norm).max())
+    # -- certificate and restarts --------------------------------------------------------------
+    def max_grad_norm(self, f) -> np.ndarray:
+        """``max_i |(Df)_i|`` in the constraint norm, per problem."""
+        return np.array([ops.grad_norms(ops.grad(fb, self.inv_dx), self.norm).max()
+                         for fb in f], dtype=np.float64)
 
-    def flow_cost(self, y, u) -> float:
-        """``sum_i |y_i + (Du)_i|`` in the flow norm."""
-        return float(ops.flow_norms(y + ops.grad(u, self.inv_dx), self.norm).sum())
+    def grad_sq(self, f) -> np.ndarray:
+        """``sum_i |(Df)_i|_2^2`` per problem."""
+        return np.array([np.sum(ops.grad(fb.astype(np.float64), self.inv_dx) ** 2) for fb in f])
+
+    def flow_cost(self, y, u) -> np.ndarray:
+        """``sum_i |y_i + (Du)_i|`` in the flow norm, per problem."""
+        return np.array([ops.flow_norms(yb + ops.grad(ub, self.inv_dx), self.norm).sum()
+                         for yb, ub in zip(y, u, strict=True)], dtype=np.float64)
 
     def corrected_flow(self, y, u) -> np.ndarray:
         """``y + D u`` (a new array)."""
-        return y + ops.grad(u, self.inv_dx)
+        return np.stack([yb + ops.grad(ub, self.inv_dx) for yb, ub in zip(y, u, strict=True)])
 
     def flow_critic(self, yc: np.ndarray) -> np.ndarray:
         """Critic recovered from a feasible flow by complementary slackness (least squares).
@@ -134,13 +169,17 @@ class GridKernels:
         directions (zero where the flow is negligible): one Poisson solve. In 1D it is the exact
         optimal critic of the flow ``yc``; in 2D a candidate that :meth:`repair` makes feasible.
         """
-        n = ops.flow_norms(yc, self.norm)
-        keep = n > 1e-9 * n.max()
-        if self.iso:
-            yhat = np.where(keep, yc / np.where(keep, n, 1.0), 0.0)
-        else:
-            yhat = np.where(np.abs(yc) > 1e-9 * n.max(), np.sign(yc), 0.0)
-        return self.poisson(ops.div_adjoint(yhat, self.inv_dx))
+        rhs = np.empty(yc.shape[:1] + yc.shape[2:], dtype=yc.dtype)
+        for b, yb in enumerate(yc):
+            n = ops.flow_norms(yb, self.norm)
+            top = n.max()
+            keep = n > 1e-9 * top
+            if self.iso:
+                yhat = np.where(keep, yb / np.where(keep, n, 1.0), 0.0)
+            else:
+                yhat = np.where(np.abs(yb) > 1e-9 * top, np.sign(yb), 0.0)
+            rhs[b] = ops.div_adjoint(yhat, self.inv_dx)
+        return self.poisson(rhs)
 
     def repair(self, f: np.ndarray) -> np.ndarray | None:
         """A critic near ``f`` made feasible by one sequential sweep (1D, 2D); None otherwise.
@@ -174,13 +213,18 @@ class NumbaGridKernels(GridKernels):
         self.workers = os.cpu_count() or 1
         self.threads = None if int(np.prod(self.shape)) >= PARALLEL_MIN_CELLS else 1
         if self.ndim == 1:
-            self._d, self._r = k.dual_step_1d, k.residual_1d
+            self._d, self._r, self._g = k.dual_step_1d, k.residual_1d, k.grad_sq_1d
             self._m, self._c, self._cf = k.max_grad_norm_1d, k.flow_cost_1d, k.corrected_flow_1d
         elif self.ndim == 2:
-            self._d, self._r = k.dual_step_2d, k.residual_2d
+            self._d, self._r, self._g = k.dual_step_2d, k.residual_2d, k.grad_sq_2d
             self._m, self._c, self._cf = k.max_grad_norm_2d, k.flow_cost_2d, k.corrected_flow_2d
         else:
             raise ValueError("the numba backend supports 1D and 2D grids only.")
+
+    def with_batch(self, nb: int) -> None:
+        """Use both threads when the batch makes the passes long enough to pay for them."""
+        if int(np.prod(self.shape)) * nb >= PARALLEL_MIN_CELLS:
+            self.threads = None
 
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:
@@ -196,17 +240,21 @@ class NumbaGridKernels(GridKernels):
 
     def dual_step(self, f, u, y, f_out, tau, sigma) -> None:
         t = f.dtype.type
-        self._d(f, u, y, f_out, t(tau), t(sigma), *map(t, self.inv_dx), self.iso)
+        self._d(f, u, y, f_out, tau.astype(f.dtype), sigma.astype(f.dtype),
+                *map(t, self.inv_dx), self.iso)
 
     def residual(self, c, y, r) -> None:
         t = c.dtype.type
         self._r(c, y, r, *map(t, self.inv_dx))
 
-    def max_grad_norm(self, f) -> float:
-        return float(self._m(f, *self.inv_dx, self.iso))
+    def max_grad_norm(self, f) -> np.ndarray:
+        return self._m(f, *self.inv_dx, self.iso)
 
-    def flow_cost(self, y, u) -> float:
-        return float(self._c(y, u, *self.inv_dx, self.iso))
+    def grad_sq(self, f) -> np.ndarray:
+        return self._g(f, *self.inv_dx)
+
+    def flow_cost(self, y, u) -> np.ndarray:
+        return self._c(y, u, *self.inv_dx, self.iso)
 
     def corrected_flow(self, y, u) -> np.ndarray:
         out = np.empty_like(y)

@@ -150,8 +150,9 @@ def poisson_neumann(r: np.ndarray, inv_lam: np.ndarray, workers: int | None = No
 
     Parameters
     ----------
-    r : ndarray, shape s
+    r : ndarray, shape s or (B, *s)
         Right-hand side; its mean is ignored (the constant mode is the kernel of ``D^T D``).
+        Leading axes beyond those of ``inv_lam`` are a batch: each problem is solved alone.
     inv_lam : ndarray, shape s
         ``1 / lambda_j`` from :func:`laplacian_eigenvalues`, with the zero mode set to 0.
     workers : int, optional
@@ -159,12 +160,13 @@ def poisson_neumann(r: np.ndarray, inv_lam: np.ndarray, workers: int | None = No
 
     Returns
     -------
-    ndarray, shape s
+    ndarray, shape of ``r``
         The zero-mean solution (exact up to rounding when ``sum r = 0``).
     """
-    rh = scipy.fft.dctn(r, type=2, norm="ortho", workers=workers)
+    axes = tuple(range(r.ndim - inv_lam.ndim, r.ndim))
+    rh = scipy.fft.dctn(r, type=2, norm="ortho", axes=axes, workers=workers)
     rh *= inv_lam
-    return scipy.fft.idctn(rh, type=2, norm="ortho", workers=workers)
+    return scipy.fft.idctn(rh, type=2, norm="ortho", axes=axes, workers=workers)
 
 
 def inverse_eigenvalues(shape: Sequence[int], inv_dx: Sequence[float],
