@@ -448,6 +448,8 @@ def _restart(kern, cert, c64, f, y, u, tau, tau0, f_anchor, y_anchor, pending, r
 _ML_MIN_CELLS = 32
 # "auto" uses the multilevel start on 2D grids with at least this many cells.
 _ML_AUTO_CELLS = 128 * 128
+# The coarse problems are solved to this multiple of the requested relative gap.
+_ML_COARSE_TOL = 10.0
 
 
 def _coarsen(c: np.ndarray) -> np.ndarray:
@@ -520,8 +522,9 @@ def _multilevel_start(backend, grid_shape, dx, norm, dtype, c64_host, tol, check
             f0 = kern.xp.zeros((nb, *shape_c), dtype=kern.dtype)
             y0 = kern.xp.zeros((nb, len(shape_c), *shape_c), dtype=kern.dtype)
             tau = _default_steps(cert, c_dev)
-        best, outs = _iterate(kern, cert, c_dev, f0, y0, tau, tol=tol, max_iter=max_iter,
-                              check_every=check_every, adaptive=True, deadline=deadline,
+        best, outs = _iterate(kern, cert, c_dev, f0, y0, tau, tol=_ML_COARSE_TOL * tol,
+                              max_iter=max_iter, check_every=check_every, adaptive=True,
+                              deadline=deadline,
                               callback=None, scale=np.ones(nb), t0=time.perf_counter(),
                               verbose=False, flow_candidates=flow_candidates,
                               floor=floor_scale * np.abs(cc).reshape(nb, -1).sum(1),
