@@ -99,6 +99,13 @@ def _build_parser() -> _Parser:
                         help="iteration limit (default: 100000)")
     critic.add_argument("--backend", choices=("auto", "numpy", "numba"), default="auto",
                         help="solver backend (default: auto)")
+    critic.add_argument("--time-limit", type=float, default=None, dest="time_limit",
+                        metavar="SECONDS",
+                        help="stop after this many seconds with the best certified bounds so "
+                             "far (default: none). Ctrl-C also stops with the best bounds.")
+    critic.add_argument("--float32", action="store_true",
+                        help="iterate in float32 (faster on large grids; the bounds are still "
+                             "certified in float64)")
     critic.add_argument("--outside", choices=("renormalize", "fold", "raise"),
                         default="renormalize",
                         help="mass outside the bounds: rescale the rest (default), fold it into "
@@ -399,6 +406,9 @@ def _critic(args: argparse.Namespace) -> int:
         raise _UsageError(f"--tol must be a positive number; got {args.tol}.")
     if args.max_iter < 1:
         raise _UsageError(f"--max-iter must be >= 1; got {args.max_iter}.")
+    if args.time_limit is not None and not (math.isfinite(args.time_limit)
+                                            and args.time_limit > 0):
+        raise _UsageError(f"--time-limit must be a positive number; got {args.time_limit}.")
     mu_dist, nu_dist, label = _load_pair(args.mu, args.nu, _dimension_hint(args))
     ndim = mu_dist.ndim
     grid = _make_grid(args, ndim, mu_dist, nu_dist)
@@ -442,6 +452,8 @@ def _critic(args: argparse.Namespace) -> int:
         try:
             res = solve_critic(masses["MU"], masses["NU"], grid, norm=args.norm, tol=args.tol,
                                max_iter=args.max_iter, backend=args.backend,
+                               dtype=np.float32 if args.float32 else np.float64,
+                               time_limit=args.time_limit, interrupt="return",
                                callback=None if args.quiet else progress)
         except (TypeError, ValueError) as exc:
             raise _UsageError(str(exc)) from None
@@ -458,6 +470,8 @@ def _critic(args: argparse.Namespace) -> int:
     print(f"  backend:      {res.backend}")
     print(f"  norm:         {res.norm}")
     print(f"  converged:    {res.converged}")
+    if res.status in ("interrupted", "time_limit"):
+        print(f"  stopped:      {res.message}")
 
     try:
         if fig_path is not None:

@@ -267,3 +267,14 @@ def test_python_dash_m(tmp_path):
     assert done.returncode == 2
     assert done.stderr.startswith("otgrid: error: MU: invalid distribution")
     assert "Traceback" not in done.stderr
+
+
+def test_float32_and_time_limit_flags(capsys):
+    args = ["critic", "normal([0, 0], 1)", "normal([1, 0], 1)", "--bounds", "-5", "6", "-5", "5",
+            "--shape", "40", "--tol", "1e-4", "--no-figure", "--quiet"]
+    assert main([*args, "--float32", "--time-limit", "60"]) == 0
+    out = capsys.readouterr().out
+    np.testing.assert_allclose(printed_w(out)[0], 1.0, rtol=2e-2)  # grid error at dx = 0.25
+    assert "converged:    True" in out
+    assert main([*args, "--time-limit", "0"]) == 2
+    assert "--time-limit must be a positive number" in capsys.readouterr().err
