@@ -33,6 +33,9 @@ Kernels
 lse_rows(xT, yT, C, h, shift, inv, kind, want_cost, lse, mcost)
     ``lse[b, i] = log sum_j exp(h[b, j] + (shift[b, i] - c_ij) inv[b])``; with ``want_cost``
     also ``mcost[b, i] = sum_j p_ij c_ij / sum_j p_ij`` (the mean cost of the row).
+sinkhorn_rows_cols(xT, yT, C, h, shift, inv, kind, wa, lse, colpart)
+    :func:`lse_rows` and, from the same exponentials, the column sums of the plan whose rows
+    were just made exact: one pass per Sinkhorn iteration instead of two.
 exp_apply_rows(xT, yT, C, h, shift, inv, kind, V, out)
     ``out[b, i, k] = sum_j exp(h[b, j] + (shift[b, i] - c_ij) inv[b]) V[b, k, j]``.
 l2_dual_rows(xT, yT, C, phi, psi, dphi, dpsi, wa, wb, inv, kind, row, colpart, totals)
@@ -78,6 +81,8 @@ __all__ = [
     "lse_rows_serial",
     "n_chunks",
     "newton_matrix",
+    "sinkhorn_rows_cols",
+    "sinkhorn_rows_cols_serial",
     "spd_solve",
 ]
 
@@ -230,6 +235,92 @@ def lse_rows_serial(xT, yT, C, h, shift, inv, kind, want_cost, lse, mcost):
     """:func:`lse_rows` on one thread."""
     rows = xT.shape[0] * xT.shape[2]
     _lse_chunk(0, rows, xT, yT, C, h, shift, inv, kind, want_cost, lse, mcost)
+
+
+# ---------------------------------------------- fused Sinkhorn iteration: rows, then columns
+@njit(cache=True, fastmath=True)
+def _sk_chunk(q, r0, r1, xT, yT, C, h, shift, inv, kind, wa, lse, colpart, ebuf):
+    n = xT.shape[2]
+    m = yT.shape[2]
+    cbuf = np.empty(TILE)
+    colloc = np.zeros(m)
+    bcur = -1
+    for r in range(r0, r1):
+        b = r // n
+        i = r - b * n
+        if b != bcur:
+            if bcur >= 0:
+                for j in range(m):
+                    colpart[q, bcur, j] += colloc[j]
+                    colloc[j] = 0.0
+            bcur = b
+        sh = shift[b, i]
+        iv = inv[b]
+        s = 0.0
+        over = 0.0
+        for j0 in range(0, m, TILE):
+            w = min(TILE, m - j0)
+            _cost_tile(xT, yT, C, b, i, j0, w, kind, cbuf)
+            for t in range(w):
+                v = h[b, j0 + t] + (sh - cbuf[t]) * iv
+                e = fast_exp(v)
+                ebuf[j0 + t] = e
+                s += e
+                over += 1.0 if v > EXP_HI else 0.0
+        mx = 0.0
+        if over > 0.0 or not s >= _SUM_FLOOR:  # recompute the row with its exact maximum
+            mx = -1e300
+            for j0 in range(0, m, TILE):
+                w = min(TILE, m - j0)
+                _cost_tile(xT, yT, C, b, i, j0, w, kind, cbuf)
+                for t in range(w):
+                    v = h[b, j0 + t] + (sh - cbuf[t]) * iv
+                    ebuf[j0 + t] = v
+                    if v > mx:
+                        mx = v
+            s = 0.0
+            for j in range(m):
+                e = fast_exp(ebuf[j] - mx)
+                ebuf[j] = e
+                s += e
+        lse[b, i] = mx + math.log(s)
+        wi = wa[b, i] / s  # row i of the plan with exact rows: wa_i e_ij / s_i
+        for j in range(m):
+            colloc[j] += wi * ebuf[j]
+    if bcur >= 0:
+        for j in range(m):
+            colpart[q, bcur, j] += colloc[j]
+
+
+@njit(cache=True, parallel=True)
+def sinkhorn_rows_cols(xT, yT, C, h, shift, inv, kind, wa, lse, colpart):
+    """Row log-sum-exp and the columns of the row-normalised plan, in one pass (parallel).
+
+    ``lse[b, i] = log sum_j exp(t_ij)`` with ``t_ij = h[b, j] + (shift[b, i] - c_ij) inv[b]``
+    (as :func:`lse_rows`), and ``colpart[q, b, j]``, the chunk-``q`` part of
+    ``sum_i wa[b, i] exp(t_ij - lse[b, i])``: the column sums of the plan whose rows were just
+    made exact. Each exponential is computed once and serves both sums (the column pass of a
+    Sinkhorn iteration costs one multiply-add per pair). ``colpart`` (nq, B, m) must be zero on
+    entry; each of its ``nq`` chunks of rows keeps a row buffer of ``m`` floats.
+    """
+    rows = xT.shape[0] * xT.shape[2]
+    nch = colpart.shape[0]
+    m = yT.shape[2]
+    for q in prange(nch):
+        ebuf = np.empty(m)
+        _sk_chunk(q, q * rows // nch, (q + 1) * rows // nch, xT, yT, C, h, shift, inv, kind,
+                  wa, lse, colpart, ebuf)
+
+
+@njit(cache=True)
+def sinkhorn_rows_cols_serial(xT, yT, C, h, shift, inv, kind, wa, lse, colpart):
+    """:func:`sinkhorn_rows_cols` on one thread (``colpart.shape[0]`` may be 1)."""
+    rows = xT.shape[0] * xT.shape[2]
+    nch = colpart.shape[0]
+    ebuf = np.empty(yT.shape[2])
+    for q in range(nch):
+        _sk_chunk(q, q * rows // nch, (q + 1) * rows // nch, xT, yT, C, h, shift, inv, kind,
+                  wa, lse, colpart, ebuf)
 
 
 # ------------------------------------------------------------ apply the Gibbs plan to vectors

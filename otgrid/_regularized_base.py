@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from scipy.spatial.distance import cdist
 
+from otgrid._regularized_cuda import to_host
 from otgrid._regularized_ops import CloudOps, make_ops
 from otgrid._validation import as_finite_array, as_rng, check_choice, check_positive_int
 from otgrid.errors import ConvergenceWarning
@@ -28,7 +29,7 @@ __all__ = [
 
 COSTS: tuple[str, ...] = ("euclidean", "sqeuclidean", "cityblock")
 REGULARIZERS: tuple[str, ...] = ("l2", "kl")
-BACKENDS: tuple[str, ...] = ("auto", "numpy", "numba")
+BACKENDS: tuple[str, ...] = ("auto", "numpy", "numba", "cuda")
 
 # log of a zero weight: finite, because the kernels are compiled with fastmath (no infinities).
 LOG_ZERO = -1e30
@@ -130,7 +131,8 @@ class RegularizedResult:
         steps included; L-BFGS: its iterations, summed over continuation stages and restarts).
         A batch runs all its problems through the same iterations.
     passes : int
-        Passes over the ``n x m`` pairs (the unit of work).
+        Passes over the ``n x m`` pairs (the unit of work; the multiscale start of
+        :func:`sinkhorn` counts as its share of a pass, rounded up).
     converged : bool
         Whether ``marginal_error <= tol`` (for every problem of a batch).
     status : {"converged", "max_iter", "callback", "stalled"}
@@ -139,7 +141,7 @@ class RegularizedResult:
         Human-readable status.
     history : RegularizedHistory
     seconds : float
-    backend : {"numpy", "numba"}
+    backend : {"numpy", "numba", "cuda"}
     method : {"sinkhorn", "lbfgs"}
     regularizer : {"kl", "l2"}
     reg : float
@@ -386,6 +388,7 @@ def _cost_bound(x: np.ndarray, y: np.ndarray, cost: str) -> np.ndarray:
 
 def _prepare(x, y, a, b, cost: str, dtype: Any) -> _Problem:
     dtype = np.dtype(dtype)
+    x, y, a, b = (to_host(v) for v in (x, y, a, b))  # CuPy inputs: one copy to the host
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"dtype must be numpy.float64 or numpy.float32; got {dtype}.")
     xu = _points(x, "x", dtype)

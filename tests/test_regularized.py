@@ -150,11 +150,13 @@ def test_smooth_kl_matches_pot_sinkhorn(backend, cost):
     x, y, a, b = _clouds(5, weights=True)
     lam = 0.1
     M, P, f_pot, _ = _pot_sinkhorn(x, y, a, b, lam, cost)
-    res = smooth_ot(x, y, a, b, reg=lam, regularizer="kl", cost=cost, tol=1e-8,
+    # tol 1e-7: L-BFGS works on F, whose decrease near the optimum is O(err^2) and reaches the
+    # rounding of F (~1e-16 relative) at a marginal error near 1e-8 (SciPy 1.17 stalls there)
+    res = smooth_ot(x, y, a, b, reg=lam, regularizer="kl", cost=cost, tol=1e-7,
                     backend=backend)
     assert res.converged
-    np.testing.assert_allclose(res.plan(), P, atol=1e-9)
-    np.testing.assert_allclose(res.transport_cost, np.sum(P * M), rtol=1e-7)
+    np.testing.assert_allclose(res.plan(), P, atol=2e-8)  # entries within the marginal error
+    np.testing.assert_allclose(res.transport_cost, np.sum(P * M), rtol=1e-6)
     # phi - psi - lambda = f_pot + g_pot (pairwise), i.e. phi = f_pot + const
     np.testing.assert_allclose(_centred(res.phi, a), _centred(f_pot, a), atol=1e-6)
 
@@ -216,7 +218,9 @@ def test_numpy_and_numba_agree(d):
     for solve in (lambda **kw: sinkhorn(x, y, a, b, reg=0.1, **kw),
                   lambda **kw: smooth_ot(x, y, a, b, reg=0.1, regularizer="l2", **kw),
                   lambda **kw: smooth_ot(x, y, a, b, reg=0.1, regularizer="kl", **kw)):
-        r1, r2 = solve(backend="numpy", tol=1e-8), solve(backend="numba", tol=1e-8)
+        # tol 1e-7: the KL dual by L-BFGS stalls near 1e-8 (F decreases by O(err^2), see
+        # test_smooth_kl_matches_pot_sinkhorn)
+        r1, r2 = solve(backend="numpy", tol=1e-7), solve(backend="numba", tol=1e-7)
         assert r1.backend == "numpy" and r2.backend == "numba"
         assert r1.converged and r2.converged
         np.testing.assert_allclose(r2.f, r1.f, atol=1e-6)
@@ -407,6 +411,70 @@ def test_lse_kernel_matches_scipy_with_any_shift(cost):
             np.testing.assert_allclose(mc[0], (w * C).sum(1), rtol=1e-11)
 
 
+@pytest.mark.parametrize("cost", COSTS)
+def test_fused_sinkhorn_kernel_matches_scipy(cost):
+    """One pass: row log-sum-exps and the columns of the row-normalised plan (batch of 2).
+
+    Shifts: good (terms O(1)), random (some rows take the running-maximum path), far off.
+    """
+    rng = np.random.default_rng(21)
+    B, n, m = 2, 70, 50
+    x, y = rng.normal(size=(B, n, 3)), rng.normal(size=(B, m, 3))
+    h = rng.normal(size=(B, m))
+    wa = rng.random((B, n)) + 0.1
+    inv = np.array([7.0, 3.0])
+    C = np.stack([cdist(x[k], y[k], metric=cost) for k in range(B)])
+    t = h[:, None, :] - C * inv[:, None, None]
+    ref = logsumexp(t, axis=2)
+    ref_col = (wa[:, :, None] * np.exp(t - ref[:, :, None])).sum(axis=1)
+    kind = {"euclidean": kern.COST_EUCLIDEAN, "sqeuclidean": kern.COST_SQEUCLIDEAN,
+            "cityblock": kern.COST_CITYBLOCK}[cost]
+    xT = np.ascontiguousarray(np.transpose(x, (0, 2, 1)))
+    yT = np.ascontiguousarray(np.transpose(y, (0, 2, 1)))
+    for shift in (ref / inv[:, None], ref / inv[:, None] + rng.normal(size=(B, n)) * 50,
+                  np.full((B, n), -1e3)):
+        for fn, nq in ((kern.sinkhorn_rows_cols, 5), (kern.sinkhorn_rows_cols_serial, 1)):
+            lse = np.empty((B, n))
+            colpart = np.zeros((nq, B, m))
+            fn(xT, yT, np.zeros((1, 1, 1)), h, shift, inv, kind, wa, lse, colpart)
+            np.testing.assert_allclose(lse - shift * inv[:, None], ref, rtol=1e-12, atol=1e-11)
+            np.testing.assert_allclose(colpart.sum(axis=0), ref_col, rtol=1e-12)
+
+
+def test_fused_and_two_pass_iterations_agree():
+    """The Numba solve (fused passes) against the NumPy one (two passes per iteration)."""
+    x, y, a, b = _clouds(22, n=60, m=45, weights=True)
+    r1 = sinkhorn(x, y, a, b, reg=0.02, backend="numba")
+    r2 = sinkhorn(x, y, a, b, reg=0.02, backend="numpy")
+    assert r1.passes < r2.passes
+    np.testing.assert_allclose(r1.f, r2.f, atol=1e-9)
+    np.testing.assert_allclose(r1.transport_cost, r2.transport_cost, rtol=1e-9)
+
+
+@pytest.mark.parametrize("cost", ["euclidean", "sqeuclidean"])
+def test_multiscale_start_matches_pot(cost):
+    """A subsample's solution as the start: same plan as POT's log-domain Sinkhorn."""
+    x, y, a, b = _clouds(23, n=300, m=260, weights=True)
+    res = sinkhorn(x, y, a, b, reg=0.05, cost=cost, multiscale=True, tol=1e-9)
+    assert res.converged
+    M, P, f_ref, _ = _pot_sinkhorn(x, y, a, b, 0.05, cost)
+    np.testing.assert_allclose(res.transport_cost, np.sum(P * M), rtol=1e-8)
+    np.testing.assert_allclose(_centred(res.f, a), _centred(f_ref, a), atol=1e-7)
+    # the full problem ran at reg from the start (no eps-scaling stages)
+    assert np.all(res.history.reg == 0.05)
+
+
+def test_multiscale_batch_and_option_check():
+    X = np.random.default_rng(24).normal(size=(2, 80, 2))
+    Y = X[::-1] + 0.5
+    both = sinkhorn(X, Y, reg=0.1, multiscale=True)
+    for k in range(2):
+        one = sinkhorn(X[k], Y[k], reg=0.1, multiscale=False)
+        np.testing.assert_allclose(both.transport_cost[k], one.transport_cost, rtol=1e-6)
+    with pytest.raises(TypeError, match="multiscale must be None, True or False"):
+        sinkhorn(X[0], Y[0], reg=0.1, multiscale="yes")
+
+
 # ------------------------------------------------------------------------------ bad input
 @pytest.mark.parametrize(("kwargs", "match"), [
     ({"x": [[np.nan, 0.0]]}, "x contains 1 non-finite"),
@@ -421,7 +489,7 @@ def test_lse_kernel_matches_scipy_with_any_shift(cost):
     ({"reg": -1.0}, "reg must be a positive"),
     ({"reg": "big"}, "reg must be a positive"),
     ({"cost": "cosine"}, "cost must be one of 'euclidean', 'sqeuclidean', 'cityblock'"),
-    ({"backend": "cuda"}, "backend must be one of 'auto', 'numpy', 'numba'"),
+    ({"backend": "gpu"}, "backend must be one of 'auto', 'numpy', 'numba', 'cuda'"),
     ({"tol": 0.0}, "tol must be a positive"),
     ({"max_iter": 0}, "max_iter must be >= 1"),
     ({"dtype": np.int64}, "dtype must be"),
