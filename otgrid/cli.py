@@ -120,6 +120,10 @@ def _build_parser() -> _Parser:
     critic.add_argument("--json", metavar="PATH",
                         help="also write the results (W, bounds, grid, diagnostics) as JSON")
     _add_sco_parser(sub)
+    _add_info_parser(sub)
+    from otgrid.cli_audit import add_audit_parser
+
+    add_audit_parser(sub)
     return parser
 
 
@@ -701,6 +705,41 @@ def _protect_negative_numbers(argv: list[str]) -> list[str]:
     return out
 
 
+def _add_info_parser(sub: Any) -> None:
+    sub.add_parser(
+        "info",
+        help="version, and which backends can run here (and why not)",
+        description="Print the otgrid version and, for each backend of the grid critic, whether\n"
+                    "it can run on this machine or a one-line reason why not.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def _info() -> int:
+    """``otgrid info``: the version and the usable backends."""
+    import platform
+
+    import numba
+
+    from otgrid import __version__
+    from otgrid._device import cuda_status
+    from otgrid.backends import available_backends
+
+    print(f"otgrid {__version__} (Python {platform.python_version()}, NumPy {np.__version__}, "
+          f"Numba {numba.__version__})")
+    status = dict(available_backends())
+    status.setdefault("cuda", cuda_status())
+    if status["cuda"] == "available":
+        import cupy
+
+        name = cupy.cuda.runtime.getDeviceProperties(0)["name"]
+        status["cuda"] += f" ({name.decode() if isinstance(name, bytes) else name})"
+    print("backends:")
+    for name, state in status.items():
+        print(f"  {name:<6} {state}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``otgrid`` command line.
 
@@ -734,6 +773,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             raise _UsageError("choose a command, e.g. otgrid critic 'normal(0, 1)' "
                               "'normal(1, 1)' (see 'otgrid --help')")
+        if args.command == "info":
+            return _info()
+        if args.command == "audit":
+            from otgrid.cli_audit import run_audit
+
+            return run_audit(args)
         if args.command == "sco":
             return _sco(args)
         return _critic(args)

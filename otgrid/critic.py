@@ -23,6 +23,7 @@ flow, so the upper bound of the certificate costs no extra solve.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from otgrid._device import is_cupy_array
 from otgrid._validation import as_finite_array, check_choice, check_positive_int
 from otgrid.backends import BACKENDS, make_kernels, resolve_backend
 from otgrid.errors import ConvergenceWarning
@@ -121,8 +123,8 @@ class CriticResult:
     critic : ndarray, shape grid.shape
         A feasible critic (``|(D critic)_i| <= 1`` in every cell, up to rounding), normalised so
         that ``sum((mu + nu) / 2 * critic) == 0``. It is high where ``mu`` has mass and low where
-        ``nu`` has.
-    flow : ndarray, shape (ndim, *grid.shape)
+        ``nu`` has. A CuPy array when the masses were CuPy arrays (so is ``flow``).
+    flow : ndarray, shape (ndim, \\*grid.shape)
         Transport flux moving ``mu`` onto ``nu``: ``flow[k][i] / dx_k`` is the mass moved from
         cell ``i`` to cell ``i + e_k`` (negative: the other way). ``flow[k]`` is zero on the last
         index of axis ``k``. Its divergence equals ``mu - nu`` to rounding.
@@ -139,7 +141,7 @@ class CriticResult:
     seconds : float
         Wall time of the solve.
     backend : str
-        Backend that ran (``"numpy"`` or ``"numba"``).
+        Backend that ran (``"numpy"``, ``"numba"`` or ``"cuda"``).
     grid : Grid
         The grid.
     norm : {"euclidean", "cityblock"}
@@ -235,6 +237,7 @@ class _Best:
     def update(self, cert, ids, c64, f64, y64, u64, flow_candidates: bool) -> None:
         """Evaluate the certificate of the iterates ``(f, y)`` (``u`` their Poisson corrections)."""
         upper = cert.flow_cost(y64, u64)
+        xp = cert.xp
         for j in np.flatnonzero(upper < self.upper[ids]):
             b = ids[j]
             self.upper[b] = upper[j]
@@ -242,7 +245,8 @@ class _Best:
             self.flow_u[b] = u64[j]
         cands = [f64, cert.repair(f64)]
         if flow_candidates:
-            g = cert.flow_critic(cert.corrected_flow(self.flow_y[ids], self.flow_u[ids]))
+            ix = xp.asarray(ids)
+            g = cert.flow_critic(cert.corrected_flow(self.flow_y[ix], self.flow_u[ix]))
             cands += [g, cert.repair(g)]
         for cand in cands:
             if cand is None:
@@ -384,7 +388,8 @@ def _iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive
             if check_restart:
                 # fixed-point residual of the iterate in the norm of the preconditioned
                 # iteration: |D df|^2 / tau + tau |dy|^2 with df = tau u, |D u|^2 = <u, r>
-                res = np.sqrt(tau * ur + tau * kern.sq_norm(y - y_prev))
+                # (<u, r> = |Du|^2 >= 0 can round to a tiny negative number near convergence)
+                res = np.sqrt(np.maximum(tau * ur + tau * kern.sq_norm(y - y_prev), 0.0))
                 _decide_restarts(res, res0, res_prev, k_restart, k, pending)
             k += 1
     except KeyboardInterrupt:
@@ -639,7 +644,7 @@ def solve_critic(
 
     Parameters
     ----------
-    mu, nu : array_like, shape grid.shape or (B, *grid.shape)
+    mu, nu : array_like, shape grid.shape or (B, \\*grid.shape)
         Non-negative cell masses with equal totals (relative difference <= 1e-9); for instance
         from :meth:`Grid.discretize` or :meth:`Grid.histogram`. A leading axis of length ``B``
         makes a batch of ``B`` problems (one of the two may be a single array, used for all);
@@ -656,9 +661,12 @@ def solve_critic(
     max_iter : int, optional
         Iteration limit. A solve that reaches it returns ``converged=False`` and warns; its
         bounds still hold.
-    backend : {"auto", "numpy", "numba"}, optional
+    backend : {"auto", "numpy", "numba", "cuda"}, optional
         ``"numpy"``: readable vectorised reference (any dimension). ``"numba"``: fused parallel
-        CPU kernels (1D, 2D). ``"auto"``: numba for 1D/2D, numpy otherwise.
+        CPU kernels (1D, 2D). ``"cuda"``: numba-cuda kernels on CuPy arrays on the GPU (1D, 2D;
+        needs ``otgrid[cuda]`` and a GPU, else ``RuntimeError`` saying why). ``"auto"``: cuda
+        for 1D/2D problems of at least ``otgrid.backends.CUDA_AUTO_MIN_CELLS`` cells (grid
+        times batch) when a GPU is usable, numba for other 1D/2D problems, numpy otherwise.
     dtype : {numpy.float64, numpy.float32}, optional
         Precision of the iterates. The certificate is always evaluated in float64 from the
         current iterates, so the bounds hold in float32 too.
@@ -765,6 +773,11 @@ def solve_critic(
         raise ValueError(f"multilevel must be True, False or 'auto'; got {multilevel!r}.")
     if callback is not None and not callable(callback):
         raise TypeError("callback must be callable, e.g. callback(info) -> bool | None.")
+    on_gpu = is_cupy_array(mu) or is_cupy_array(nu)  # results go back to the GPU
+    if is_cupy_array(mu):
+        mu = mu.get()
+    if is_cupy_array(nu):
+        nu = nu.get()
     mu, mu_batched = _check_masses(mu, "mu", grid)
     nu, nu_batched = _check_masses(nu, "nu", grid)
     batched = mu_batched or nu_batched
@@ -783,7 +796,7 @@ def solve_critic(
         raise ValueError(f"mu and nu must have equal total mass{where}; got {smu[b]:.12g} and "
                          f"{snu[b]:.12g}. Normalise both (e.g. mu / mu.sum()).")
     warm = _warm_list(warm_start, nb, batched, grid)
-    backend = resolve_backend(backend, grid.ndim)
+    backend = resolve_backend(backend, grid.ndim, grid.size * nb)
     deadline = None if time_limit is None else t0 + float(time_limit)
 
     ratio = (smu / snu).reshape((nb,) + (1,) * grid.ndim)
@@ -836,7 +849,7 @@ def solve_critic(
                 for j, b in enumerate(live):
                     if warm[b] is not None:
                         f0[j] = kern.to_device(warm[b].critic)
-                        y0[j] = kern.to_device(-np.asarray(warm[b].flow) / scale[b])
+                        y0[j] = kern.to_device(warm[b].flow) * (-1.0 / scale[b])
             if step is not None:
                 tau = np.full(live.size, float(step))
             elif tau is None:  # from the new data, also on a warm start (its W may differ)
@@ -860,6 +873,11 @@ def solve_critic(
     for b in range(nb):
         if results[b] is None:
             results[b] = _trivial_result(grid, norm, tol, backend, dtype, t0)
+    if on_gpu:  # outputs go back where the inputs came from
+        import cupy
+
+        results = [dataclasses.replace(r, critic=cupy.asarray(r.critic),
+                                       flow=cupy.asarray(r.flow)) for r in results]
     for r in results:
         if r.status in ("max_iter", "time_limit"):
             warnings.warn(r.message, ConvergenceWarning, stacklevel=2)

@@ -8,10 +8,11 @@ interpolation inside the box of the cell centres (Pinetz, Soukup and Pock, eqs. 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from otgrid._device import is_cupy_array
 from otgrid._validation import as_finite_array
 from otgrid.grid import Grid
 from otgrid.kernels.interp_numba import interp1d_value_grad, interp2d_value_grad
@@ -92,7 +93,8 @@ class GridFunction:
     grid : Grid
         A 1D or 2D grid (``grid.ndim`` in {1, 2}).
     values : array_like, shape grid.shape
-        Samples at the cell centres ``grid.centers`` (e.g. the critic of a solve).
+        Samples at the cell centres ``grid.centers`` (e.g. the critic of a solve); a CuPy
+        array is copied to the host once.
 
     Attributes
     ----------
@@ -109,7 +111,10 @@ class GridFunction:
     shape ``(ndim,)`` (in 2D) or a scalar (in 1D) gives a scalar value and a gradient of shape
     ``(ndim,)``. In 1D an array of shape ``(n,)`` is always ``n`` points (so shape ``(1,)`` is
     one point, returned as arrays of shapes ``(1,)`` and ``(1, 1)``). Evaluation runs in
-    compiled, parallel Numba kernels that return value and gradient in one pass.
+    compiled, parallel Numba kernels that return value and gradient in one pass. Points given
+    as a CuPy array are evaluated on their GPU by the numba-cuda kernels of
+    ``otgrid.kernels.interp_cuda`` (one thread per point, float64; needs ``otgrid[cuda]``) and
+    the results are CuPy arrays: no transfer to the host.
 
     References
     ----------
@@ -138,6 +143,8 @@ class GridFunction:
                 f"grid must be 1D or 2D for GridFunction; got a grid with ndim={grid.ndim}. "
                 "Interpolation is implemented for 1D (linear) and 2D (bilinear) grids only."
             )
+        if is_cupy_array(values):  # a critic on the GPU: a host copy for the CPU path
+            values = values.get()
         vals = np.array(as_finite_array(values, "values"), dtype=np.float64, order="C", copy=True)
         if vals.shape != tuple(grid.shape):
             raise ValueError(
@@ -151,6 +158,7 @@ class GridFunction:
             np.ascontiguousarray(c, dtype=np.float64) for c in grid.centers
         )
         self._dx = tuple(float(d) for d in grid.dx)
+        self._device: dict[str, tuple] = {}  # device copies of values and centres, per xp
 
     @property
     def grid(self) -> Grid:
@@ -176,7 +184,7 @@ class GridFunction:
         Parameters
         ----------
         x : array_like, shape (n, ndim) or (ndim,); in 1D also (n,) or a scalar
-            Points.
+            Points (a CuPy array: evaluated on its GPU, CuPy arrays returned).
 
         Returns
         -------
@@ -191,7 +199,7 @@ class GridFunction:
         Parameters
         ----------
         x : array_like, shape (n, ndim) or (ndim,); in 1D also (n,) or a scalar
-            Points.
+            Points (a CuPy array: evaluated on its GPU, CuPy arrays returned).
 
         Returns
         -------
@@ -206,13 +214,15 @@ class GridFunction:
         Parameters
         ----------
         x : array_like, shape (n, ndim) or (ndim,); in 1D also (n,) or a scalar
-            Points.
+            Points (a CuPy array: evaluated on its GPU, CuPy arrays returned).
 
         Returns
         -------
         values : ndarray, shape (n,) (or () for a single point)
         grads : ndarray, shape (n, ndim) (or (ndim,) for a single point)
         """
+        if is_cupy_array(x):
+            return self._value_and_grad_cuda(x)
         pts, single = self._points(x)
         if self.ndim == 1:
             val, g = interp1d_value_grad(pts[:, 0].copy(), self._values, self._centers[0],
@@ -225,25 +235,68 @@ class GridFunction:
             return val.reshape(()), g.reshape(self.ndim)
         return val, g
 
+    def _value_and_grad_cuda(self, x: Any) -> tuple[Any, Any]:
+        """:meth:`value_and_grad` on the CUDA device: device points in, device arrays out.
+
+        ``x`` is a CuPy array (a NumPy array under numba's CUDA simulator). The samples and
+        centres are copied to the device once per array module and kept; the kernels of
+        ``otgrid.kernels.interp_cuda`` compute value and gradient in one pass, one thread per
+        point, in float64.
+        """
+        from otgrid._device import array_module, get_array_module, launch
+        from otgrid.kernels import interp_cuda as k
+
+        xp = get_array_module(x)
+        if xp is np:
+            xp = array_module()  # raises with the reason when CUDA cannot run here
+        arr = xp.asarray(x, dtype=np.float64)
+        if not bool(xp.isfinite(arr).all()):
+            raise ValueError("x must contain only finite values (no NaN or inf).")
+        pts, single = self._shape_points(arr, xp)
+        dev = self._device.get(xp.__name__)
+        if dev is None:
+            dev = self._device[xp.__name__] = (
+                xp.array(self._values), *(xp.array(c) for c in self._centers))
+        n = pts.shape[0]
+        val = xp.empty(n, dtype=np.float64)
+        if self.ndim == 1:
+            g = xp.empty(n, dtype=np.float64)
+            launch(k.interp1d_value_grad, n, pts[:, 0], dev[0], dev[1], 1.0 / self._dx[0],
+                   val, g)
+            g = g.reshape(-1, 1)
+        else:
+            lo = [c[0] for c in self._centers]
+            hi = [c[-1] for c in self._centers]
+            diam = float(np.sqrt((hi[0] - lo[0]) ** 2 + (hi[1] - lo[1]) ** 2))
+            g = xp.empty((n, 2), dtype=np.float64)
+            launch(k.interp2d_value_grad, n, pts, dev[0], dev[1], dev[2], 1.0 / self._dx[0],
+                   1.0 / self._dx[1], diam, val, g)
+        if single:
+            return val.reshape(()), g.reshape(self.ndim)
+        return val, g
+
     def _points(self, x: ArrayLike) -> tuple[np.ndarray, bool]:
         """Validate ``x``; return it as a C-contiguous (n, ndim) array and a single-point flag."""
-        arr = as_finite_array(x, "x")
+        return self._shape_points(as_finite_array(x, "x"), np)
+
+    def _shape_points(self, arr: Any, xp: Any) -> tuple[Any, bool]:
+        """Check the shape of points ``arr`` (an array of ``xp``); (n, ndim) C-contiguous."""
         ndim = self.ndim
         if ndim == 1:
             if arr.ndim == 0:
                 return arr.reshape(1, 1), True
             if arr.ndim == 1:
-                return np.ascontiguousarray(arr.reshape(-1, 1)), False
+                return xp.ascontiguousarray(arr.reshape(-1, 1)), False
             if arr.ndim == 2 and arr.shape[1] == 1:
-                return np.ascontiguousarray(arr), False
+                return xp.ascontiguousarray(arr), False
             raise ValueError(
                 f"x must be a scalar or have shape (n,) or (n, 1) for a 1D grid; got shape "
                 f"{arr.shape}."
             )
         if arr.ndim == 1 and arr.shape[0] == ndim:
-            return np.ascontiguousarray(arr.reshape(1, ndim)), True
+            return xp.ascontiguousarray(arr.reshape(1, ndim)), True
         if arr.ndim == 2 and arr.shape[1] == ndim:
-            return np.ascontiguousarray(arr), False
+            return xp.ascontiguousarray(arr), False
         raise ValueError(
             f"x must have shape (n, {ndim}) or ({ndim},) for a {ndim}D grid; got shape "
             f"{arr.shape}. Stack the points as rows."
