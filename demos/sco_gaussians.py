@@ -1,4 +1,5 @@
 """SCO with the exact critic fits Gaussians in 1D and 2D (Pinetz et al., Sec. 5.1-5.2, Figs. 3-4).
+===============================================================================================
 
 The generator ``g(z) = sigma * z + mu`` (per axis, ``z ~ N(0, I)``) is trained by Sequential
 Convex Optimization at the paper's defaults (SGD, ``alpha = 5e-3``, ``m = 128``): at every step

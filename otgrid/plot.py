@@ -350,9 +350,14 @@ def plot_sco(result: SCOResult, *, fig: Figure | None = None, title: str | None 
     ax.legend(fontsize="small")
 
     ax = axes[1]
-    traj = np.asarray(result.trajectory, dtype=np.float64)
     true = getattr(result, "true_params", None)
-    for i, name in enumerate(result.param_names):
+    if result.trajectory is None:  # fit(..., keep_trajectory=False): nothing to draw
+        ax.text(0.5, 0.5, "parameter trajectory not kept\n(fit(..., keep_trajectory=True))",
+                ha="center", va="center", transform=ax.transAxes, fontsize="small")
+        ax.set_axis_off()
+    traj = (np.empty((len(steps), 0)) if result.trajectory is None
+            else np.asarray(result.trajectory, dtype=np.float64))
+    for i, name in enumerate(result.param_names[:traj.shape[1]]):
         (line,) = ax.plot(steps, traj[:, i], lw=1.2, label=name)
         if true is not None:
             ax.axhline(true[i], color=line.get_color(), ls="--", lw=0.8)
@@ -360,7 +365,8 @@ def plot_sco(result: SCOResult, *, fig: Figure | None = None, title: str | None 
     ax.set_ylabel("parameter value")
     ax.set_title("parameters" + (" (dashed: true values)" if true is not None else ""),
                  fontsize="medium")
-    ax.legend(fontsize="small", ncol=2)
+    if traj.shape[1]:
+        ax.legend(fontsize="small", ncol=2)
 
     if err is not None:
         ax = axes[2]

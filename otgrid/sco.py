@@ -23,6 +23,11 @@ Alg. 1) replaces the single step by ``inner_steps`` steps on
     |g_\\theta(z_j) - g_{\\theta_k}(z_j)|^2 ,
 
 the critic ``f`` held fixed, before the next critic solve.
+
+The smoothed-WGAN step of Sanjabi et al. (Alg. 1), which needs no grid and steps along the
+gradient of a *regularized* transport value of minibatches, is the separate
+:func:`otgrid.sco_smoothed.fit_smoothed` (same generator protocol, its own result type: it
+certifies no W bounds). Generators built on torch: :mod:`otgrid.generators_torch`.
 """
 
 from __future__ import annotations
@@ -140,8 +145,9 @@ class SCOResult:
     ----------
     params : ndarray, shape (p,)
         Final parameters: the last state that passed every check (also left in the generator).
-    trajectory : ndarray, shape (steps + 1, p)
-        Parameters after each step.
+    trajectory : ndarray, shape (steps + 1, p), or None
+        Parameters after each step; ``None`` when not kept (``keep_trajectory`` of
+        :func:`fit`, by default off for generators with many parameters such as MLPs).
     lower, upper : ndarray, shape (steps + 1,)
         Certified bounds on ``W_grid(mu, nu_theta_k)`` (the masses given to the solver).
     critic_iterations : ndarray of int, shape (steps + 1,)
@@ -184,7 +190,7 @@ class SCOResult:
     """
 
     params: np.ndarray
-    trajectory: np.ndarray = field(repr=False)
+    trajectory: np.ndarray | None = field(repr=False)
     lower: np.ndarray = field(repr=False)
     upper: np.ndarray = field(repr=False)
     critic_iterations: np.ndarray = field(repr=False)
@@ -324,14 +330,16 @@ class _SGD:
 class _Adam:
     """Adam (Kingma & Ba) on the loss whose gradient is ``-ascent``."""
 
-    def __init__(self, lr: float, size: int) -> None:
+    def __init__(self, lr: float, size: int,
+                 betas: tuple[float, float] = _ADAM_BETAS) -> None:
         self.lr = lr
+        self.betas = betas
         self.m = np.zeros(size)
         self.v = np.zeros(size)
         self.t = 0
 
     def step(self, theta: np.ndarray, ascent: np.ndarray) -> np.ndarray:
-        b1, b2 = _ADAM_BETAS
+        b1, b2 = self.betas
         g = -ascent
         self.t += 1
         self.m = b1 * self.m + (1 - b1) * g
@@ -457,6 +465,7 @@ def fit(
     critic_tol: float = 1e-3,
     critic_max_iter: int = 10_000,
     prox: WassersteinProx | None = None,
+    keep_trajectory: bool | None = None,
     true_params: Any = None,
     stop_param_tol: float | None = None,
     stop_w_tol: float | None = None,
@@ -507,6 +516,10 @@ def fit(
     prox : WassersteinProx, optional
         Use the relaxed Wasserstein proximal update (``prox.inner_steps`` optimizer steps per
         critic solve).
+    keep_trajectory : bool, optional
+        Keep the parameters of every step in ``result.trajectory`` (needed by
+        :func:`otgrid.plot.plot_sco`). Default: when ``p * (steps + 1) <= 2**24`` (128 MiB),
+        so an MLP generator trained for many steps does not fill the memory.
     true_params : array_like, shape (p,), optional
         Known optimal parameters: records ``result.param_error`` and enables
         ``stop_param_tol``.
@@ -572,6 +585,11 @@ def fit(
     certified bounds refer to the masses given to the solver (``nu_theta`` after folding or
     renormalising the outside mass).
 
+    See Also
+    --------
+    otgrid.sco_smoothed.fit_smoothed : the smoothed-WGAN step (Sanjabi et al., Alg. 1).
+    otgrid.generators_torch.TorchGenerator : any ``torch.nn.Module`` as a generator.
+
     References
     ----------
     T. Pinetz, D. Soukup, T. Pock, "What is optimized in Wasserstein GANs?" (Alg. 2).
@@ -627,6 +645,8 @@ def fit(
     elif stop_param_tol is not None:
         raise ValueError("stop_param_tol needs true_params (the parameters to reach); pass "
                          "true_params=... or use stop_w_tol.")
+    if keep_trajectory is None:
+        keep_trajectory = theta.size * (steps + 1) <= 1 << 24
     mu = _target_masses(target, grid, outside, outside_tol)
     names = getattr(generator, "param_names", None)
     if names is None or len(names) != theta.size:
@@ -636,7 +656,7 @@ def fit(
                critic_tol=critic_tol, critic_max_iter=critic_max_iter, prox=prox,
                true_params=true_params, stop_param_tol=stop_param_tol, stop_w_tol=stop_w_tol,
                outside=outside, outside_tol=outside_tol, norm=norm, backend=backend,
-               callback=callback, progress=progress, rng=rng,
+               callback=callback, progress=progress, rng=rng, keep=bool(keep_trajectory),
                names=tuple(str(n) for n in names), t_start=t_start)
     # Small grids run every kernel on one thread, as the solver's own loop does: outside that
     # loop (default step, final flow) and in the interpolant, waking a second thread costs more
@@ -656,6 +676,8 @@ class _Run:
             "t_gen")}
         self.warned_outside = False
         self.updates = 0
+        self.n_states = 0
+        self.errors: list[float] = []
 
     # -- pieces of a step
     def build_masses(self) -> tuple[np.ndarray, float]:
@@ -698,11 +720,16 @@ class _Run:
     def record(self, theta: np.ndarray, res: CriticResult, out: float, t_mass: float,
                t_critic: float) -> SCOStep:
         rec = self.rec
+        if not self.keep:
+            rec["theta"].clear()  # only the latest state
+        if self.true_params is not None:
+            self.errors.append(float(np.max(np.abs(theta - self.true_params))))
+        self.n_states += 1
         for key, value in (("theta", theta.copy()), ("lower", res.lower), ("upper", res.upper),
                            ("iters", res.iterations), ("conv", res.converged),
                            ("outside", out), ("t_mass", t_mass), ("t_critic", t_critic)):
             rec[key].append(value)
-        k = len(rec["theta"]) - 1
+        k = self.n_states - 1
         if out > self.outside_tol and not self.warned_outside:
             self.warned_outside = True
             how = {"fold": "folded into the boundary cells",
@@ -821,8 +848,8 @@ class _Run:
         upper = np.array(rec["upper"], dtype=np.float64)
         iters = np.array(rec["iters"], dtype=np.int64)
         conv = np.array(rec["conv"], dtype=bool)
-        err = None if true_params is None else np.max(np.abs(traj - true_params), axis=1)
-        steps_done = len(traj) - 1
+        err = None if true_params is None else np.array(self.errors)
+        steps_done = self.n_states - 1
         w_line = f"W in [{lower[-1]:.6g}, {upper[-1]:.6g}]"
         converged = status in ("param_tol", "w_tol")
         if status == "param_tol":
@@ -857,7 +884,8 @@ class _Run:
             message += " " + note
             warnings.warn(note, ConvergenceWarning, stacklevel=4)
         return SCOResult(
-            params=traj[-1].copy(), trajectory=traj, lower=lower, upper=upper,
+            params=traj[-1].copy(), trajectory=traj if self.keep else None, lower=lower,
+            upper=upper,
             critic_iterations=iters, critic_converged=conv,
             outside_mass=np.array(rec["outside"], dtype=np.float64), param_error=err,
             true_params=None if true_params is None else true_params.copy(),

@@ -422,6 +422,12 @@ def test_plot_sco_panels(tmp_path):
     fig = plot_sco(res2)
     assert len(fig.axes) == 3
     plt.close(fig)
+    res3 = quiet_fit(TARGET_1D, LocationScale(0.0, 1.0), GRID_1D, steps=5, rng=0,
+                     keep_trajectory=False)
+    assert res3.trajectory is None
+    fig = plot_sco(res3)  # the parameter panel says why it is empty
+    assert "not kept" in fig.axes[1].texts[0].get_text() and not fig.axes[1].lines
+    plt.close(fig)
     with pytest.raises(TypeError, match="SCOResult"):
         plot_sco(object())
 
@@ -471,3 +477,14 @@ def test_cli_sco_bad_input(argv, words, capsys):
     assert rc == 2 and err.startswith("otgrid: error: ") and err.count("\n") == 1
     for w in words:
         assert w in err, err
+
+
+def test_trajectory_can_be_dropped_for_large_generators():
+    true = [1.0, 0.5]
+    kept = fit(TARGET_1D, LocationScale(0.0, 1.0), GRID_1D, steps=6, rng=0, true_params=true)
+    res = fit(TARGET_1D, LocationScale(0.0, 1.0), GRID_1D, steps=6, rng=0, true_params=true,
+              keep_trajectory=False)
+    assert res.trajectory is None and kept.trajectory.shape == (7, 2)
+    np.testing.assert_array_equal(res.params, kept.params)
+    np.testing.assert_array_equal(res.param_error, kept.param_error)
+    np.testing.assert_array_equal(res.upper, kept.upper)
