@@ -14,6 +14,7 @@ True
 from otgrid import datasets, generators, sco
 from otgrid.backends import available_backends
 from otgrid.critic import CheckInfo, CriticResult, SolveHistory, solve_critic
+from otgrid.critic_audit import AuditReport, audit
 from otgrid.distributions import (
     Dirac,
     Distribution,
@@ -31,6 +32,7 @@ from otgrid.regularized import RegularizedResult, sinkhorn, smooth_ot
 __version__ = "0.1.0"
 
 __all__ = [
+    "AuditReport",
     "CheckInfo",
     "ConvergenceWarning",
     "CriticResult",
@@ -47,6 +49,7 @@ __all__ = [
     "SolveHistory",
     "Uniform",
     "__version__",
+    "audit",
     "available_backends",
     "datasets",
     "generators",
