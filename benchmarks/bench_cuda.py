@@ -26,8 +26,7 @@ Run on a machine with a GPU, from the repository root, with ``pip install -e .[c
     python benchmarks/bench_cuda.py --sizes 1024 --batch 64   # a subset
 
 Writes ``cuda.json`` and ``cuda.md`` under ``benchmarks/results/`` (or ``--out-dir``), with the
-device named. Until ``solve_critic`` accepts ``backend="cuda"``, the script points the driver's
-kernel factory at :class:`otgrid.backends_cuda.CudaGridKernels` (the same loop body).
+device named.
 """
 
 from __future__ import annotations
@@ -48,7 +47,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_first_release import ROOT, _version, machine_info, problem
 
 import otgrid as og
-from otgrid import backends, critic
 from otgrid._device import cuda_status, simulator_enabled
 from otgrid.backends_cuda import CudaGridKernels
 
@@ -76,16 +74,8 @@ def _timed(fn, repeat: int) -> float:
 
 @contextlib.contextmanager
 def cuda_solver() -> Iterator[str]:
-    """``solve_critic`` runs the CUDA kernels inside; yields the backend name to pass."""
-    if "cuda" in backends.BACKENDS:
-        yield "cuda"
-        return
-    saved = critic.make_kernels
-    critic.make_kernels = lambda backend, *a: CudaGridKernels(*a)
-    try:
-        yield "numba"
-    finally:
-        critic.make_kernels = saved
+    """Yields the backend name that runs ``solve_critic`` on the GPU."""
+    yield "cuda"
 
 
 def copy_bandwidth(nbytes: int, repeat: int) -> float:

@@ -306,7 +306,7 @@ def to_markdown(rep: dict) -> str:
         "",
         "Problem: fit g(z) = scale·z + loc (2D, diagonal) to N((0.5, −0.3), diag(0.6², 0.4²)) "
         "on [−4, 4]², paper defaults (SGD, lr 5e-3, batch 128), exact masses, critic_tol "
-        "1e-3, Euclidean norm, Numba backend on the CPU (no GPU backend exists yet).",
+        "1e-3, Euclidean norm, Numba backend on the CPU (no GPU on the machine that measured it).",
         "",
         f"Machine: {m['cpu_model'] or 'unknown CPU'}, {m['cpu_count']} CPUs, "
         f"{m['numba_threads']} Numba threads, load average at start "

@@ -97,7 +97,7 @@ def _build_parser() -> _Parser:
                              "(default: 1e-6)")
     critic.add_argument("--max-iter", type=int, default=100_000, dest="max_iter",
                         help="iteration limit (default: 100000)")
-    critic.add_argument("--backend", choices=("auto", "numpy", "numba"), default="auto",
+    critic.add_argument("--backend", choices=("auto", "numpy", "numba", "cuda"), default="auto",
                         help="solver backend (default: auto)")
     critic.add_argument("--time-limit", type=float, default=None, dest="time_limit",
                         metavar="SECONDS",
@@ -195,7 +195,7 @@ def _add_sco_parser(sub: Any) -> None:
                           "1D, 64 x 64 in 2D")
     sco.add_argument("--norm", choices=("euclidean", "cityblock"), default="euclidean",
                      help="pointwise norm of the critic constraint (default: euclidean)")
-    sco.add_argument("--backend", choices=("auto", "numpy", "numba"), default="auto",
+    sco.add_argument("--backend", choices=("auto", "numpy", "numba", "cuda"), default="auto",
                      help="critic solver backend (default: auto)")
     sco.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     sco.add_argument("--figure", default="sco.png", metavar="PATH",
@@ -459,7 +459,7 @@ def _critic(args: argparse.Namespace) -> int:
                                dtype=np.float32 if args.float32 else np.float64,
                                time_limit=args.time_limit, interrupt="return",
                                callback=None if args.quiet else progress)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RuntimeError) as exc:  # RuntimeError: no usable GPU
             raise _UsageError(str(exc)) from None
     for w in caught:
         if issubclass(w.category, ConvergenceWarning):
@@ -625,7 +625,7 @@ def _sco(args: argparse.Namespace) -> int:
                       prox=prox, true_params=true, stop_param_tol=args.stop_param_tol,
                       stop_w_tol=args.stop_w_tol, norm=args.norm, backend=args.backend,
                       progress=not args.quiet, rng=args.seed)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RuntimeError) as exc:  # RuntimeError: no usable GPU
             raise _UsageError(str(exc)) from None
     for w in caught:
         if issubclass(w.category, (ConvergenceWarning, OutsideMassWarning)):

@@ -538,8 +538,8 @@ def fit(
         amount; every step's amount is in ``result.outside_mass``.
     norm : {"euclidean", "cityblock"}, optional
         Pointwise norm of the critic constraint (see :func:`otgrid.solve_critic`).
-    backend : {"auto", "numpy", "numba"}, optional
-        Critic solver backend.
+    backend : {"auto", "numpy", "numba", "cuda"}, optional
+        Critic solver backend (see :func:`otgrid.solve_critic`).
     callback : callable, optional
         ``callback(info)`` with an :class:`SCOStep` after every critic solve (the initial one
         included); returning ``True`` stops the fit (``status="callback"``).

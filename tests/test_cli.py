@@ -241,6 +241,17 @@ def test_bad_input_exits_2_with_one_line(args, words, capsys, tmp_path, monkeypa
     assert not (tmp_path / "critic.png").exists()
 
 
+def test_backend_cuda_without_a_gpu_is_a_usage_error(capsys, tmp_path, monkeypatch):
+    from otgrid._device import cuda_status
+
+    if cuda_status().startswith("available"):
+        pytest.skip(f"CUDA is usable here ({cuda_status()})")
+    monkeypatch.chdir(tmp_path)
+    rc = main(["critic", "normal(0, 1)", "normal(1, 1)", "--backend", "cuda"])
+    assert_one_line_error(capsys, rc, "backend='cuda' cannot run here")
+    assert not (tmp_path / "critic.png").exists()
+
+
 def test_version(capsys):
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"otgrid {otgrid.__version__}"
