@@ -19,9 +19,11 @@ import numpy as np
 
 from otgrid import operators as ops
 
-# Grids smaller than this run the Numba kernels on one thread: below it a stencil pass takes
-# microseconds and waking a second thread costs more (by orders of magnitude on a loaded
-# machine), while the DCT pair dominates each iteration anyway.
+# Problems (grid cells x batch) smaller than this run the Numba kernels and the DCTs on one
+# thread: below it a stencil pass takes microseconds and waking a second thread costs more (by
+# orders of magnitude on a loaded machine). SciPy's DCT with workers=2 costs 0.50 ms instead of
+# 0.08 ms at 64^2 and 0.75 ms instead of 0.25 ms at 128^2 (thread start-up per call), breaks
+# even at 256^2 and wins from 512^2 on (1.8 ms instead of 3.0 ms), measured on 2 cores.
 PARALLEL_MIN_CELLS = 1 << 18
 
 # ``backend="auto"`` picks the GPU for problems (cells x batch) at least this large: below it
@@ -252,8 +254,9 @@ class NumbaGridKernels(GridKernels):
         from otgrid.kernels import grid_numba as k
 
         self._k = k
-        self.workers = os.cpu_count() or 1
-        self.threads = None if int(np.prod(self.shape)) >= PARALLEL_MIN_CELLS else 1
+        self.threads = 1
+        self.workers = 1
+        self.with_batch(1)
         if self.ndim == 1:
             self._d, self._r, self._g = k.dual_step_1d, k.residual_1d, k.grad_sq_1d
             self._m, self._c, self._cf = k.max_grad_norm_1d, k.flow_cost_1d, k.corrected_flow_1d
@@ -264,9 +267,10 @@ class NumbaGridKernels(GridKernels):
             raise ValueError("the numba backend supports 1D and 2D grids only.")
 
     def with_batch(self, nb: int) -> None:
-        """Use both threads when the batch makes the passes long enough to pay for them."""
+        """Use all threads (kernels and DCTs) when the passes are long enough to pay for them."""
         if int(np.prod(self.shape)) * nb >= PARALLEL_MIN_CELLS:
             self.threads = None
+            self.workers = os.cpu_count() or 1
 
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:
