@@ -472,6 +472,9 @@ def _critic(args: argparse.Namespace) -> int:
     print(f"  iterations:   {res.iterations}")
     print(f"  seconds:      {res.seconds:.3g}")
     print(f"  backend:      {res.backend}")
+    if res.float64_from is not None:
+        print(f"  precision:    float32, float64 from iteration {res.float64_from} (the float32 "
+              "iterates stopped improving the gap)")
     print(f"  norm:         {res.norm}")
     print(f"  converged:    {res.converged}")
     if res.status in ("interrupted", "time_limit"):

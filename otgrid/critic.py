@@ -156,6 +156,9 @@ class CriticResult:
         Restarts of the iteration (each may adapt the step).
     levels : int
         Grid levels of the multilevel start (1: none).
+    float64_from : int or None
+        With ``dtype=float32``: the iteration at which the float32 iterates stopped improving
+        the gap (their precision floor) and the solve went on in float64; None otherwise.
     """
 
     w1: float
@@ -178,6 +181,7 @@ class CriticResult:
     step: float
     restarts: int = 0
     levels: int = 1
+    float64_from: int | None = None
 
     @property
     def relative_gap(self) -> float:
@@ -217,6 +221,14 @@ _PW_THETA = 0.5
 _PW_CAP = 16.0
 _BETA_SUFFICIENT, _BETA_NECESSARY, _BETA_ARTIFICIAL = 0.2, 0.8, 0.36
 _CHECK_FRACTION = 0.02
+# float32 iterates: a problem whose relative gap has not fallen by 10 % over this many checks has
+# hit the precision floor of its float32 iterates (measured: 8gaussians vs N(0, I) at 64^2 stays
+# at a relative gap of 2e-6 for 10^6 iterations); it continues in float64 from its best
+# certified critic and flow.
+_F32_STALL_CHECKS = 15
+# ... counted only once the relative gap is below this (far above float32's floor; a plateau of
+# the iteration at a larger gap is not the precision limit).
+_F32_STALL_GAP = 1e-4
 
 
 class _Best:
@@ -269,6 +281,7 @@ class _Outcome:
     step: float = 0.0
     restarts: int = 0
     history: list = field(default_factory=list)
+    float64_from: int | None = None
 
 
 def _default_steps(kern, c64) -> np.ndarray:
@@ -295,12 +308,16 @@ def _losses(cert, c64, f64, y64, u64) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive, deadline,
-             callback, scale, t0, verbose, flow_candidates, floor, interrupt):
+             callback, scale, t0, verbose, flow_candidates, floor, interrupt, problem_ids=None,
+             k0=0):
     """Run the preconditioned Chambolle–Pock loop on a batch; return (best, outcomes).
 
     ``c64``: float64 device array ``(B, *shape)`` (scaled); ``f``, ``y``: starting iterates in
     the working dtype; ``tau``: starting steps ``(B,)``. Problems leave the batch as soon as they
     stop (converged, callback, max_iter, time limit), so the others run on smaller arrays.
+    With float32 iterates, a problem whose gap stalls (``_F32_STALL_CHECKS``) stops with status
+    ``"stalled"``. ``problem_ids``: the problems' indices for :class:`CheckInfo`; ``k0``:
+    iterations already run (a continuation), counted in ``max_iter`` and the history.
     """
     xp = kern.xp
     nb = c64.shape[0]
@@ -318,8 +335,12 @@ def _iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive
     res_prev = np.full(nb, np.inf)
     k_restart = np.zeros(nb, dtype=np.int64)
     pending = np.zeros(nb, dtype=bool)
+    pids = np.arange(nb) if problem_ids is None else np.asarray(problem_ids)
+    watch_stall = dt == np.float32
+    stall_ref = np.full(nb, np.inf)
+    stall_count = np.zeros(nb, dtype=np.int64)
     last_print = time.perf_counter()
-    k = next_check = 0
+    k = next_check = k0
     try:
         while True:
             kern.residual(c, y, r)
@@ -347,7 +368,12 @@ def _iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive
                     out[b].history.append((k, scale[b] * lo, scale[b] * up, now))
                     status = None
                     stop = callback is not None and callback(CheckInfo(
-                        k, scale[b] * lo, scale[b] * up, scale[b] * gap, now, int(b)))
+                        k, scale[b] * lo, scale[b] * up, scale[b] * gap, now, int(pids[b])))
+                    if watch_stall and gap <= _F32_STALL_GAP * up:
+                        if gap < 0.9 * stall_ref[b]:
+                            stall_ref[b], stall_count[b] = gap, 0
+                        else:
+                            stall_count[b] += 1
                     if gap <= tol * up or gap <= floor[b]:
                         status = "converged"
                     elif stop:
@@ -356,6 +382,8 @@ def _iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive
                         status = "max_iter"
                     elif deadline is not None and time.perf_counter() >= deadline:
                         status = "time_limit"
+                    elif watch_stall and stall_count[b] >= _F32_STALL_CHECKS:
+                        status = "stalled"
                     if status is not None:
                         done[j] = True
                         out[b].status, out[b].iterations, out[b].seconds = status, k, now
@@ -401,6 +429,35 @@ def _iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive
             out[b].step = float(tau[j])
             out[b].history.append((k, scale[b] * best.lower[b], scale[b] * best.upper[b], now))
     return best, out
+
+
+def _continue_in_float64(cert, c64, best, outs, *, problem_ids, scale, **kw) -> None:
+    """Run the problems that stalled in float32 on in float64 (in place in ``best``, ``outs``).
+
+    They restart from their best certified critic and exactly feasible flow, with their last
+    step; bounds only improve (the better of the two runs is kept per side).
+    """
+    xp = cert.xp
+    for j in [j for j, o in enumerate(outs) if o.status == "stalled"]:
+        jx = xp.asarray([j])
+        k0 = outs[j].iterations
+        sub, (new,) = _iterate(cert, cert, c64[jx], best.critic[jx].copy(),
+                               cert.corrected_flow(best.flow_y[jx], best.flow_u[jx]),
+                               np.array([outs[j].step]), problem_ids=[problem_ids[j]],
+                               scale=scale[[j]], k0=k0, **kw)
+        if sub.lower[0] > best.lower[j]:
+            best.lower[j] = sub.lower[0]
+            best.critic[j] = sub.critic[0]
+        if sub.upper[0] < best.upper[j]:
+            best.upper[j] = sub.upper[0]
+            best.flow_y[j] = sub.flow_y[0]
+            best.flow_u[j] = sub.flow_u[0]
+        o = outs[j]
+        o.status, o.iterations, o.seconds, o.step = (new.status, new.iterations, new.seconds,
+                                                     new.step)
+        o.restarts += new.restarts
+        o.history += new.history[1:]  # its first check (at k0) re-evaluates the start
+        o.float64_from = k0
 
 
 def _decide_restarts(res, res0, res_prev, k_restart, k, pending) -> None:
@@ -669,7 +726,10 @@ def solve_critic(
         times batch) when a GPU is usable, numba for other 1D/2D problems, numpy otherwise.
     dtype : {numpy.float64, numpy.float32}, optional
         Precision of the iterates. The certificate is always evaluated in float64 from the
-        current iterates, so the bounds hold in float32 too.
+        current iterates, so the bounds hold in float32 too. A float32 solve whose gap stops
+        improving (the precision floor of its iterates, typically a relative gap near 1e-6)
+        goes on in float64 from its best certified critic and flow (``float64_from`` of the
+        result says when).
     warm_start : CriticResult or list of CriticResult, optional
         An earlier result on the same grid (a list, one per problem, for a batch): its critic
         and flow start the iteration. The step is chosen from the new data (or given by
@@ -860,7 +920,14 @@ def solve_critic(
                 callback=callback, scale=scale[live], t0=t0, verbose=verbose,
                 flow_candidates=flow_candidates,
                 floor=floor_scale * np.abs(cl).reshape(live.size, -1).sum(1),
-                interrupt=interrupt)
+                interrupt=interrupt, problem_ids=live)
+            if dtype == np.float32:
+                _continue_in_float64(cert, c_dev, best, outs, tol=tol, max_iter=max_iter,
+                                     check_every=check_every, adaptive=adaptive_step,
+                                     deadline=deadline, callback=callback, scale=scale[live],
+                                     t0=t0, verbose=verbose, flow_candidates=flow_candidates,
+                                     floor=floor_scale * np.abs(cl).reshape(live.size, -1).sum(1),
+                                     interrupt=interrupt, problem_ids=live)
             if interrupted:  # Ctrl-C during the coarse solves: the certificate of the start
                 for o in outs:
                     o.status = "interrupted"
@@ -899,4 +966,5 @@ def _result(lower, upper, critic, flow, out, scale, weights, grid, norm, tol, ba
         status=out.status,
         message=_message(out.status, out.iterations, rel, tol, max_iter, time_limit),
         history=hist, seconds=out.seconds, backend=backend, grid=grid, norm=norm, tol=tol,
-        dtype=np.dtype(dtype), step=out.step, restarts=out.restarts, levels=levels)
+        dtype=np.dtype(dtype), step=out.step, restarts=out.restarts, levels=levels,
+        float64_from=out.float64_from)

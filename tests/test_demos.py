@@ -3,7 +3,8 @@
 Each demo runs as a subprocess with this interpreter (the installed package), at its tiny test
 size (``OTGRID_DEMO_FAST=1``), writing into a temporary folder (``OTGRID_DEMO_OUT``). The
 checks read the JSON the demo writes and compare it with closed forms computed here, from
-SciPy, never from otgrid.
+SciPy, never from otgrid. The command-line demos (demos/sco_*.py, demos/smoothed_*.py) get a
+smoke run with very few steps, their figure and JSON paths pointing into the temporary folder.
 """
 
 from __future__ import annotations
@@ -35,19 +36,36 @@ OUTPUTS = {
     "plot_smoothing.py": "smoothing",
     "plot_wasserstein_proximal.py": "wasserstein_proximal",
     "plot_transport_flow.py": "transport_flow",
+    "plot_sco_vs_wgan.py": "sco_vs_wgan",
 }
+# demos that write several figures instead of "<stem>.png"
+FIGURES = {"plot_sco_vs_wgan.py": ("sco_vs_wgan_1d", "sco_vs_wgan_2d")}
 # Two demos also train the neural baselines (a few steps: a smoke run) when torch is installed.
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 _NEURAL = {"OTGRID_DEMO_NEURAL": "1", "OTGRID_DEMO_NEURAL_STEPS": "20"} if HAS_TORCH else {}
 EXTRA_ENV = {"plot_critics_1d.py": _NEURAL, "plot_petzka_critic.py": _NEURAL}
+# Command-line demos: script -> (arguments, "{out}" standing for the temporary folder; the
+# figures it writes there; whether it needs torch). A few steps each: a smoke run, not a fit.
+SCRIPTS = {
+    "sco_gaussians.py": (["--steps", "20", "--shape-2d", "24", "--out-dir", "{out}"],
+                         ("sco_1d.png", "sco_2d.png"), False),
+    "sco_8gaussians.py": (["--steps", "5", "--grid", "32", "--mass-samples", "2000",
+                           "--figure", "{out}/sco_8gaussians.png",
+                           "--json", "{out}/demos_sco.json"], ("sco_8gaussians.png",), True),
+    "smoothed_25gaussians.py": (["--steps", "20", "--figure", "{out}/smoothed_25gaussians.png",
+                                 "--json", "{out}/demos_sco.json"],
+                                ("smoothed_25gaussians.png",), True),
+}
 
 
 def _launch(script: str, out: Path) -> subprocess.Popen:
     env = {**os.environ, "OTGRID_DEMO_FAST": "1", "OTGRID_DEMO_OUT": str(out),
            "MPLBACKEND": "Agg"}
-    env.pop("OTGRID_PAPER_SCALE", None)
+    for name in ("OTGRID_PAPER_SCALE", "OTGRID_DEMO_SCO_STEPS", "OTGRID_DEMO_GAN_STEPS"):
+        env.pop(name, None)
     env.update(EXTRA_ENV.get(script, {}))
-    return subprocess.Popen([sys.executable, str(DEMOS / script)], cwd=out, env=env,
+    args = [a.replace("{out}", str(out)) for a in SCRIPTS[script][0]] if script in SCRIPTS else []
+    return subprocess.Popen([sys.executable, str(DEMOS / script), *args], cwd=out, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -55,12 +73,12 @@ def _launch(script: str, out: Path) -> subprocess.Popen:
 def demo_runs(tmp_path_factory) -> dict:
     """Run every demo once, two at a time; script -> (return code, stdout, stderr, folder)."""
     runs: dict = {}
-    pending = list(OUTPUTS)
+    pending = list(OUTPUTS) + [s for s, (_, _, torch) in SCRIPTS.items() if HAS_TORCH or not torch]
     active: list = []
     while pending or active:
         while pending and len(active) < 2:
             script = pending.pop(0)
-            out = tmp_path_factory.mktemp(OUTPUTS[script])
+            out = tmp_path_factory.mktemp(OUTPUTS.get(script, Path(script).stem))
             active.append((script, out, _launch(script, out)))
         script, out, proc = active.pop(0)
         try:
@@ -77,15 +95,30 @@ def run_demo(script: str, runs: dict) -> dict:
     code, stdout, stderr, out = runs[script]
     assert code == 0, f"{script} failed:\n{stdout}\n{stderr}"
     stem = OUTPUTS[script]
-    figure = out / f"{stem}.png"
-    assert figure.is_file(), f"{script} did not write {figure.name}:\n{stdout}"
-    assert figure.read_bytes()[:8] == PNG
+    for name in FIGURES.get(script, (stem,)):
+        figure = out / f"{name}.png"
+        assert figure.is_file(), f"{script} did not write {figure.name}:\n{stdout}"
+        assert figure.read_bytes()[:8] == PNG
     assert "figure written to" in stdout
     return json.loads((out / f"{stem}.json").read_text())
 
 
+def run_script(script: str, runs: dict) -> Path:
+    """Check that a command-line demo ran and wrote its figures; return its folder."""
+    if SCRIPTS[script][2]:
+        pytest.importorskip("torch", reason=f"{script} needs torch")
+    code, stdout, stderr, out = runs[script]
+    assert code == 0, f"{script} failed:\n{stdout}\n{stderr}"
+    for name in SCRIPTS[script][1]:
+        assert (out / name).read_bytes()[:8] == PNG, f"{script} did not write {name}"
+    assert "figure written to" in stdout
+    return out
+
+
 def test_every_plot_demo_is_tested():
     assert sorted(p.name for p in DEMOS.glob("plot_*.py")) == sorted(OUTPUTS)
+    others = {p.name for p in DEMOS.glob("*.py")} - set(OUTPUTS)
+    assert sorted(others) == sorted(SCRIPTS)
 
 
 @pytest.mark.parametrize("path", sorted(DEMOS.glob("*.py")), ids=lambda p: p.name)
@@ -238,3 +271,63 @@ def test_transport_flow(demo_runs):
     # means of the continuous measures: 0 for 8gaussians vs N(0, I), (3, 0) for the other pair
     assert_allclose(p["N(0, I) → 8gaussians"]["mean_difference"], [0, 0], atol=1e-9)
     assert_allclose(p["two Gaussians → one"]["mean_difference"], [3, 0], atol=2e-3)
+
+
+def test_sco_vs_wgan(demo_runs):
+    """SCO's learning curves: the parameter error falls (150 steps at lr 5e-3: about 0.75)."""
+    r = run_demo("plot_sco_vs_wgan.py", demo_runs)
+    assert r["seed"] == 0 and r["sco_steps"] == 150
+    for name, d in (("1d", 1), ("2d", 2)):
+        s = r["settings"][name]
+        sco = s["SCO"]
+        assert len(sco["steps"]) == len(sco["error"]) == len(sco["seconds"]) == 151
+        assert np.all(np.diff(sco["seconds"]) >= 0)
+        # start loc 0, scale 1: the error of the start is 1 in both settings
+        assert_allclose(sco["error"][0], 1.0)
+        # SGD moves each loc by at most lr |grad f| <= 5e-3 per step (f is 1-Lipschitz)
+        assert 1.0 - 150 * 5e-3 - 1e-9 <= sco["error"][-1] < 0.5
+        params = np.asarray(sco["final_params"])
+        assert params.shape == (2 * d,)
+        truth = np.asarray(s["target_params"])
+        assert_allclose(np.max(np.abs(np.r_[params[:d], np.abs(params[d:])] - truth)),
+                        sco["error"][-1])
+        lower, upper = sco["final_w"]
+        assert 0 <= lower <= upper
+
+
+def test_sco_vs_wgan_baselines(demo_runs):
+    """The WGAN baselines ran (20 generator steps) and end further from the target than SCO."""
+    pytest.importorskip("torch", reason="the WGAN baselines need torch")
+    r = run_demo("plot_sco_vs_wgan.py", demo_runs)
+    assert r["torch"] and r["gan_steps"] == 20
+    for name in ("1d", "2d"):
+        s = r["settings"][name]
+        for method in ("WGAN", "WGAN-GP"):
+            c = s[method]
+            assert c["steps"][0] == 0 and c["steps"][-1] == 20
+            assert_allclose(c["error"][0], 1.0)
+            assert np.all(np.isfinite(c["error"]))
+            assert c["settings"]["n_critic"] == 5 and c["settings"]["batch_size"] == 256
+            assert s["SCO"]["error"][-1] < c["error"][-1], (name, method)
+
+
+def test_sco_gaussians_script(demo_runs):
+    out = run_script("sco_gaussians.py", demo_runs)
+    assert "error" in demo_runs["sco_gaussians.py"][1]
+    assert sorted(p.name for p in out.iterdir()) == ["sco_1d.png", "sco_2d.png"]
+
+
+def test_sco_8gaussians_script(demo_runs):
+    out = run_script("sco_8gaussians.py", demo_runs)
+    rec = json.loads((out / "demos_sco.json").read_text())["sco_8gaussians"]
+    assert rec["steps"] == 5 and rec["settings"]["grid"] == 32
+    for lower, upper in (rec["w_start"], rec["w_final"]):
+        assert 0 <= lower <= upper
+
+
+def test_smoothed_25gaussians_script(demo_runs):
+    out = run_script("smoothed_25gaussians.py", demo_runs)
+    rec = json.loads((out / "demos_sco.json").read_text())["smoothed_25gaussians"]
+    assert rec["steps_done"] == 20 and 0 <= rec["modes_recovered"] <= 25
+    lower, upper = rec["w_grid_128"]
+    assert 0 <= lower <= upper
