@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from otgrid._validation import as_finite_array, as_rng, check_choice, check_positive_int
+from otgrid._validation import as_finite_array, check_choice, check_positive_int
+from otgrid.generators import _GaussianLatent
 
 __all__ = ["TorchGenerator", "mlp_generator"]
 
@@ -37,7 +38,7 @@ def _torch() -> Any:
     return torch
 
 
-class TorchGenerator:
+class TorchGenerator(_GaussianLatent):
     r"""Adapter that makes a ``torch.nn.Module`` a parametric generator ``x = g_theta(z)``.
 
     The latent law is the standard Gaussian :math:`\mathcal N(0, I_{latent\_dim})`.
@@ -134,33 +135,9 @@ class TorchGenerator:
         return (f"TorchGenerator({type(self.module).__name__}, latent_dim={self.latent_dim}, "
                 f"ndim={self.ndim}, {self._size} parameters)")
 
-    # -- sampling and derivatives
-    def sample_latent(self, n: int, rng: Any = None) -> np.ndarray:
-        """Draw ``n`` standard Gaussian latent samples.
-
-        Parameters
-        ----------
-        n : int
-            Number of samples (>= 0).
-        rng : None, int or numpy.random.Generator, optional
-            Random source.
-
-        Returns
-        -------
-        numpy.ndarray, shape (n, latent_dim)
-        """
-        n = check_positive_int(n, "n", minimum=0)
-        return as_rng(rng).standard_normal((n, self.latent_dim))
-
+    # -- sampling and derivatives (sample_latent and the input checks: _GaussianLatent)
     def _z(self, z: Any) -> Any:
-        torch = _torch()
-        arr = as_finite_array(z, "z")
-        if arr.ndim == 1 and self.latent_dim == 1:
-            arr = arr[:, None]
-        if arr.ndim != 2 or arr.shape[1] != self.latent_dim:
-            raise ValueError(f"z must have shape (n, {self.latent_dim}) (latent samples, one "
-                             f"per row); got shape {arr.shape}.")
-        return torch.as_tensor(arr, dtype=self._dtype, device=self._device)
+        return _torch().as_tensor(super()._z(z), dtype=self._dtype, device=self._device)
 
     def _out(self, out: Any, n: int) -> Any:
         if out.ndim == 1 and self.ndim == 1:
@@ -205,13 +182,7 @@ class TorchGenerator:
         torch = _torch()
         zt = self._z(z)
         n = zt.shape[0]
-        v = as_finite_array(grad_x, "grad_x")
-        if v.ndim == 1 and self.ndim == 1:
-            v = v[:, None]
-        if v.shape != (n, self.ndim):
-            raise ValueError(f"grad_x must have shape ({n}, {self.ndim}) (one gradient per "
-                             f"generated point); got shape {v.shape}.")
-        vt = torch.as_tensor(v, dtype=self._dtype, device=self._device)
+        vt = torch.as_tensor(self._grad_x(grad_x, n), dtype=self._dtype, device=self._device)
         with torch.enable_grad():
             out = self._out(self.module(zt), n)
             grads = torch.autograd.grad(out, self._params, grad_outputs=vt, allow_unused=True)

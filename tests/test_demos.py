@@ -105,8 +105,8 @@ def run_demo(script: str, runs: dict) -> dict:
 
 def run_script(script: str, runs: dict) -> Path:
     """Check that a command-line demo ran and wrote its figures; return its folder."""
-    if SCRIPTS[script][2]:
-        pytest.importorskip("torch", reason=f"{script} needs torch")
+    if SCRIPTS[script][2] and not HAS_TORCH:
+        pytest.skip(f"torch is not installed: {script} needs it")
     code, stdout, stderr, out = runs[script]
     assert code == 0, f"{script} failed:\n{stdout}\n{stderr}"
     for name in SCRIPTS[script][1]:
@@ -274,7 +274,7 @@ def test_transport_flow(demo_runs):
 
 
 def test_sco_vs_wgan(demo_runs):
-    """SCO's learning curves: the parameter error falls (150 steps at lr 5e-3: about 0.75)."""
+    """SCO's learning curves: the parameter error falls (150 steps at lr 5e-3: by <= 0.75)."""
     r = run_demo("plot_sco_vs_wgan.py", demo_runs)
     assert r["seed"] == 0 and r["sco_steps"] == 150
     for name, d in (("1d", 1), ("2d", 2)):
@@ -295,9 +295,9 @@ def test_sco_vs_wgan(demo_runs):
         assert 0 <= lower <= upper
 
 
+@pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed: no WGAN baselines")
 def test_sco_vs_wgan_baselines(demo_runs):
     """The WGAN baselines ran (20 generator steps) and end further from the target than SCO."""
-    pytest.importorskip("torch", reason="the WGAN baselines need torch")
     r = run_demo("plot_sco_vs_wgan.py", demo_runs)
     assert r["torch"] and r["gan_steps"] == 20
     for name in ("1d", "2d"):
