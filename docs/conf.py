@@ -111,14 +111,15 @@ def _write_cli_help() -> None:
 
 
 def _copy_benchmarks() -> None:
-    """Copy benchmarks/results/*.md to docs/_generated/benchmarks/ (pages of benchmarks.rst).
+    """Copy benchmarks/results/*.md and the images they show to docs/_generated/benchmarks/.
 
-    A new result file shows up in the documentation by itself.
+    A new result file shows up in the documentation by itself (as a page of benchmarks.rst).
     """
     out = DOCS / "_generated" / "benchmarks"
     out.mkdir(parents=True, exist_ok=True)
-    wanted = sorted((ROOT / "benchmarks" / "results").glob("*.md"))
-    for old in out.glob("*.md"):
+    results = ROOT / "benchmarks" / "results"
+    wanted = sorted([*results.glob("*.md"), *results.glob("*.png")])
+    for old in [*out.glob("*.md"), *out.glob("*.png")]:
         if old.name not in {md.name for md in wanted}:
             old.unlink()
     for md in wanted:
