@@ -27,6 +27,11 @@ Every option can be overridden (``--grid``, ``--mass-samples``, ``--optimizer``,
     python demos/sco_8gaussians.py --steps 1000    # the committed figure
     python demos/sco_8gaussians.py --paper --steps 5000
 
+The committed figure (``--steps 1000``; the gallery does not run this script):
+
+.. image:: /../demos/figures/sco_8gaussians.png
+   :alt: SCO with an MLP generator on the 8 Gaussians
+
 Needs torch (``pip install otgrid[torch]``).
 """
 

@@ -16,7 +16,15 @@ Run from the repository root (about 10-30 s)::
     python demos/sco_gaussians.py                      # writes demos/output/sco_1d.png, sco_2d.png
     python demos/sco_gaussians.py --out-dir /tmp/sco --steps 1000
 
-Prints the final parameters, their error and the certified W for both fits.
+Prints the final parameters, their error and the certified W for both fits. The committed
+figures (default settings, written with ``--out-dir demos/figures``; the gallery does not run
+this script):
+
+.. image:: /../demos/figures/sco_1d.png
+   :alt: SCO fitting a 1D Gaussian
+
+.. image:: /../demos/figures/sco_2d.png
+   :alt: SCO fitting a 2D Gaussian
 """
 
 from __future__ import annotations
