@@ -41,6 +41,7 @@ from __future__ import annotations
 import math
 
 from ._cuda import cuda
+from ._cuda import device as _device
 from ._cuda import kernel as _kernel
 
 __all__ = [
@@ -59,6 +60,15 @@ __all__ = [
     "unit_directions_1d",
     "unit_directions_2d",
 ]
+
+
+@_device
+def _cell_2d(p, nx, ny):  # pragma: no cover - device code
+    """Problem ``b``, flat cell ``q`` and grid indices ``(i, j)`` of the thread of index ``p``."""
+    b = p // (nx * ny)
+    q = p - b * (nx * ny)
+    i = q // ny
+    return b, q, i, q - i * ny
 
 
 # ----------------------------------------------------------------------------------------- 1D
@@ -180,10 +190,7 @@ def dual_step_2d(f, u, y, f_out, tau, sigma, hx, hy, iso):  # pragma: no cover -
     nb, nx, ny = f.shape
     if p >= nb * nx * ny:
         return
-    b = p // (nx * ny)
-    q = p - b * (nx * ny)
-    i = q // ny
-    j = q - i * ny
+    b, _, i, j = _cell_2d(p, nx, ny)
     tb = tau[b]
     sb = sigma[b]
     t2 = tb + tb
@@ -224,10 +231,7 @@ def residual_2d(c, y, r, hx, hy):  # pragma: no cover - device code
     nb, nx, ny = c.shape
     if p >= nb * nx * ny:
         return
-    b = p // (nx * ny)
-    q = p - b * (nx * ny)
-    i = q // ny
-    j = q - i * ny
+    b, _, i, j = _cell_2d(p, nx, ny)
     v = c[b, i, j]
     if i < nx - 1:
         v += y[b, 0, i, j] * hx
@@ -247,10 +251,7 @@ def grad_norm_cells_2d(f, out, hx, hy, iso):  # pragma: no cover - device code
     nb, nx, ny = f.shape
     if p >= nb * nx * ny:
         return
-    b = p // (nx * ny)
-    q = p - b * (nx * ny)
-    i = q // ny
-    j = q - i * ny
+    b, q, i, j = _cell_2d(p, nx, ny)
     gx = abs(f[b, i + 1, j] - f[b, i, j]) * hx if i < nx - 1 else 0.0
     gy = abs(f[b, i, j + 1] - f[b, i, j]) * hy if j < ny - 1 else 0.0
     out[b, q] = math.sqrt(gx * gx + gy * gy) if iso else max(gx, gy)
@@ -263,10 +264,7 @@ def grad_sq_cells_2d(f, out, hx, hy):  # pragma: no cover - device code
     nb, nx, ny = f.shape
     if p >= nb * nx * ny:
         return
-    b = p // (nx * ny)
-    q = p - b * (nx * ny)
-    i = q // ny
-    j = q - i * ny
+    b, q, i, j = _cell_2d(p, nx, ny)
     gx = (f[b, i + 1, j] - f[b, i, j]) * hx if i < nx - 1 else 0.0
     gy = (f[b, i, j + 1] - f[b, i, j]) * hy if j < ny - 1 else 0.0
     out[b, q] = gx * gx + gy * gy
@@ -279,10 +277,7 @@ def flow_norm_cells_2d(y, u, out, hx, hy, iso):  # pragma: no cover - device cod
     nb, nx, ny = u.shape
     if p >= nb * nx * ny:
         return
-    b = p // (nx * ny)
-    q = p - b * (nx * ny)
-    i = q // ny
-    j = q - i * ny
+    b, q, i, j = _cell_2d(p, nx, ny)
     vx = y[b, 0, i, j] + (u[b, i + 1, j] - u[b, i, j]) * hx if i < nx - 1 else 0.0
     vy = y[b, 1, i, j] + (u[b, i, j + 1] - u[b, i, j]) * hy if j < ny - 1 else 0.0
     out[b, q] = math.sqrt(vx * vx + vy * vy) if iso else abs(vx) + abs(vy)
@@ -295,10 +290,7 @@ def corrected_flow_2d(y, u, out, hx, hy):  # pragma: no cover - device code
     nb, nx, ny = u.shape
     if p >= nb * nx * ny:
         return
-    b = p // (nx * ny)
-    q = p - b * (nx * ny)
-    i = q // ny
-    j = q - i * ny
+    b, _, i, j = _cell_2d(p, nx, ny)
     uij = u[b, i, j]
     out[b, 0, i, j] = y[b, 0, i, j] + (u[b, i + 1, j] - uij) * hx if i < nx - 1 else 0.0
     out[b, 1, i, j] = y[b, 1, i, j] + (u[b, i, j + 1] - uij) * hy if j < ny - 1 else 0.0
@@ -317,10 +309,7 @@ def unit_directions_2d(y, top, out, iso):  # pragma: no cover - device code
     ny = y.shape[3]
     if p >= nb * nx * ny:
         return
-    b = p // (nx * ny)
-    q = p - b * (nx * ny)
-    i = q // ny
-    j = q - i * ny
+    b, _, i, j = _cell_2d(p, nx, ny)
     vx = y[b, 0, i, j]
     vy = y[b, 1, i, j]
     eps = 1e-9 * top[b]
