@@ -11,10 +11,12 @@ problems in high dimension, where reading a precomputed matrix is faster than re
 
 - ``lse(side, h, shift, inv, want_cost)``: ``lse_i = log sum_j exp(h_j + (shift_i - c_ij) inv)``
   and, with ``want_cost``, the mean cost ``sum_j p_ij c_ij / sum_j p_ij`` of each row;
-- ``sinkhorn_iteration(la, lb, f, g, inv)``: one Sinkhorn iteration, ``f <- F(g)`` (rows
-  exact) then the column log-sum-exp ``lse_c`` of the new plan, shifted by ``g``; returns
-  ``(f, lse_c, passes)`` (the NumPy backend: two ``lse`` passes; Numba: one fused pass whose
-  exponentials serve both sums);
+- ``sinkhorn_iteration(la, lb, f, g, inv, low, want_cost)``: one Sinkhorn iteration, ``f <-
+  F(g)`` (rows exact) then the column log-sum-exp ``lse_c`` of the new plan, shifted by ``g``;
+  returns ``(f, lse_c, passes, g_used, mcost)`` (the NumPy backend: two ``lse`` passes;
+  Numba: one fused pass whose exponentials serve both sums, in float32 with ``low`` where the
+  backend has ``low_precision``; ``g_used`` is the ``g`` the pass represented, ``mcost`` the
+  mean cost of each row with ``want_cost``, else None);
 - ``exp_apply(side, h, shift, inv, V)``: ``sum_j exp(h_j + (shift_i - c_ij) inv) V[:, j]``;
 - ``l2_dual(phi, psi, dphi, dpsi, wa, wb, inv)``: row and column sums of ``wa_i wb_j (phi_i
   - psi_j - c_ij)_+ inv``, and the totals ``Q = sum wa wb v_+^2 inv / 2``, ``sum wa wb v_+ c
@@ -44,6 +46,10 @@ _DENSE = 3
 # and 2x from 512; while other processes kept the cores busy, each parallel region cost about
 # 7 ms more than the serial loop (0.35 vs 7.1 ms per pass at n = 300, 25 vs 31 ms at 3000).
 PARALLEL_MIN_PAIRS = 1 << 16
+# ... and from PARALLEL_ALWAYS_PAIRS pairs they always run on all threads: each pass then does
+# at least ~10 ms of work per thread, and timing the serial mode (one pass in PROBE_EVERY)
+# cost a whole extra pass (n = 10^5: 14 s instead of 7 s).
+PARALLEL_ALWAYS_PAIRS = 1 << 24
 # The chooser re-times the mode it is not using once every PROBE_EVERY calls of a kernel.
 PROBE_EVERY = 25
 # In dimension >= DENSE_MIN_DIM the Numba backend precomputes the cost matrix (and its
@@ -73,12 +79,15 @@ class _ThreadChooser:
     work: the probes cost at most the difference between the modes.
     """
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, always: bool = False) -> None:
         self.enabled = enabled
+        self.always = always
         self.times: dict[tuple[str, bool], list[float]] = {}
         self.calls: dict[str, int] = {}
 
     def pick(self, name: str) -> bool:
+        if self.always:
+            return True
         if not self.enabled:
             return False
         k = self.calls.get(name, 0)
@@ -92,7 +101,7 @@ class _ThreadChooser:
         return (not best) if k % PROBE_EVERY == 0 else best
 
     def record(self, name: str, parallel: bool, seconds: float) -> None:
-        if self.enabled:
+        if self.enabled and not self.always:
             self.times.setdefault((name, parallel), []).append(seconds)
 
 
@@ -144,12 +153,15 @@ class CloudOps:
                 mc[b, sl] = (w * c).sum(axis=1) / w.sum(axis=1)
         return out, mc
 
-    def sinkhorn_iteration(self, la, lb, f, g, inv):
+    # Whether sinkhorn_iteration(low=True) computes in float32 (else it ignores ``low``).
+    low_precision = False
+
+    def sinkhorn_iteration(self, la, lb, f, g, inv, low=False, want_cost=False):
         eps = 1.0 / inv
-        lse, _ = self.lse("rows", lb + g * inv[:, None], f, inv)
+        lse, mc = self.lse("rows", lb + g * inv[:, None], f, inv, want_cost=want_cost)
         f = f - eps[:, None] * lse
         lse_c, _ = self.lse("cols", la + f * inv[:, None], g, inv)
-        return f, lse_c, 2
+        return f, lse_c, 2, g, mc
 
     def exp_apply(self, side, h, shift, inv, V):
         p = self._pts(side)[0]
@@ -206,7 +218,8 @@ class NumbaCloudOps(CloudOps):
         self.xT = np.ascontiguousarray(np.transpose(x, (0, 2, 1)))
         self.yT = np.ascontiguousarray(np.transpose(y, (0, 2, 1)))
         pairs = self.B * self.n * self.m
-        self.chooser = _ThreadChooser(pairs >= PARALLEL_MIN_PAIRS)
+        self.chooser = _ThreadChooser(pairs >= PARALLEL_MIN_PAIRS,
+                                      always=pairs >= PARALLEL_ALWAYS_PAIRS)
         if self.d >= DENSE_MIN_DIM and pairs <= DENSE_MAX_PAIRS:
             self.kind = _DENSE
             self.C = np.stack([_costs(x[b], y[b], cost) for b in range(self.B)])
@@ -214,6 +227,7 @@ class NumbaCloudOps(CloudOps):
         else:
             self.kind = COST_KINDS[cost]
             self.C = self.CT = np.zeros((1, 1, 1))
+        self._low: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:
@@ -248,12 +262,30 @@ class NumbaCloudOps(CloudOps):
                                bool(want_cost), out, mc)
         return out, (mc if want_cost else None)
 
-    def sinkhorn_iteration(self, la, lb, f, g, inv):
+    low_precision = True
+
+    def _float32(self):
+        """Float32 coordinates (and costs), centred per problem; made on first use."""
+        if self._low is None:
+            f32 = np.float32
+            centre = (self.x.sum(axis=1) + self.y.sum(axis=1)) / (self.n + self.m)
+            xT = np.transpose(self.x - centre[:, None], (0, 2, 1))
+            yT = np.transpose(self.y - centre[:, None], (0, 2, 1))
+            self._low = (np.ascontiguousarray(xT, dtype=f32),
+                         np.ascontiguousarray(yT, dtype=f32),
+                         np.ascontiguousarray(self.C, dtype=f32))
+        return self._low
+
+    def sinkhorn_iteration(self, la, lb, f, g, inv, low=False, want_cost=False):
         """One fused pass (rows, then the columns from the same exponentials).
 
-        The columns come out as plan sums ``col_j = b_j exp(lse_c_j)``; where a column is not
-        safely representable that way (zero weight, or ``col_j < COL_FLOOR b_j`` far from
-        convergence, where dropped terms could matter) the column pass is run as usual.
+        ``low``: the pass computes costs and exponentials in float32 from centred float32
+        coordinates (sums in float64); ``h = log b + g / eps`` is rounded to float32 first and
+        the ``g`` it represents is returned as ``g_used``, so that the update stays consistent
+        (the caller continues from ``g_used``). The columns come out as plan sums ``col_j =
+        b_j exp(lse_c_j)``; where a column is not safely representable that way (zero weight,
+        or ``col_j < COL_FLOOR b_j`` far from convergence, where dropped terms could matter)
+        the column pass is run as usual (in float64).
         """
         import numba
 
@@ -261,20 +293,27 @@ class NumbaCloudOps(CloudOps):
         rows = self.B * self.n
         nq = min(rows, 4 * numba.get_num_threads()) if parallel else 1
         lse = np.empty((self.B, self.n))
+        mcost = np.empty((self.B, self.n)) if want_cost else lse
         colpart = np.zeros((nq, self.B, self.m))
-        c = np.ascontiguousarray
+        dt = np.float32 if low else np.float64
+        xT, yT, C = self._float32() if low else (self.xT, self.yT, self.C)
+        h = np.ascontiguousarray(lb + g * inv[:, None], dtype=dt)
+        hs = np.ascontiguousarray(f * inv[:, None], dtype=dt)
+        b = np.exp(lb)
+        if low:  # the g that h represents (zero weights: log b is -1e30, g is not used)
+            g = np.where(b > 0, (h - lb) / inv[:, None], g)
         t0 = time.perf_counter()
         getattr(self._k, "sinkhorn_rows_cols" if parallel else "sinkhorn_rows_cols_serial")(
-            self.xT, self.yT, self.C, c(lb + g * inv[:, None]), c(f),
-            c(inv, dtype=np.float64), self.kind, c(np.exp(la)), lse, colpart)
+            xT, yT, C, h, hs, np.ascontiguousarray(inv, dtype=dt), self.kind,
+            np.ascontiguousarray(np.exp(la)), bool(want_cost), lse, mcost, colpart)
         self.chooser.record("sinkhorn_rows_cols", parallel, time.perf_counter() - t0)
-        f = f - lse / inv[:, None]
+        f = (hs - lse) / inv[:, None] if low else f - lse / inv[:, None]
         col = colpart.sum(axis=0)
-        b = np.exp(lb)
+        mc = mcost if want_cost else None
         if np.all(col >= COL_FLOOR * b) and np.all(b > 0):
-            return f, np.log(col) - lb, 1
+            return f, np.log(col) - lb, 1, g, mc
         lse_c, _ = self.lse("cols", la + f * inv[:, None], g, inv)
-        return f, lse_c, 2
+        return f, lse_c, 2, g, mc
 
     def exp_apply(self, side, h, shift, inv, V):
         p, q, c = self._args(side)

@@ -93,6 +93,21 @@ MULTISCALE_MIN_POINTS = 5000
 MULTISCALE_RATIO = 5
 MULTISCALE_TOL = 1e-4
 
+# Mixed precision (numba backend): the iterations run their pair arithmetic in float32 (8 pairs
+# per AVX2 instruction instead of 4) until the float32 marginal error is <= MIXED_SWITCH * tol
+# (the float64 iteration that follows improves on it and measures it),
+# or improves less than twofold in MIXED_STALL iterations below MIXED_STALL_BELOW (its floor);
+# the iterations after that, and so the certified marginal error, are float64. On by default
+# from MIXED_MIN_PAIRS pairs per problem. Measured (2D Gaussian clouds, euclidean, reg 0.05,
+# n = 10^4, 2-core AMD EPYC): 1.7e9 float32 pairs/s per fused pass against 7.5e8 in float64.
+MIXED_MIN_PAIRS = 1 << 20
+MIXED_SWITCH = 1.0
+MIXED_STALL = 3
+MIXED_STALL_BELOW = 1e-4
+# Once the last marginal error is <= NEAR_TOL * tol, every float64 iteration also measures
+# <P, C> (a multiply-add per pair), so that a converged solve needs no final pass.
+NEAR_TOL = 30.0
+
 # eps-scaling is on by default when reg < AUTO_SCALING_RATIO * (bound on the costs): measured on
 # Gaussian and uniform 2D clouds (n = 500, euclidean and sqeuclidean costs), it divides the
 # iterations by up to 5 at reg / D = 2e-4 and costs a few when reg / D > 1e-2.
@@ -226,7 +241,7 @@ class _Anderson:
 
 
 def _coarse_start(prob: _Problem, *, reg: float, backend: str, eps_scaling: Any,
-                  anderson: int, max_iter: int, tol: float):
+                  anderson: int, max_iter: int, tol: float, mixed_precision: bool | None):
     """Potentials from a random subsample: ``(f, g, work in full passes)``, or None.
 
     The subsample (``1 / MULTISCALE_RATIO`` of each cloud, drawn with probabilities ``a`` and
@@ -258,7 +273,7 @@ def _coarse_start(prob: _Problem, *, reg: float, backend: str, eps_scaling: Any,
                        a_s if prob.batched else a_s[0], b_s if prob.batched else b_s[0],
                        reg=reg, cost=prob.cost, tol=max(tol, MULTISCALE_TOL),
                        max_iter=max_iter, backend=backend, eps_scaling=eps_scaling,
-                       anderson=anderson)
+                       anderson=anderson, mixed_precision=mixed_precision)
     fs = np.asarray(res.f, dtype=np.float64).reshape(B, ns)
     gs = np.asarray(res.g, dtype=np.float64).reshape(B, ms)
     p = 1 if prob.cost == "cityblock" else 2
@@ -289,6 +304,7 @@ def sinkhorn(
     eps_scaling: bool | float | None = None,
     anderson: int = 8,
     multiscale: bool | None = None,
+    mixed_precision: bool | None = None,
     callback: Callable[[RegularizedInfo], bool | None] | None = None,
     n_samples: int = 1000,
     rng: Any = 0,
@@ -356,6 +372,13 @@ def sinkhorn(
         on the exact marginal error of the full problem. ``True`` on clouds too small for a
         subsample of 2 points (or with fewer positive weights than the subsample needs) runs
         the ordinary start.
+    mixed_precision : bool, optional
+        Run the iterations far from ``tol`` with their pair arithmetic (costs, exponentials)
+        in float32, about twice as fast, and the last ones in float64: the switch happens once
+        the float32 marginal error is <= ``tol`` or stops improving (its floor is about
+        1e-7 to 1e-6), so the reported marginal error, ``converged`` and every returned number
+        come from float64 passes, as without it. Default: on with the ``"numba"`` backend for
+        problems of at least 2^20 pairs (``n m``). Ignored by the other backends.
     callback : callable, optional
         ``callback(info)`` with a :class:`RegularizedInfo` after every iteration; returning
         ``True`` stops the solve (``status="callback"``).
@@ -386,9 +409,10 @@ def sinkhorn(
     The column pass also measures the columns of the current plan, ``b_j exp((g_j - g~_j) /
     eps)``, so the stopping test is free: the solve stops as soon as the L1 column error of the
     pair ``(f, g)`` (whose rows are exact) is below ``tol``; a final pass measures the row
-    error and ``<P, C>``. The log-sum-exps are shifted by the previous potential, so every
-    pass is a single sweep over the pairs (a row whose terms leave ``[-100, 40]`` is redone
-    with its exact maximum); nothing overflows for any ``reg``.
+    error and ``<P, C>`` where the last iteration did not (see below). The log-sum-exps are
+    shifted by the previous potential, so every pass is a single sweep over the pairs (a row
+    whose sum leaves ``[1e-10, exp(40)]`` is redone with its exact maximum); nothing
+    overflows for any ``reg``.
 
     With the ``"numba"`` backend an iteration is *one* pass: the exponentials of the row
     update, ``e_ij`` with row sums ``s_i``, give the columns of the new plan as well, since
@@ -401,6 +425,23 @@ def sinkhorn(
     that iteration run the separate column pass instead. The ``"cuda"`` backend runs the two
     half-steps as two kernels with an online log-sum-exp (one thread per row, columns staged
     in shared-memory tiles).
+
+    **Mixed precision** (``"numba"``, on by default from 2^20 pairs): the passes far from
+    ``tol`` compute costs, ``t_ij`` and exponentials in float32 (from coordinates centred per
+    problem; an exponential by ``2^k p(r)`` with a degree-7 polynomial, relative error
+    <= 2e-7), sum rows in float64 tile by tile and columns in float64 every 64 rows. The
+    potentials stay float64, and each pass returns the potential it actually used (``g``
+    rounded through float32), so rounding never accumulates from one iteration to the next: it
+    only adds noise of about 1e-7 to 1e-6 to the float32 marginal error (rounding of the
+    coordinates is the largest part). Once that error is <= ``tol``, or improves less than
+    twofold in 3 iterations below 1e-4, the solve goes on in float64; it stops only on a
+    float64 iteration. With ``tol`` below the float32 floor the float64 iterations simply do
+    more of the work. Measured at n = 10^4 (2D, euclidean, reg 0.05, 2-core AMD EPYC): a
+    float32 pass 1.46e9 pairs/s, a float64 pass 6.0e8.
+
+    Once the marginal error is within 30 ``tol``, each float64 iteration also accumulates
+    ``<P, C>`` (one multiply-add per pair) so that a converged solve needs no final pass: its
+    rows are exact by construction (to the rounding of ``f``, about 1e-14, reported as 0).
 
     eps-scaling runs one iteration at ``eps_k = D q^k`` (``D`` a bound on the costs from the
     bounding box of the points) until ``reg``; it saves iterations at small ``reg``. At the
@@ -458,11 +499,15 @@ def sinkhorn(
         q = None  # measured: annealing costs a few iterations when reg is this large
     if multiscale not in (None, True, False):
         raise TypeError(f"multiscale must be None, True or False; got {multiscale!r}.")
+    if mixed_precision not in (None, True, False):
+        raise TypeError("mixed_precision must be None, True or False; got "
+                        f"{mixed_precision!r}.")
     coarse_passes = 0.0
     if warm is None and (multiscale or (multiscale is None and min(
             prob.x.shape[1], prob.y.shape[1]) >= MULTISCALE_MIN_POINTS)):
         start = _coarse_start(prob, reg=reg, backend=backend, eps_scaling=eps_scaling,
-                              anderson=anderson, max_iter=max_iter, tol=tol)
+                              anderson=anderson, max_iter=max_iter, tol=tol,
+                              mixed_precision=mixed_precision)
         if start is not None:
             warm, coarse_passes = start[:2], start[2]
             q = None
@@ -480,12 +525,16 @@ def sinkhorn(
     ops = make_ops(backend, prob.x, prob.y, cost)
     accel = _Anderson(anderson, prob.b / prob.mass[:, None])
     hist: list[tuple] = []
-    status, it, passes = "max_iter", 0, 0
+    status, it, passes, low_passes = "max_iter", 0, 0, 0
     last_print = t0
     recent: list[np.ndarray] = []  # errors of the iterates at the target eps
     best_err, since_best = np.full(B, np.inf), np.zeros(B, dtype=np.int64)
     at_target = 0
     newton = _Newton(prob, ops, la, lb) if _Newton.eligible(prob) else None
+    low = ops.low_precision and (mixed_precision if mixed_precision is not None else
+                                 prob.x.shape[1] * prob.y.shape[1] >= MIXED_MIN_PAIRS)
+    low_errs: list[float] = []
+    mcost = None
 
     with ops.session():
         while True:
@@ -493,9 +542,14 @@ def sinkhorn(
             eps = schedule[it] if stage else target
             inv = 1.0 / eps
             # row update f_i = -eps log sum_j b_j exp((g_j - C_ij) / eps) (shifted by f_i),
-            # then the columns of P(f, g) and the update g~ (one fused pass with Numba)
-            f, lse_c, npass = ops.sinkhorn_iteration(la, lb, f, g, inv)
+            # then the columns of P(f, g) and the update g~ (one fused pass with Numba); the
+            # mean cost of each row comes along once the solve may stop (no final pass then)
+            near = (not low and not stage and len(recent) > 0
+                    and np.all(recent[-1] <= NEAR_TOL * tol))
+            f, lse_c, npass, g, mcost = ops.sinkhorn_iteration(la, lb, f, g, inv, low=low,
+                                                               want_cost=near)
             passes += npass
+            low_passes += 1 if low else 0  # the fused pass (a fallback column pass is float64)
             it += 1
             col = prob.b * np.exp(lse_c)
             err = np.abs(col - prob.b).sum(axis=1) / prob.mass
@@ -524,7 +578,16 @@ def sinkhorn(
                     accel.reset()
                     accel.depth //= 2  # down to plain Sinkhorn (depth 0), which converges
                     since_best[:] = 0
-            if not stage and np.all(err <= tol):
+            if low and not stage:
+                # float32 until its error meets the tolerance or stops improving (less than
+                # a factor 2 over MIXED_STALL iterations): the solve stops only on a float64
+                # iteration, whose marginal error is the certified one
+                low_errs.append(float(err.max()))
+                if np.all(err <= MIXED_SWITCH * tol) or (
+                        len(low_errs) > MIXED_STALL and low_errs[-1] <= MIXED_STALL_BELOW
+                        and low_errs[-1] > 0.5 * low_errs[-1 - MIXED_STALL]):
+                    low = False
+            elif not stage and np.all(err <= tol):
                 status = "converged"
                 break
             if stop:
@@ -546,10 +609,18 @@ def sinkhorn(
                     continue
             g = accel.step(g, tg)
 
-        # final pass: rows of P(f, g) and <P, C> (the columns were measured just above)
-        lse_r, mcost = ops.lse("rows", lb + g * inv[:, None], f, inv, want_cost=True)
-        passes += 1
-    rows = prob.a * np.exp(lse_r)
+        if low:  # stopped early on a float32 iteration: measure its columns in float64
+            lse_c, _ = ops.lse("cols", la + f * inv[:, None], g, inv)
+            passes += 1
+            col = prob.b * np.exp(lse_c)
+            err = np.abs(col - prob.b).sum(axis=1) / prob.mass
+        if mcost is None or low:
+            # final pass: rows of P(f, g) and <P, C> (the columns were measured just above)
+            lse_r, mcost = ops.lse("rows", lb + g * inv[:, None], f, inv, want_cost=True)
+            passes += 1
+            rows = prob.a * np.exp(lse_r)
+        else:  # the last iteration made the rows exact (to rounding) and measured <P, C>
+            rows = prob.a.copy()
     f, g = _normalise(f, g, prob)
     transport = (rows * mcost).sum(axis=1)
     mass_p = rows.sum(axis=1)
@@ -566,7 +637,7 @@ def sinkhorn(
     return _finish(prob, f=f, g=g, r=rows, c=col, transport=transport, objective=objective,
                    primal=primal, stat=stat, iterations=it, passes=passes, status=status,
                    tol=tol, hist=hist, t0=t0, backend=ops.name, method="sinkhorn",
-                   regularizer="kl", reg=reg,
+                   regularizer="kl", reg=reg, float32_passes=low_passes,
                    fix="increase max_iter, increase reg, or loosen tol.")
 
 

@@ -434,11 +434,119 @@ def test_fused_sinkhorn_kernel_matches_scipy(cost):
     for shift in (ref / inv[:, None], ref / inv[:, None] + rng.normal(size=(B, n)) * 50,
                   np.full((B, n), -1e3)):
         for fn, nq in ((kern.sinkhorn_rows_cols, 5), (kern.sinkhorn_rows_cols_serial, 1)):
-            lse = np.empty((B, n))
+            lse, mc = np.empty((B, n)), np.empty((B, n))
             colpart = np.zeros((nq, B, m))
-            fn(xT, yT, np.zeros((1, 1, 1)), h, shift, inv, kind, wa, lse, colpart)
-            np.testing.assert_allclose(lse - shift * inv[:, None], ref, rtol=1e-12, atol=1e-11)
+            hs = shift * inv[:, None]
+            fn(xT, yT, np.zeros((1, 1, 1)), h, hs, inv, kind, wa, True, lse, mc, colpart)
+            np.testing.assert_allclose(lse - hs, ref, rtol=1e-12, atol=1e-11)
             np.testing.assert_allclose(colpart.sum(axis=0), ref_col, rtol=1e-12)
+            np.testing.assert_allclose(mc, (np.exp(t - ref[:, :, None]) * C).sum(2), rtol=1e-11)
+
+
+def test_fast_exp32_accuracy():
+    t = np.concatenate([np.linspace(kern.EXP32_LO, kern.EXP_HI, 20001), [-0.0, 1e-3, -7.25]])
+    t = t.astype(np.float32)
+    got = np.array([kern.fast_exp32(v) for v in t], dtype=np.float64)
+    np.testing.assert_allclose(got, np.exp(t.astype(np.float64)), rtol=2e-7)
+    assert kern.fast_exp32(np.float32(kern.EXP32_LO - 1.0)) == 0.0
+
+
+@pytest.mark.parametrize("cost", COSTS)
+def test_fused_sinkhorn_kernel_float32(cost):
+    """The float32 pass: rows to float32 rounding, columns summed in float64 (batch of 2)."""
+    rng = np.random.default_rng(25)
+    B, n, m = 2, 150, 90  # n > FLUSH32: the column sums are flushed into float64 twice
+    x, y = rng.normal(size=(B, n, 2)), rng.normal(size=(B, m, 2))
+    h = rng.normal(size=(B, m))
+    wa = rng.random((B, n)) + 0.1
+    inv = np.array([7.0, 3.0])
+    C = np.stack([cdist(x[k], y[k], metric=cost) for k in range(B)])
+    t = h[:, None, :] - C * inv[:, None, None]
+    ref = logsumexp(t, axis=2)
+    ref_col = (wa[:, :, None] * np.exp(t - ref[:, :, None])).sum(axis=1)
+    kind = {"euclidean": kern.COST_EUCLIDEAN, "sqeuclidean": kern.COST_SQEUCLIDEAN,
+            "cityblock": kern.COST_CITYBLOCK}[cost]
+    f32 = np.float32
+    xT = np.ascontiguousarray(np.transpose(x, (0, 2, 1)), dtype=f32)
+    yT = np.ascontiguousarray(np.transpose(y, (0, 2, 1)), dtype=f32)
+    # the reference on the float32-rounded points and h (what the kernel is given)
+    C32 = np.stack([cdist(x[k].astype(f32).astype(float), y[k].astype(f32).astype(float),
+                          metric=cost) for k in range(B)])
+    h32 = h.astype(f32)
+    for shift in (ref, ref + rng.normal(size=(B, n)) * 50, np.full((B, n), -1e3)):
+        hs = shift.astype(f32)
+        t32 = h32.astype(float)[:, None, :] + hs.astype(float)[:, :, None] \
+            - C32 * inv[:, None, None]
+        ref32 = logsumexp(t32, axis=2)
+        for fn, nq in ((kern.sinkhorn_rows_cols, 5), (kern.sinkhorn_rows_cols_serial, 1)):
+            lse, mc = np.empty((B, n)), np.empty((B, n))
+            colpart = np.zeros((nq, B, m))
+            fn(xT, yT, np.zeros((1, 1, 1), f32), h32, hs, inv.astype(f32), kind, wa, True,
+               lse, mc, colpart)
+            # float32 t_ij: absolute errors ~ 6e-8 x the magnitude of its terms (|hs| <= 1e3)
+            assert np.all(np.abs(lse - ref32) <= 2e-5 + 1.2e-7 * np.abs(hs))
+            np.testing.assert_allclose(colpart.sum(axis=0), ref_col, rtol=5e-5)
+            w = np.exp(t32 - ref32[:, :, None])
+            np.testing.assert_allclose(mc, (w * C32).sum(2), rtol=2e-4)
+
+
+def _dense_marginal_error(res) -> float:
+    P = res.plan()
+    return float(np.abs(P.sum(axis=1) - res.a).sum() + np.abs(P.sum(axis=0) - res.b).sum())
+
+
+def test_mixed_precision_certified_against_pot():
+    """Float32 iterations, a float64 finish: POT's cost, and the error the dense plan has."""
+    x, y, a, b = _clouds(26, n=1100, m=1000, weights=True)  # 1.1e6 pairs: on by default
+    res = sinkhorn(x, y, a, b, reg=0.05, tol=1e-6)
+    assert res.converged and 0 < res.float32_passes < res.passes
+    err = _dense_marginal_error(res)
+    assert err <= 1e-6
+    np.testing.assert_allclose(res.marginal_error, err, rtol=1e-6, atol=1e-12)
+    M = cdist(x, y)
+    cost = float(ot.sinkhorn2(a, b, M, 0.05, stopThr=1e-10, numItermax=100_000))
+    np.testing.assert_allclose(res.transport_cost, cost, rtol=1e-5)
+    off = sinkhorn(x, y, a, b, reg=0.05, tol=1e-6, mixed_precision=False)
+    assert off.float32_passes == 0
+    np.testing.assert_allclose(_centred(res.f, a), _centred(off.f, a), atol=1e-5)
+
+
+def test_mixed_precision_below_the_float32_floor():
+    """A tol float32 cannot reach: the float64 iterations take over and meet it."""
+    x, y, a, b = _clouds(27, n=400, m=300, weights=True)
+    res = sinkhorn(x, y, a, b, reg=0.05, tol=1e-11, mixed_precision=True)
+    assert res.converged and 0 < res.float32_passes < res.passes
+    assert _dense_marginal_error(res) <= 1e-11
+    f_ref = _pot_sinkhorn(x, y, a, b, 0.05, "euclidean")[2]
+    np.testing.assert_allclose(_centred(res.f, a), _centred(f_ref, a), atol=1e-9)
+
+
+def test_mixed_precision_batch_with_zero_weights():
+    rng = np.random.default_rng(28)
+    X, Y = rng.normal(size=(2, 300, 2)), rng.normal(size=(2, 250, 2)) + 1.0
+    A = np.full((2, 300), 1 / 300)
+    Bw = rng.random((2, 250))
+    Bw[:, ::7] = 0.0
+    Bw /= Bw.sum(axis=1, keepdims=True)
+    res = sinkhorn(X, Y, A, Bw, reg=0.05, tol=1e-8, mixed_precision=True)
+    assert res.converged and res.float32_passes > 0
+    for k in range(2):
+        one = sinkhorn(X[k], Y[k], A[k], Bw[k], reg=0.05, tol=1e-8, mixed_precision=False)
+        np.testing.assert_allclose(res.transport_cost[k], one.transport_cost, rtol=1e-7)
+        keep = Bw[k] > 0
+        np.testing.assert_allclose(_centred(res.g[k][keep], Bw[k][keep]),
+                                   _centred(one.g[keep], Bw[k][keep]), atol=1e-6)
+
+
+def test_mixed_precision_stopped_early_reports_float64_errors():
+    x, y, a, b = _clouds(29, n=300, m=300)
+    with pytest.warns(ConvergenceWarning):
+        res = sinkhorn(x, y, a, b, reg=0.01, tol=1e-9, max_iter=3, mixed_precision=True,
+                       eps_scaling=False, multiscale=False)
+    assert not res.converged and res.float32_passes == 3 and res.iterations == 3
+    np.testing.assert_allclose(res.marginal_error, _dense_marginal_error(res), rtol=1e-9)
+    with pytest.raises(TypeError, match="mixed_precision"):
+        sinkhorn(x, y, reg=0.1, mixed_precision="yes")
 
 
 def test_fused_and_two_pass_iterations_agree():
