@@ -115,7 +115,7 @@ def solve_smooth_dual(prob: _Problem, warm, *, reg: float, regularizer: str, tol
                       n_samples: int, rng: Any, verbose: bool, t0: float) -> RegularizedResult:
     """Maximise the smooth dual (continuation over ``reg`` if ``q``) and package the result."""
     B, n, m = prob.B, prob.x.shape[1], prob.y.shape[1]
-    ops = make_ops(backend, prob.x, prob.y, prob.cost)
+    ops = make_ops(backend, prob.x, prob.y, prob.cost, many_passes=True)
     dual = _Dual(ops, prob, regularizer)
     kl = dual.kl
     sa, sb = _scales(prob.a, prob.mass), _scales(prob.b, prob.mass)
