@@ -99,7 +99,9 @@ COST_SQEUCLIDEAN = 1
 COST_CITYBLOCK = 2
 COST_DENSE = 3
 
-TILE = 256
+# Columns per tile: measured (float32 fused pass, n = 10^4, 2 threads) 1.40e9 pairs/s at 128,
+# 1.46e9 at 256, 1.59e9 at 512, 1.69e9 at 1024; float64 unchanged (6.5e8-6.8e8).
+TILE = 1024
 # fast_exp is exact to ~1e-14 (relative) on [EXP_LO, EXP_HI] and returns 0 below EXP_LO.
 EXP_LO = -100.0
 EXP_HI = 40.0
@@ -455,7 +457,7 @@ def sinkhorn_rows_cols(xT, yT, C, h, hs, iv, kind, wa, want_cost, lse, mcost, co
 
     ``xT``, ``yT``, ``C``, ``h``, ``hs`` and ``iv`` share one dtype, float64 or float32: the
     costs, the ``t_ij`` and the exponentials are computed in it (float32: 8 pairs per AVX2
-    instruction instead of 4). Row sums are added in float64 tile by tile (256 terms), column
+    instruction instead of 4). Row sums are added in float64 tile by tile (``TILE`` terms), column
     sums in float64 every ``flush`` rows; ``lse``, ``mcost``, ``colpart`` and ``wa`` are
     float64. ``colpart`` (nq, B, m) must be zero on entry; each of its ``nq`` chunks of rows
     keeps two row buffers of ``m`` numbers.
