@@ -93,7 +93,7 @@ class CudaCloudOps(CloudOps):
     def _pts_dev(self, side: str):
         return (self.dx, self.dy) if side == "rows" else (self.dy, self.dx)
 
-    def lse(self, side, h, shift, inv, want_cost=False):
+    def lse(self, side, h, shift, inv, want_cost=False, low=False):
         p, q = self._pts_dev(side)
         rows = p.shape[2]
         out = self._cuda.device_array((self.B, rows))

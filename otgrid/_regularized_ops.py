@@ -9,8 +9,9 @@ problems in high dimension, where reading a precomputed matrix is faster than re
 ``side="rows"`` reduces over the columns ``j`` for every row ``i`` (``x`` against ``y``);
 ``side="cols"`` reduces over the rows for every column (``y`` against ``x``, the same costs).
 
-- ``lse(side, h, shift, inv, want_cost)``: ``lse_i = log sum_j exp(h_j + (shift_i - c_ij) inv)``
-  and, with ``want_cost``, the mean cost ``sum_j p_ij c_ij / sum_j p_ij`` of each row;
+- ``lse(side, h, shift, inv, want_cost, low)``: ``lse_i = log sum_j exp(h_j + (shift_i -
+  c_ij) inv)`` and, with ``want_cost``, the mean cost ``sum_j p_ij c_ij / sum_j p_ij`` of each
+  row (``low``: float32 terms where the backend has ``low_precision``, for starting points);
 - ``sinkhorn_iteration(la, lb, f, g, inv, low, want_cost)``: one Sinkhorn iteration, ``f <-
   F(g)`` (rows exact) then the column log-sum-exp ``lse_c`` of the new plan, shifted by ``g``;
   returns ``(f, lse_c, passes, g_used, mcost)`` (the NumPy backend: two ``lse`` passes;
@@ -153,7 +154,7 @@ class CloudOps:
                 sl = slice(i0, min(i0 + step, p.shape[1]))
                 yield b, sl, _costs(p[b, sl], q[b], self.cost)
 
-    def lse(self, side, h, shift, inv, want_cost=False):
+    def lse(self, side, h, shift, inv, want_cost=False, low=False):
         p = self._pts(side)[0]
         out = np.empty(p.shape[:2])
         mc = np.empty(p.shape[:2]) if want_cost else None
@@ -268,7 +269,9 @@ class NumbaCloudOps(CloudOps):
         getattr(self._k, name if parallel else name + "_serial")(*args)
         self.chooser.record(name, parallel, time.perf_counter() - t0)
 
-    def lse(self, side, h, shift, inv, want_cost=False):
+    def lse(self, side, h, shift, inv, want_cost=False, low=False):
+        if low and not want_cost:
+            return self._lse32(side, h, shift, inv), None
         p, q, c = self._args(side)
         out = np.empty((self.B, p.shape[2]))
         mc = np.empty_like(out) if want_cost else out
@@ -290,6 +293,29 @@ class NumbaCloudOps(CloudOps):
                          np.ascontiguousarray(yT, dtype=f32),
                          np.ascontiguousarray(self.C, dtype=f32))
         return self._low
+
+    def _lse32(self, side, h, shift, inv):
+        """:meth:`lse` with float32 terms (the fused kernel, its column sums unused).
+
+        For starting points only (the multiscale c-transform): the result carries the
+        float32 rounding of ``h`` (relative errors ~1e-7 x |h|).
+        """
+        import numba
+
+        xT, yT, C = self._float32()
+        if side == "rows":
+            p, q, c = xT, yT, C
+        else:
+            p, q, c = yT, xT, np.ascontiguousarray(np.transpose(C, (0, 2, 1)))
+        rows = self.B * p.shape[2]
+        nq = min(rows, 4 * numba.get_num_threads())
+        hs = np.ascontiguousarray(shift * inv[:, None], dtype=np.float32)
+        out = np.empty((self.B, p.shape[2]))
+        self._k.sinkhorn_rows_cols(
+            p, q, c, np.ascontiguousarray(h, dtype=np.float32), hs,
+            np.ascontiguousarray(inv, dtype=np.float32), self.kind,
+            np.zeros((self.B, p.shape[2])), False, out, out, np.zeros((nq, self.B, q.shape[2])))
+        return out + (shift * inv[:, None] - hs)
 
     def sinkhorn_iteration(self, la, lb, f, g, inv, low=False, want_cost=False):
         """One fused pass (rows, then the columns from the same exponentials).

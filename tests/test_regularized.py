@@ -560,11 +560,16 @@ def test_fused_and_two_pass_iterations_agree():
 
 
 @pytest.mark.parametrize("cost", ["euclidean", "sqeuclidean"])
-def test_multiscale_start_matches_pot(cost):
-    """A subsample's solution as the start: same plan as POT's log-domain Sinkhorn."""
+@pytest.mark.parametrize("mixed", [False, True])
+def test_multiscale_start_matches_pot(cost, mixed):
+    """A subsample's solution as the start: same plan as POT's log-domain Sinkhorn.
+
+    ``mixed``: the subsample's solve and its c-transform onto every point run in float32.
+    """
     x, y, a, b = _clouds(23, n=300, m=260, weights=True)
-    res = sinkhorn(x, y, a, b, reg=0.05, cost=cost, multiscale=True, tol=1e-9)
-    assert res.converged
+    res = sinkhorn(x, y, a, b, reg=0.05, cost=cost, multiscale=True, tol=1e-9,
+                   mixed_precision=mixed)
+    assert res.converged and (res.float32_passes > 0) == mixed
     M, P, f_ref, _ = _pot_sinkhorn(x, y, a, b, 0.05, cost)
     np.testing.assert_allclose(res.transport_cost, np.sum(P * M), rtol=1e-8)
     np.testing.assert_allclose(_centred(res.f, a), _centred(f_ref, a), atol=1e-7)
