@@ -74,6 +74,8 @@ DIVERGENCE_FACTOR = 10.0
 # oscillates within the factor above may never converge (seen at reg 1e-3 of the cost range,
 # n = 14, cityblock: marginal errors 0.1-1 for 10^5 iterations at depth 8, restarts or not).
 STALL_WINDOW = 400
+# Column sums are formed as b exp(lse_c) with lse_c clipped here (exp(700) ~ 1e304: finite).
+LSE_COL_MAX = 700.0
 # Newton polish for small problems (m <= NEWTON_MAX_M points per problem): tried after
 # NEWTON_AFTER iterations at the target eps, then every NEWTON_EVERY, while not converged.
 # Sinkhorn's linear rate tends to 1 when eps is small against the gaps between assignments
@@ -555,7 +557,9 @@ def sinkhorn(
             passes += npass
             low_passes += 1 if low else 0  # the fused pass (a fallback column pass is float64)
             it += 1
-            col = prob.b * np.exp(lse_c)
+            # an extrapolated g can be far off (columns up to exp(1700) times b, seen at reg =
+            # 1e-4 of the costs); the error is then huge either way, the guard below restarts
+            col = prob.b * np.exp(np.minimum(lse_c, LSE_COL_MAX))
             err = np.abs(col - prob.b).sum(axis=1) / prob.mass
             tg = g - eps[:, None] * lse_c
             objective = ((prob.a * f).sum(axis=1) + (prob.b * g).sum(axis=1)
@@ -616,7 +620,7 @@ def sinkhorn(
         if low:  # stopped early on a float32 iteration: measure its columns in float64
             lse_c, _ = ops.lse("cols", la + f * inv[:, None], g, inv)
             passes += 1
-            col = prob.b * np.exp(lse_c)
+            col = prob.b * np.exp(np.minimum(lse_c, LSE_COL_MAX))
             err = np.abs(col - prob.b).sum(axis=1) / prob.mass
         if mcost is None or low:
             # final pass: rows of P(f, g) and <P, C> (the columns were measured just above)
