@@ -138,36 +138,21 @@ _LN2_LO_32 = np.float32(-2.12194440e-4)
 _F32 = np.float32
 
 
-@intrinsic
-def _f64_bits(typingctx, x):
-    """The bits of a float64 as an int64 (LLVM bitcast: free, vectorizes)."""
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], ir.IntType(64))
-    return types.int64(types.float64), codegen
+def _bitcast(src, dst, llvm_dst):
+    """An intrinsic reinterpreting the bits of a ``src`` scalar as ``dst`` (an LLVM bitcast:
+    free, and it vectorizes)."""
+    @intrinsic
+    def cast(typingctx, x):
+        def codegen(context, builder, sig, args):
+            return builder.bitcast(args[0], llvm_dst)
+        return dst(src), codegen
+    return cast
 
 
-@intrinsic
-def _bits_f64(typingctx, x):
-    """The float64 whose bits are the int64 ``x``."""
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], ir.DoubleType())
-    return types.float64(types.int64), codegen
-
-
-@intrinsic
-def _f32_bits(typingctx, x):
-    """The bits of a float32 as an int32."""
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], ir.IntType(32))
-    return types.int32(types.float32), codegen
-
-
-@intrinsic
-def _bits_f32(typingctx, x):
-    """The float32 whose bits are the int32 ``x``."""
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], ir.FloatType())
-    return types.float32(types.int32), codegen
+_f64_bits = _bitcast(types.float64, types.int64, ir.IntType(64))
+_bits_f64 = _bitcast(types.int64, types.float64, ir.DoubleType())
+_f32_bits = _bitcast(types.float32, types.int32, ir.IntType(32))
+_bits_f32 = _bitcast(types.int32, types.float32, ir.FloatType())
 
 
 @njit(cache=True, fastmath=_EXP_FLAGS)
