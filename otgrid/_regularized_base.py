@@ -55,6 +55,9 @@ class RegularizedHistory:
         Dual objective of the iterate at that regularization.
     seconds : ndarray of float, shape (k,)
         Wall time since the start of the solve.
+    float32 : ndarray of bool, shape (k,)
+        Whether that iteration's pass ran in float32 (mixed precision of :func:`sinkhorn`): its
+        marginal error is then a float32 measurement.
     """
 
     iteration: np.ndarray
@@ -62,6 +65,7 @@ class RegularizedHistory:
     marginal_error: np.ndarray
     objective: np.ndarray
     seconds: np.ndarray
+    float32: np.ndarray
 
     def __len__(self) -> int:
         return len(self.iteration)
@@ -530,13 +534,14 @@ def _finish(prob: _Problem, *, f, g, r, c, transport, objective, primal, stat, i
         message = (f"Stopped ({status}) after {iterations} iterations with marginal error "
                    f"{worst:.2e} > tol {tol:.1e}; {fix}")
         warnings.warn(message, ConvergenceWarning, stacklevel=warn_stack)
-    it, rg, me, ob, sec = (zip(*hist, strict=True) if hist else ((),) * 5)
+    hist = [h if len(h) == 6 else (*h, False) for h in hist]
+    it, rg, me, ob, sec, low = (zip(*hist, strict=True) if hist else ((),) * 6)
     me_arr = np.array(me, dtype=float).reshape(len(it), prob.B)
     ob_arr = np.array(ob, dtype=float).reshape(len(it), prob.B)
     history = RegularizedHistory(
         np.array(it, dtype=int), np.array(rg, dtype=float),
         me_arr if prob.batched else me_arr[:, 0], ob_arr if prob.batched else ob_arr[:, 0],
-        np.array(sec, dtype=float))
+        np.array(sec, dtype=float), np.array(low, dtype=bool))
     out = (lambda v: v) if prob.batched else (lambda v: v[0])
     return RegularizedResult(
         f=out(f).astype(prob.dtype), g=out(g).astype(prob.dtype),

@@ -565,11 +565,11 @@ def sinkhorn(
             objective = ((prob.a * f).sum(axis=1) + (prob.b * g).sum(axis=1)
                          - eps * (col.sum(axis=1) - prob.mass**2))
             now = time.perf_counter() - t0
-            hist.append((it, float(eps.max()), err.copy(), objective, now))
+            hist.append((it, float(eps.max()), err.copy(), objective, now, low))
             if verbose and (time.perf_counter() - last_print >= 1.0 or it == 1):
                 last_print = time.perf_counter()
                 print(f"[otgrid.sinkhorn] iter {it:6d}  eps {eps.max():.3e}  marginal error "
-                      f"{err.max():.3e}", flush=True)
+                      f"{err.max():.3e}" + ("  (float32)" if low else ""), flush=True)
             stop = callback is not None and callback(RegularizedInfo(
                 it, float(eps.max()), _info_value(err, prob.batched),
                 _info_value(objective, prob.batched), now))

@@ -500,6 +500,10 @@ def test_mixed_precision_certified_against_pot():
     x, y, a, b = _clouds(26, n=1100, m=1000, weights=True)  # 1.1e6 pairs: on by default
     res = sinkhorn(x, y, a, b, reg=0.05, tol=1e-6)
     assert res.converged and 0 < res.float32_passes < res.passes
+    # the float32 iterations come first, the last (stopping) one is float64
+    low = res.history.float32
+    assert low.sum() == res.float32_passes and low[0] and not low[-1]
+    assert np.all(np.diff(low.astype(int)) <= 0)
     err = _dense_marginal_error(res)
     assert err <= 1e-6
     np.testing.assert_allclose(res.marginal_error, err, rtol=1e-6, atol=1e-12)
@@ -544,6 +548,7 @@ def test_mixed_precision_stopped_early_reports_float64_errors():
         res = sinkhorn(x, y, a, b, reg=0.01, tol=1e-9, max_iter=3, mixed_precision=True,
                        eps_scaling=False, multiscale=False)
     assert not res.converged and res.float32_passes == 3 and res.iterations == 3
+    assert res.history.float32.tolist() == [True, True, True]
     np.testing.assert_allclose(res.marginal_error, _dense_marginal_error(res), rtol=1e-9)
     with pytest.raises(TypeError, match="mixed_precision"):
         sinkhorn(x, y, reg=0.1, mixed_precision="yes")
