@@ -258,90 +258,14 @@ def _cost_tile(xT, yT, C, b, i, j0, w, kind, cbuf):
 
 # ------------------------------------------------------------------- online log-sum-exp rows
 @njit(cache=True, fastmath=True)
-def _lse_row_robust(xT, yT, C, h, b, i, sh, iv, kind, cbuf):
-    """Two passes with the exact row maximum: ``(lse, mean cost)`` whatever the shift."""
-    m = yT.shape[2]
-    mx = -1e300
-    for j0 in range(0, m, TILE):
-        w = min(TILE, m - j0)
-        _cost_tile(xT, yT, C, b, i, j0, w, kind, cbuf)
-        hs = h[b, j0:j0 + w]
-        for t in range(w):
-            mx = max(mx, hs[t] + (sh - cbuf[t]) * iv)
-    s = 0.0
-    sc = 0.0
-    for j0 in range(0, m, TILE):
-        w = min(TILE, m - j0)
-        _cost_tile(xT, yT, C, b, i, j0, w, kind, cbuf)
-        hs = h[b, j0:j0 + w]
-        for t in range(w):
-            e = fast_exp(hs[t] + (sh - cbuf[t]) * iv - mx)
-            s += e
-            sc += e * cbuf[t]
-    return mx + math.log(s), sc / s
-
-
-@njit(cache=True, fastmath=True)
-def _lse_chunk(r0, r1, xT, yT, C, h, shift, inv, kind, want_cost, lse, mcost):
-    n = xT.shape[2]
-    m = yT.shape[2]
-    cbuf = np.empty(TILE)
-    for r in range(r0, r1):
-        b = r // n
-        i = r - b * n
-        sh = shift[b, i]
-        iv = inv[b]
-        s = 0.0
-        sc = 0.0
-        for j0 in range(0, m, TILE):
-            w = min(TILE, m - j0)
-            _cost_tile(xT, yT, C, b, i, j0, w, kind, cbuf)
-            hs = h[b, j0:j0 + w]
-            if want_cost:
-                for t in range(w):
-                    v = hs[t] + (sh - cbuf[t]) * iv
-                    e = fast_exp(v)
-                    s += e
-                    sc += e * cbuf[t]
-            else:
-                for t in range(w):
-                    v = hs[t] + (sh - cbuf[t]) * iv
-                    s += fast_exp(v)
-        if not _SUM_FLOOR <= s < _SUM_CEIL:
-            lse[b, i], mc = _lse_row_robust(xT, yT, C, h, b, i, sh, iv, kind, cbuf)
-            if want_cost:
-                mcost[b, i] = mc
-        else:
-            lse[b, i] = math.log(s)
-            if want_cost:
-                mcost[b, i] = sc / s
-
-
-@njit(cache=True, parallel=True)
-def lse_rows(xT, yT, C, h, shift, inv, kind, want_cost, lse, mcost):
-    """Row log-sum-exp of ``h_j + (shift_i - c_ij) inv`` (parallel over chunks of rows)."""
-    rows = xT.shape[0] * xT.shape[2]
-    nch = n_chunks(rows)
-    for q in prange(nch):
-        _lse_chunk(q * rows // nch, (q + 1) * rows // nch, xT, yT, C, h, shift, inv, kind,
-                   want_cost, lse, mcost)
-
-
-@njit(cache=True)
-def lse_rows_serial(xT, yT, C, h, shift, inv, kind, want_cost, lse, mcost):
-    """:func:`lse_rows` on one thread."""
-    rows = xT.shape[0] * xT.shape[2]
-    _lse_chunk(0, rows, xT, yT, C, h, shift, inv, kind, want_cost, lse, mcost)
-
-
-# ---------------------------------------------- fused Sinkhorn iteration: rows, then columns
-@njit(cache=True, fastmath=True)
 def _sk_row_robust(xT, yT, C, h, b, i, sh, ivb, kind, want_cost, cbuf, ebuf):
-    """Row ``i`` of :func:`_sk_chunk` with its exact maximum ``mx``: ``(mx, s, sc)``.
+    """Row ``i`` with its exact maximum ``mx`` of ``t_ij = h_j + sh - c_ij ivb``: ``(mx, s,
+    sc)``, whatever the shift ``sh``.
 
     ``ebuf`` receives ``exp(t_ij - mx)``, ``s`` their sum and ``sc`` the sum weighted by the
-    costs. A function of its own: inside the chunk's loop, this code stopped LLVM from
-    vectorizing the fast path (measured: 3x slower).
+    costs. The rare path of :func:`_lse_chunk` and :func:`_sk_chunk`; a function of its own:
+    inside the chunk's loop, this code stopped LLVM from vectorizing the fast path (measured:
+    3x slower).
     """
     m = yT.shape[2]
     mx = _cast(-1e30, cbuf)
@@ -370,6 +294,63 @@ def _sk_row_robust(xT, yT, C, h, b, i, sh, ivb, kind, want_cost, cbuf, ebuf):
     return mx, s, sc
 
 
+@njit(cache=True, fastmath=True)
+def _lse_chunk(r0, r1, xT, yT, C, h, shift, inv, kind, want_cost, lse, mcost):
+    n = xT.shape[2]
+    m = yT.shape[2]
+    cbuf = np.empty(TILE)
+    ebuf = np.empty(m)  # for the rows that need their exact maximum
+    for r in range(r0, r1):
+        b = r // n
+        i = r - b * n
+        sh = shift[b, i]
+        iv = inv[b]
+        s = 0.0
+        sc = 0.0
+        for j0 in range(0, m, TILE):
+            w = min(TILE, m - j0)
+            _cost_tile(xT, yT, C, b, i, j0, w, kind, cbuf)
+            hs = h[b, j0:j0 + w]
+            if want_cost:
+                for t in range(w):
+                    v = hs[t] + (sh - cbuf[t]) * iv
+                    e = fast_exp(v)
+                    s += e
+                    sc += e * cbuf[t]
+            else:
+                for t in range(w):
+                    v = hs[t] + (sh - cbuf[t]) * iv
+                    s += fast_exp(v)
+        if not _SUM_FLOOR <= s < _SUM_CEIL:  # redo the row with its exact maximum
+            mx, s, sc = _sk_row_robust(xT, yT, C, h, b, i, sh * iv, iv, kind, want_cost,
+                                       cbuf, ebuf)
+            lse[b, i] = mx + math.log(s)
+            if want_cost:
+                mcost[b, i] = sc / s
+        else:
+            lse[b, i] = math.log(s)
+            if want_cost:
+                mcost[b, i] = sc / s
+
+
+@njit(cache=True, parallel=True)
+def lse_rows(xT, yT, C, h, shift, inv, kind, want_cost, lse, mcost):
+    """Row log-sum-exp of ``h_j + (shift_i - c_ij) inv`` (parallel over chunks of rows)."""
+    rows = xT.shape[0] * xT.shape[2]
+    nch = n_chunks(rows)
+    for q in prange(nch):
+        _lse_chunk(q * rows // nch, (q + 1) * rows // nch, xT, yT, C, h, shift, inv, kind,
+                   want_cost, lse, mcost)
+
+
+@njit(cache=True)
+def lse_rows_serial(xT, yT, C, h, shift, inv, kind, want_cost, lse, mcost):
+    """:func:`lse_rows` on one thread."""
+    rows = xT.shape[0] * xT.shape[2]
+    _lse_chunk(0, rows, xT, yT, C, h, shift, inv, kind, want_cost, lse, mcost)
+
+
+# ---------------------------------------------- fused Sinkhorn iteration: rows, then columns
 @njit(cache=True, fastmath=True)
 def _sk_chunk(q, r0, r1, xT, yT, C, h, hs, iv, kind, wa, want_cost, flush, lse, mcost,
               colpart, ebuf):

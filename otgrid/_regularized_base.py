@@ -514,8 +514,12 @@ def _scalar(v: np.ndarray, prob: _Problem):
 
 def _finish(prob: _Problem, *, f, g, r, c, transport, objective, primal, stat, iterations,
             passes, status, tol, hist, t0, backend, method, regularizer, reg, fix,
-            warn_stack: int = 3, float32_passes: int = 0) -> RegularizedResult:
-    """Package the final iterate (arrays with a batch axis) into a RegularizedResult."""
+            warn_stack: int = 3) -> RegularizedResult:
+    """Package the final iterate (arrays with a batch axis) into a RegularizedResult.
+
+    ``hist``: ``(iteration, reg, marginal errors, objectives, seconds, float32)`` per
+    iteration; every float32 iteration is one float32 pass (``float32_passes``).
+    """
     row_err = np.abs(r - prob.a).sum(axis=1) / prob.mass
     col_err = np.abs(c - prob.b).sum(axis=1) / prob.mass
     err = row_err + col_err
@@ -534,7 +538,6 @@ def _finish(prob: _Problem, *, f, g, r, c, transport, objective, primal, stat, i
         message = (f"Stopped ({status}) after {iterations} iterations with marginal error "
                    f"{worst:.2e} > tol {tol:.1e}; {fix}")
         warnings.warn(message, ConvergenceWarning, stacklevel=warn_stack)
-    hist = [h if len(h) == 6 else (*h, False) for h in hist]
     it, rg, me, ob, sec, low = (zip(*hist, strict=True) if hist else ((),) * 6)
     me_arr = np.array(me, dtype=float).reshape(len(it), prob.B)
     ob_arr = np.array(ob, dtype=float).reshape(len(it), prob.B)
@@ -554,7 +557,7 @@ def _finish(prob: _Problem, *, f, g, r, c, transport, objective, primal, stat, i
         seconds=time.perf_counter() - t0, backend=backend, method=method,
         regularizer=regularizer, reg=reg, cost=prob.cost, tol=tol, dtype=prob.dtype,
         x=prob.x_user, y=prob.y_user, a=out(prob.a).astype(prob.dtype),
-        b=out(prob.b).astype(prob.dtype), float32_passes=int(float32_passes))
+        b=out(prob.b).astype(prob.dtype), float32_passes=int(history.float32.sum()))
 
 
 def _info_value(v: np.ndarray, batched: bool):

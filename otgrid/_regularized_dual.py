@@ -155,7 +155,7 @@ def solve_smooth_dual(prob: _Problem, warm, *, reg: float, regularizer: str, tol
         val = state["val"]
         now = time.perf_counter() - t0
         err = val["err"]
-        hist.append((state["it"], float(lam.max()), err.copy(), val["F"].copy(), now))
+        hist.append((state["it"], float(lam.max()), err.copy(), val["F"].copy(), now, False))
         if verbose and time.perf_counter() - state["last_print"] >= 1.0:
             state["last_print"] = time.perf_counter()
             print(f"[otgrid.smooth_ot] iter {state['it']:6d}  reg {lam.max():.3e}  marginal "

@@ -63,7 +63,6 @@ DENSE_MAX_PAIRS = 1 << 22
 # dominates. Measured (n = m = 1000, 2D, 2-core AMD EPYC): smooth_ot at lambda = 5e-8 2.12 s
 # -> 0.91 s, at 0.05 0.146 s -> 0.082 s. Not for Sinkhorn (its exponential dominates: 0.038 s
 # -> 0.086 s) nor for sqeuclidean (no square root; 0.105 s -> 0.122 s at lambda = 0.05).
-DENSE_EUCLIDEAN_MANY_PASSES = True
 # The fused Sinkhorn pass gives column sums from terms each >= exp(-100) times its row's sum
 # (which is >= 1e-10): the dropped ones total < 4e-34 times the mass, negligible when every
 # column sum is >= COL_FLOOR times its weight; otherwise the column pass runs as usual.
@@ -131,6 +130,9 @@ class CloudOps:
     """
 
     name = "numpy"
+    # Whether sinkhorn_iteration(low=True) and lse(low=True) compute in float32 (else they
+    # ignore ``low``).
+    low_precision = False
 
     def __init__(self, x: np.ndarray, y: np.ndarray, cost: str) -> None:
         self.x, self.y, self.cost = x, y, cost
@@ -165,9 +167,6 @@ class CloudOps:
                 w = np.exp(t - out[b, sl][:, None])
                 mc[b, sl] = (w * c).sum(axis=1) / w.sum(axis=1)
         return out, mc
-
-    # Whether sinkhorn_iteration(low=True) computes in float32 (else it ignores ``low``).
-    low_precision = False
 
     def sinkhorn_iteration(self, la, lb, f, g, inv, low=False, want_cost=False):
         eps = 1.0 / inv
@@ -222,6 +221,7 @@ class NumbaCloudOps(CloudOps):
     """The same operations with the fused kernels of ``otgrid.kernels.pointcloud_numba``."""
 
     name = "numba"
+    low_precision = True
 
     def __init__(self, x: np.ndarray, y: np.ndarray, cost: str,
                  many_passes: bool = False) -> None:
@@ -234,8 +234,7 @@ class NumbaCloudOps(CloudOps):
         pairs = self.B * self.n * self.m
         self.chooser = _ThreadChooser(pairs >= PARALLEL_MIN_PAIRS,
                                       always=pairs >= PARALLEL_ALWAYS_PAIRS)
-        dense = self.d >= DENSE_MIN_DIM or (many_passes and cost == "euclidean"
-                                            and DENSE_EUCLIDEAN_MANY_PASSES)
+        dense = self.d >= DENSE_MIN_DIM or (many_passes and cost == "euclidean")
         if dense and pairs <= DENSE_MAX_PAIRS:
             self.kind = _DENSE
             self.C = np.stack([_costs(x[b], y[b], cost) for b in range(self.B)])
@@ -243,7 +242,7 @@ class NumbaCloudOps(CloudOps):
         else:
             self.kind = COST_KINDS[cost]
             self.C = self.CT = np.zeros((1, 1, 1))
-        self._low: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._low: tuple[np.ndarray, ...] | None = None
 
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:
@@ -280,10 +279,8 @@ class NumbaCloudOps(CloudOps):
                                bool(want_cost), out, mc)
         return out, (mc if want_cost else None)
 
-    low_precision = True
-
-    def _float32(self):
-        """Float32 coordinates (and costs), centred per problem; made on first use."""
+    def _args32(self, side: str):
+        """:meth:`_args` in float32: coordinates centred per problem, made on first use."""
         if self._low is None:
             f32 = np.float32
             centre = (self.x.sum(axis=1) + self.y.sum(axis=1)) / (self.n + self.m)
@@ -291,31 +288,43 @@ class NumbaCloudOps(CloudOps):
             yT = np.transpose(self.y - centre[:, None], (0, 2, 1))
             self._low = (np.ascontiguousarray(xT, dtype=f32),
                          np.ascontiguousarray(yT, dtype=f32),
-                         np.ascontiguousarray(self.C, dtype=f32))
-        return self._low
+                         np.ascontiguousarray(self.C, dtype=f32),
+                         np.ascontiguousarray(self.CT, dtype=f32))
+        xT, yT, C, CT = self._low
+        return (xT, yT, C) if side == "rows" else (yT, xT, CT)
+
+    def _fused(self, side, h, hs, inv, wa, want_cost, low):
+        """One :func:`sinkhorn_rows_cols` pass: ``(lse, mcost or None, column sums)``.
+
+        ``h``, ``hs`` and ``inv`` are already in the pass's dtype (float32 with ``low``).
+        """
+        import numba
+
+        p, q, c = self._args32(side) if low else self._args(side)
+        rows = self.B * p.shape[2]
+        parallel = self.chooser.pick("sinkhorn_rows_cols")
+        nq = min(rows, 4 * numba.get_num_threads()) if parallel else 1
+        lse = np.empty((self.B, p.shape[2]))
+        mcost = np.empty_like(lse) if want_cost else lse
+        colpart = np.zeros((nq, self.B, q.shape[2]))
+        t0 = time.perf_counter()
+        getattr(self._k, "sinkhorn_rows_cols" if parallel else "sinkhorn_rows_cols_serial")(
+            p, q, c, h, hs, inv, self.kind, wa, bool(want_cost), lse, mcost, colpart)
+        self.chooser.record("sinkhorn_rows_cols", parallel, time.perf_counter() - t0)
+        return lse, (mcost if want_cost else None), colpart.sum(axis=0)
 
     def _lse32(self, side, h, shift, inv):
-        """:meth:`lse` with float32 terms (the fused kernel, its column sums unused).
+        """:meth:`lse` with float32 terms (the fused pass, its column sums unused).
 
         For starting points only (the multiscale c-transform): the result carries the
         float32 rounding of ``h`` (relative errors ~1e-7 x |h|).
         """
-        import numba
-
-        xT, yT, C = self._float32()
-        if side == "rows":
-            p, q, c = xT, yT, C
-        else:
-            p, q, c = yT, xT, np.ascontiguousarray(np.transpose(C, (0, 2, 1)))
-        rows = self.B * p.shape[2]
-        nq = min(rows, 4 * numba.get_num_threads())
-        hs = np.ascontiguousarray(shift * inv[:, None], dtype=np.float32)
-        out = np.empty((self.B, p.shape[2]))
-        self._k.sinkhorn_rows_cols(
-            p, q, c, np.ascontiguousarray(h, dtype=np.float32), hs,
-            np.ascontiguousarray(inv, dtype=np.float32), self.kind,
-            np.zeros((self.B, p.shape[2])), False, out, out, np.zeros((nq, self.B, q.shape[2])))
-        return out + (shift * inv[:, None] - hs)
+        f32 = np.float32
+        hs = np.ascontiguousarray(shift * inv[:, None], dtype=f32)
+        lse, _, _ = self._fused(side, np.ascontiguousarray(h, dtype=f32), hs,
+                                np.ascontiguousarray(inv, dtype=f32),
+                                np.zeros((self.B, hs.shape[1])), False, True)
+        return lse + (shift * inv[:, None] - hs)
 
     def sinkhorn_iteration(self, la, lb, f, g, inv, low=False, want_cost=False):
         """One fused pass (rows, then the columns from the same exponentials).
@@ -328,29 +337,15 @@ class NumbaCloudOps(CloudOps):
         or ``col_j < COL_FLOOR b_j`` far from convergence, where dropped terms could matter)
         the column pass is run as usual (in float64).
         """
-        import numba
-
-        parallel = self.chooser.pick("sinkhorn_rows_cols")
-        rows = self.B * self.n
-        nq = min(rows, 4 * numba.get_num_threads()) if parallel else 1
-        lse = np.empty((self.B, self.n))
-        mcost = np.empty((self.B, self.n)) if want_cost else lse
-        colpart = np.zeros((nq, self.B, self.m))
         dt = np.float32 if low else np.float64
-        xT, yT, C = self._float32() if low else (self.xT, self.yT, self.C)
         h = np.ascontiguousarray(lb + g * inv[:, None], dtype=dt)
         hs = np.ascontiguousarray(f * inv[:, None], dtype=dt)
         b = np.exp(lb)
         if low:  # the g that h represents (zero weights: log b is -1e30, g is not used)
             g = np.where(b > 0, (h - lb) / inv[:, None], g)
-        t0 = time.perf_counter()
-        getattr(self._k, "sinkhorn_rows_cols" if parallel else "sinkhorn_rows_cols_serial")(
-            xT, yT, C, h, hs, np.ascontiguousarray(inv, dtype=dt), self.kind,
-            np.ascontiguousarray(np.exp(la)), bool(want_cost), lse, mcost, colpart)
-        self.chooser.record("sinkhorn_rows_cols", parallel, time.perf_counter() - t0)
+        lse, mc, col = self._fused("rows", h, hs, np.ascontiguousarray(inv, dtype=dt),
+                                   np.ascontiguousarray(np.exp(la)), want_cost, low)
         f = (hs - lse) / inv[:, None] if low else f - lse / inv[:, None]
-        col = colpart.sum(axis=0)
-        mc = mcost if want_cost else None
         if np.all(col >= COL_FLOOR * b) and np.all(b > 0):
             return f, np.log(col) - lb, 1, g, mc
         lse_c, _ = self.lse("cols", la + f * inv[:, None], g, inv)

@@ -245,6 +245,21 @@ class _Anderson:
         return out
 
 
+def _use_float32(mixed_precision: bool | None, pairs: int) -> bool:
+    """Whether passes over ``pairs`` pairs run in float32 (``mixed_precision``'s default)."""
+    return mixed_precision if mixed_precision is not None else pairs >= MIXED_MIN_PAIRS
+
+
+def _columns(prob: _Problem, lse_c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column sums ``b exp(lse_c)`` of the plan and its L1 column error (relative to the mass).
+
+    ``lse_c`` is clipped at ``LSE_COL_MAX``: an extrapolated ``g`` can be far off (columns up to
+    exp(1700) times b, seen at reg = 1e-4 of the costs); the error is then huge either way.
+    """
+    col = prob.b * np.exp(np.minimum(lse_c, LSE_COL_MAX))
+    return col, np.abs(col - prob.b).sum(axis=1) / prob.mass
+
+
 def _coarse_start(prob: _Problem, *, reg: float, backend: str, eps_scaling: Any,
                   anderson: int, max_iter: int, tol: float, mixed_precision: bool | None):
     """Potentials from a random subsample: ``(f, g, work in full passes)``, or None.
@@ -286,7 +301,7 @@ def _coarse_start(prob: _Problem, *, reg: float, backend: str, eps_scaling: Any,
     g0 = np.stack([gs[k][cKDTree(ys[k]).query(prob.y[k], p=p)[1]] for k in range(B)])
     inv = np.full(B, 1.0 / reg)
     ops = make_ops(backend, xs, prob.y, prob.cost)
-    low = mixed_precision if mixed_precision is not None else ns * m >= MIXED_MIN_PAIRS
+    low = _use_float32(mixed_precision, ns * m)
     with ops.session():  # a start: float32 terms are accurate enough (mixed precision)
         lse, _ = ops.lse("cols", _log_weights(a_s) + fs * inv[:, None], g0, inv, low=low)
     g = g0 - reg * lse
@@ -531,14 +546,13 @@ def sinkhorn(
     ops = make_ops(backend, prob.x, prob.y, cost)
     accel = _Anderson(anderson, prob.b / prob.mass[:, None])
     hist: list[tuple] = []
-    status, it, passes, low_passes = "max_iter", 0, 0, 0
+    status, it, passes = "max_iter", 0, 0
     last_print = t0
     recent: list[np.ndarray] = []  # errors of the iterates at the target eps
     best_err, since_best = np.full(B, np.inf), np.zeros(B, dtype=np.int64)
     at_target = 0
     newton = _Newton(prob, ops, la, lb) if _Newton.eligible(prob) else None
-    low = ops.low_precision and (mixed_precision if mixed_precision is not None else
-                                 prob.x.shape[1] * prob.y.shape[1] >= MIXED_MIN_PAIRS)
+    low = ops.low_precision and _use_float32(mixed_precision, prob.x.shape[1] * prob.y.shape[1])
     low_errs: list[float] = []
     mcost = None
 
@@ -555,12 +569,8 @@ def sinkhorn(
             f, lse_c, npass, g, mcost = ops.sinkhorn_iteration(la, lb, f, g, inv, low=low,
                                                                want_cost=near)
             passes += npass
-            low_passes += 1 if low else 0  # the fused pass (a fallback column pass is float64)
             it += 1
-            # an extrapolated g can be far off (columns up to exp(1700) times b, seen at reg =
-            # 1e-4 of the costs); the error is then huge either way, the guard below restarts
-            col = prob.b * np.exp(np.minimum(lse_c, LSE_COL_MAX))
-            err = np.abs(col - prob.b).sum(axis=1) / prob.mass
+            col, err = _columns(prob, lse_c)  # a far-off g: huge error, the guard restarts
             tg = g - eps[:, None] * lse_c
             objective = ((prob.a * f).sum(axis=1) + (prob.b * g).sum(axis=1)
                          - eps * (col.sum(axis=1) - prob.mass**2))
@@ -620,8 +630,7 @@ def sinkhorn(
         if low:  # stopped early on a float32 iteration: measure its columns in float64
             lse_c, _ = ops.lse("cols", la + f * inv[:, None], g, inv)
             passes += 1
-            col = prob.b * np.exp(np.minimum(lse_c, LSE_COL_MAX))
-            err = np.abs(col - prob.b).sum(axis=1) / prob.mass
+            col, err = _columns(prob, lse_c)
         if mcost is None or low:
             # final pass: rows of P(f, g) and <P, C> (the columns were measured just above)
             lse_r, mcost = ops.lse("rows", lb + g * inv[:, None], f, inv, want_cost=True)
@@ -645,7 +654,7 @@ def sinkhorn(
     return _finish(prob, f=f, g=g, r=rows, c=col, transport=transport, objective=objective,
                    primal=primal, stat=stat, iterations=it, passes=passes, status=status,
                    tol=tol, hist=hist, t0=t0, backend=ops.name, method="sinkhorn",
-                   regularizer="kl", reg=reg, float32_passes=low_passes,
+                   regularizer="kl", reg=reg,
                    fix="increase max_iter, increase reg, or loosen tol.")
 
 
