@@ -11,7 +11,10 @@ weights, euclidean cost.
 - **L2-regularized dual** at n = 1000: POT's ``ot.smooth.smooth_ot_dual`` (defaults:
   ``numItermax=500``) vs otgrid's ``smooth_ot(regularizer="l2")``, at POT's ``reg = 0.05``
   (otgrid's ``lambda = reg / (n m)``) and at otgrid's ``lambda = 0.05`` (POT's ``reg = lambda n
-  m``). otgrid is timed to POT's final dual objective and to a marginal error of 1e-6.
+  m``). otgrid is timed to POT's final dual objective and to a marginal error of 1e-6, with
+  its default ``method="auto"`` (semismooth Newton while at most a quarter of the pairs are
+  active, L-BFGS otherwise) and with ``method="lbfgs"``. ``--l2-only`` re-runs these rows alone
+  and keeps the Sinkhorn rows of the existing results (the report says from which run).
 
 Every solver runs in its own process (the timings include POT's cost matrix, not the Numba
 compilation, which a warm-up excludes and reports); its peak memory is the ``ru_maxrss`` that
@@ -161,7 +164,8 @@ def work_l2_otgrid(spec: dict) -> dict:
     t0 = time.perf_counter()
     for size in (100, 700):  # compile (or load from the cache) the serial and parallel kernels
         xs, ys = clouds(size, seed=1)
-        smooth_ot(xs, ys, reg=0.1, backend="numba")
+        for method in ("newton", "lbfgs"):
+            smooth_ot(xs, ys, reg=0.1, backend="numba", method=method)
     warm = time.perf_counter() - t0
     x, y = clouds(n)
     lam = spec["reg_pot"] / (n * n)
@@ -180,12 +184,12 @@ def work_l2_otgrid(spec: dict) -> dict:
             warnings.simplefilter("ignore", ConvergenceWarning)
             t0 = time.perf_counter()
             res = smooth_ot(x, y, reg=lam, regularizer="l2", tol=TOL, backend="numba",
-                            callback=watch, max_iter=50_000)
+                            callback=watch, max_iter=50_000, method=spec.get("method", "auto"))
             if time.perf_counter() - t0 < seconds:
                 seconds, hit = time.perf_counter() - t0, found
     return {"seconds": seconds, "warm_up_seconds": warm, "lambda": lam,
             "seconds_to_target": hit.get("seconds"), "iterations_to_target": hit.get("iteration"),
-            "iterations": res.iterations, "passes": res.passes,
+            "iterations": res.iterations, "passes": res.passes, "method_ran": res.method,
             "objective": float(res.objective), "marginal_error": float(res.marginal_error),
             "transport_cost": float(res.transport_cost), "converged": bool(res.converged),
             "termination_statistic": float(res.termination_statistic),
@@ -298,6 +302,8 @@ def to_markdown(rep: dict) -> str:
         "",
         f"## Sinkhorn, reg = {REG}, marginal error {TOL:g}",
         "",
+        *([f"These rows are from the run of {rep['sinkhorn_from']} (kept by `--l2-only`, "
+           "which re-ran only the L2 rows below).", ""] if rep.get("sinkhorn_from") else []),
         "otgrid stops on `||P1 - a||_1 + ||P^T 1 - b||_1 <= 1e-6`; POT on its L2 column error "
         "`<= 1e-6 / sqrt(n)` (hence L1 <= 1e-6). `L1 error` is measured on each returned plan "
         "(otgrid: by the solver, exactly). Seconds: wall time of the solve (POT: with its cost "
@@ -338,7 +344,9 @@ def to_markdown(rep: dict) -> str:
         "",
         "POT: `smooth_ot_dual(a, b, M, reg_pot, reg_type='l2')` with its defaults "
         "(`numItermax=500`, `stopThr=1e-9`). otgrid: `smooth_ot(reg=reg_pot / (n m), "
-        "regularizer='l2', tol=1e-6)`; `to POT's objective` is the time at which otgrid's dual "
+        "regularizer='l2', tol=1e-6)` with the default `method='auto'` (Newton while at most "
+        "a quarter of the pairs are active, else L-BFGS; the method that ran is in brackets) "
+        "and with `method='lbfgs'`; `to POT's objective` is the time at which otgrid's dual "
         "objective (at the final lambda) first reached POT's final one. Best of 2 runs, both "
         "with `OPENBLAS_NUM_THREADS=1`.",
         "",
@@ -349,7 +357,11 @@ def to_markdown(rep: dict) -> str:
     pots = {r["reg_pot"]: r for r in rep["l2"] if r["solver"] == "l2-pot" and not r["skipped"]}
     for r in rep["l2"]:
         lam = r["reg_pot"] / rep["l2_n"] ** 2
-        head = f"| {r['reg_pot']:g} ({lam:.3g}) | {r['solver']}"
+        label = r["solver"]
+        if r.get("method_ran"):
+            label += f" [{r['method_ran']}]" if r.get("method", "auto") == "auto" else \
+                f" (method='{r['method']}')"
+        head = f"| {r['reg_pot']:g} ({lam:.3g}) | {label}"
         if r["skipped"]:
             lines.append(f"{head} | skipped | — | — | — | — | — | — | {r['reason']} |")
             continue
@@ -402,7 +414,7 @@ def _targets(rep: dict) -> list[str]:
                    )
     pots = {r["reg_pot"]: r for r in rep["l2"] if r["solver"] == "l2-pot" and not r["skipped"]}
     for r in rep["l2"]:
-        if r["solver"] != "l2-otgrid" or r["skipped"]:
+        if r["solver"] != "l2-otgrid" or r["skipped"] or r.get("method", "auto") != "auto":
             continue
         pot, hit = pots.get(r["reg_pot"]), r.get("seconds_to_target")
         if pot and hit:
@@ -431,6 +443,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--cuda", action="store_true",
                         help="add otgrid's backend='cuda' at n = 1e4, 1e5 (tol 1e-6) and 1e6 "
                              "(tol 1e-4); skipped with the reason when no GPU is available")
+    parser.add_argument("--l2-only", action="store_true",
+                        help="re-run only the L2 rows; keep the Sinkhorn rows (and say so) "
+                             "from the existing regularized.json in --out-dir")
     parser.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--launch", help=argparse.SUPPRESS)
@@ -451,7 +466,14 @@ def main(argv: list[str] | None = None) -> dict:
     limit = args.time_limit
     mem_bytes = machine["memory_gb"] * 2**30
 
-    print("Sinkhorn", flush=True)
+    if args.l2_only:
+        old = json.loads((args.out_dir / "regularized.json").read_text(encoding="utf-8"))
+        rep["sinkhorn"] = old["sinkhorn"]
+        rep["sinkhorn_from"] = old["machine"]["date"]
+        sizes = []
+        print(f"Sinkhorn: rows kept from the run of {rep['sinkhorn_from']}", flush=True)
+    else:
+        print("Sinkhorn", flush=True)
     last: dict[str, tuple[int, float]] = {}
     for n in sizes:
         for solver in ("sinkhorn-otgrid", "pot-dense", "pot-log"):
@@ -492,9 +514,11 @@ def main(argv: list[str] | None = None) -> dict:
                    "repeat": 2}, timeout=max(6 * limit, 60.0))
         rep["l2"].append(pot)
         target = None if pot["skipped"] else pot["objective"]
-        rep["l2"].append(run({"solver": "l2-otgrid", "n": l2_n, "reg_pot": reg_pot,
-                              "target_objective": target, "env": one_blas, "repeat": 2},
-                             timeout=max(6 * limit, 60.0)))
+        for method in ("auto", "lbfgs"):
+            rep["l2"].append(run({"solver": "l2-otgrid", "n": l2_n, "reg_pot": reg_pot,
+                                  "method": method, "target_objective": target,
+                                  "env": one_blas, "repeat": 2},
+                                 timeout=max(6 * limit, 60.0)))
 
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / "regularized.json").write_text(json.dumps(rep, indent=2) + "\n",

@@ -52,6 +52,9 @@ l2_dual_rows(xT, yT, C, phi, psi, dphi, dpsi, wa, wb, inv, kind, row, colpart, t
     rounding of the change itself, not of the total.
 l2_apply_rows(xT, yT, C, phi, psi, wb, inv, kind, V, out)
     ``out[b, i, k] = sum_j wb_j (phi_i - psi_j - c_ij)_+ inv V[b, k, j]``.
+active_pairs_rows(xT, yT, C, phi, psi, kind, fill, indptr, indices)
+    The pairs with ``phi_i - psi_j - c_ij > 0`` in CSR form (a counting pass, then a filling
+    pass): the sparsity of the L2 dual's Hessian, for its Newton method.
 fast_exp(t), fast_exp32(t)
     ``exp(t)`` for ``t`` in ``[EXP_LO, EXP_HI]`` (0 below), vectorizable: ``2^k p(r)`` with
     the power of two written into the exponent bits (float64: relative error < 1e-14;
@@ -78,6 +81,8 @@ __all__ = [
     "EXP_LO",
     "ROWS_PER_CHUNK",
     "TILE",
+    "active_pairs_rows",
+    "active_pairs_rows_serial",
     "exp_apply_rows",
     "exp_apply_rows_serial",
     "fast_exp",
@@ -644,6 +649,61 @@ def l2_apply_rows_serial(xT, yT, C, phi, psi, wb, inv, kind, V, out):
     """:func:`l2_apply_rows` on one thread."""
     rows = xT.shape[0] * xT.shape[2]
     _l2_apply_chunk(0, rows, xT, yT, C, phi, psi, wb, inv, kind, V, out)
+
+
+# ------------------------------------------------- active pairs of the L2 pseudo-plan (Newton)
+@njit(cache=True, fastmath=True)
+def _active_chunk(r0, r1, xT, yT, C, phi, psi, kind, fill, indptr, indices):
+    """Rows ``r0 <= r < r1``: count (``indptr[r + 1]``) or list the pairs with ``v_ij > 0``."""
+    n = xT.shape[2]
+    m = yT.shape[2]
+    cbuf = np.empty(TILE)
+    for r in range(r0, r1):
+        b = r // n
+        i = r - b * n
+        p = phi[b, i]
+        ps = psi[b]
+        k = indptr[r] if fill else 0
+        for j0 in range(0, m, TILE):
+            w = min(TILE, m - j0)
+            _cost_tile(xT, yT, C, b, i, j0, w, kind, cbuf)
+            pst = ps[j0:j0 + w]
+            if fill:
+                col0 = b * m + j0
+                for t in range(w):
+                    if p - pst[t] - cbuf[t] > 0.0:
+                        indices[k] = col0 + t
+                        k += 1
+            else:
+                cnt = 0
+                for t in range(w):
+                    cnt += 1 if p - pst[t] - cbuf[t] > 0.0 else 0
+                k += cnt
+        if not fill:
+            indptr[r + 1] = k
+
+
+@njit(cache=True, parallel=True)
+def active_pairs_rows(xT, yT, C, phi, psi, kind, fill, indptr, indices):
+    """The active pairs ``v_ij = phi_i - psi_j - c_ij > 0`` in CSR form (parallel).
+
+    Rows are the ``B n`` stacked rows ``r = b n + i``, column indices the stacked columns
+    ``b m + j``. ``fill=False``: ``indptr[r + 1]`` receives the count of row ``r`` (the caller
+    forms the cumulative sum); ``fill=True``: ``indices[indptr[r]:indptr[r + 1]]`` receives
+    the columns of row ``r``, in increasing order.
+    """
+    rows = xT.shape[0] * xT.shape[2]
+    nch = n_chunks(rows)
+    for q in prange(nch):
+        _active_chunk(q * rows // nch, (q + 1) * rows // nch, xT, yT, C, phi, psi, kind, fill,
+                      indptr, indices)
+
+
+@njit(cache=True)
+def active_pairs_rows_serial(xT, yT, C, phi, psi, kind, fill, indptr, indices):
+    """:func:`active_pairs_rows` on one thread."""
+    rows = xT.shape[0] * xT.shape[2]
+    _active_chunk(0, rows, xT, yT, C, phi, psi, kind, fill, indptr, indices)
 
 
 # ----------------------------------------------------------------- dense Newton (small problems)

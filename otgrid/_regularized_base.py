@@ -146,7 +146,9 @@ class RegularizedResult:
     history : RegularizedHistory
     seconds : float
     backend : {"numpy", "numba", "cuda"}
-    method : {"sinkhorn", "lbfgs"}
+    method : {"sinkhorn", "lbfgs", "newton", "newton+lbfgs"}
+        The algorithm (``smooth_ot``: ``"newton+lbfgs"`` when L-BFGS ran some of the
+        iterations of a Newton solve).
     regularizer : {"kl", "l2"}
     reg : float
     cost : {"euclidean", "sqeuclidean", "cityblock"}

@@ -1,4 +1,4 @@
-"""L-BFGS driver of :func:`otgrid.regularized.smooth_ot` (the dual of Sanjabi et al., Lemma 4.1).
+"""Driver of :func:`otgrid.regularized.smooth_ot` (the dual of Sanjabi et al., Lemma 4.1).
 
 The dual ``F`` and its gradient come from the backend's passes over the pairs
 (:mod:`otgrid._regularized_ops`); ``scipy.optimize.minimize(method="L-BFGS-B", jac=True)`` runs
@@ -7,6 +7,15 @@ accurate to the rounding of the change itself rather than of ``F``: near the opt
 decrease L-BFGS must see (``~ lambda * error^2``) is far below the rounding of ``F``, and
 L-BFGS would stall at a marginal error of about ``sqrt(eps_machine / lambda)``. When L-BFGS
 stops short of the tolerance the reference moves to the current point and L-BFGS restarts.
+
+L2 also has a semismooth Newton method (Lorenz, Manns, Meyer 2021): ``-F`` is piecewise
+quadratic and its generalized Hessian is ``1 / lambda`` times the Laplacian of the bipartite
+graph of active pairs (``phi_i - psi_j - c_ij > 0``) with edge weights ``a_i b_j``, sparse when
+``lambda`` is small. Each iteration lists the active pairs (two passes), solves the Newton
+system by diagonally preconditioned conjugate gradients (``kernels/laplacian_numba.py``) to a
+relative residual ``min(0.1, sqrt(error))`` and backtracks (Armijo, on the pairwise-summed
+change of ``F``). A stage whose active set exceeds ``NEWTON_MAX_ACTIVE`` pairs, or whose line
+search fails (the rounding floor), continues with L-BFGS.
 
 A batch of problems is solved as one separable problem (one kernel call evaluates all of them),
 stopping when every problem meets the tolerance.
@@ -33,6 +42,7 @@ from otgrid._regularized_base import (
     _statistic,
 )
 from otgrid._regularized_ops import make_ops
+from otgrid.kernels.laplacian_numba import laplacian_diagonal, laplacian_pcg
 
 __all__ = ["solve_smooth_dual"]
 
@@ -41,6 +51,22 @@ STAGE_TOL = 1e-3
 # A restart of L-BFGS (new reference point) must divide the marginal error by this much, or
 # the solve is declared stalled.
 RESTART_GAIN = 0.5
+# Newton (L2): at most this many active pairs (the CSR pattern takes 4 bytes per pair; above
+# it a stage runs L-BFGS, whose memory is O(n + m)).
+NEWTON_MAX_ACTIVE = 1 << 24
+# ... conjugate-gradient iterations per Newton system, backtracking steps per line search,
+# Armijo's sufficient-increase fraction, and the shift added to the Laplacian's diagonal
+# (relative to a node's curvature with every pair active; an isolated node gets that whole
+# curvature, so that its step is of order lambda).
+NEWTON_CG_MAXITER = 1000
+NEWTON_MAX_BACKTRACK = 30
+NEWTON_ARMIJO = 1e-4
+NEWTON_SHIFT = 1e-10
+# method="auto" runs a Newton iteration only while at most this fraction of the pairs is
+# active: on a dense active set one Newton iteration (listing the pairs, conjugate gradients
+# over them) costs several L-BFGS iterations. Measured (n = m = 1000, 2D, lambda = 0.05, 43%
+# of the pairs active at the solution): Newton 0.19 s, L-BFGS 0.087 s.
+NEWTON_AUTO_FRACTION = 0.25
 
 
 def _blas_one_thread() -> contextlib.AbstractContextManager:
@@ -109,13 +135,78 @@ class _Dual:
                 "quad": quad, "lin": lin, "err": err}
 
 
+class _Newton:
+    """Newton directions of the L2 dual: the Laplacian of the active pairs, solved by PCG."""
+
+    def __init__(self, ops, prob: _Problem, max_fraction: float) -> None:
+        self.ops, self.p = ops, prob
+        pairs = prob.B * prob.a.shape[1] * prob.b.shape[1]
+        self.cap = min(NEWTON_MAX_ACTIVE, int(max_fraction * pairs))
+        self.cg_iterations = 0
+        self.passes = 0
+
+    def direction(self, val: dict[str, Any], lam: np.ndarray, done: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """``(dphi, dpsi, g . d)`` solving ``H d = grad F`` (zero for the ``done`` problems).
+
+        None when more than ``self.cap`` pairs are active.
+        """
+        p = self.p
+        B, n, m = p.B, p.a.shape[1], p.b.shape[1]
+        act = self.ops.l2_active(val["phi"], val["psi"], self.cap)
+        self.passes += 1 if act is None else 2
+        if act is None:
+            return None
+        indptr, indices = act
+        inv = 1.0 / lam
+        ar = (p.a * inv[:, None]).ravel()
+        bc = np.ascontiguousarray(p.b).ravel()
+        # curvature of each node if all its pairs were active
+        full = np.concatenate([(p.a * (p.mass * inv)[:, None]).ravel(),
+                               (p.b * (p.mass * inv)[:, None]).ravel()])
+        deg = np.empty(full.shape[0])
+        laplacian_diagonal(indptr, indices, ar, bc, deg)
+        # (a node of zero weight has no curvature and a zero gradient: any shift, no step)
+        shift = np.where(deg > 0.0, NEWTON_SHIFT * full, np.where(full > 0.0, full, 1.0))
+        ga, gb = p.a - val["row"], val["col"] - p.b
+        ga[done] = 0.0
+        gb[done] = 0.0
+        g = np.concatenate([ga.ravel(), gb.ravel()])
+        err = val["err"][~done]
+        rtol = min(0.1, float(np.sqrt(err.max()))) if err.size else 0.1
+        d = np.empty_like(g)
+        self.cg_iterations += laplacian_pcg(indptr, indices, ar, bc, shift, g, rtol,
+                                            NEWTON_CG_MAXITER, d)
+        dphi, dpsi = d[:B * n].reshape(B, n), d[B * n:].reshape(B, m)
+        gd = (ga * dphi).sum(axis=1) + (gb * dpsi).sum(axis=1)
+        return dphi, dpsi, gd
+
+
+def _backtrack(t: np.ndarray, gd: np.ndarray, dF: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Next step lengths: the maximiser of the quadratic through ``F(0)``, ``F'(0) = gd`` and
+    ``F(t) - F(0) = dF``, kept in ``[0.1 t, 0.5 t]`` (unchanged where ``ok``)."""
+    den = 2.0 * (gd * t - dF)
+    tq = np.where(den > 0.0, gd * t * t / np.where(den > 0.0, den, 1.0), 0.5 * t)
+    return np.where(ok, t, np.clip(tq, 0.1 * t, 0.5 * t))
+
+
 def solve_smooth_dual(prob: _Problem, warm, *, reg: float, regularizer: str, tol: float,
                       max_iter: int, backend: str, q: float | None, memory: int,
                       callback: Callable[[RegularizedInfo], bool | None] | None,
-                      n_samples: int, rng: Any, verbose: bool, t0: float) -> RegularizedResult:
-    """Maximise the smooth dual (continuation over ``reg`` if ``q``) and package the result."""
+                      n_samples: int, rng: Any, verbose: bool, t0: float,
+                      method: str = "lbfgs") -> RegularizedResult:
+    """Maximise the smooth dual (continuation over ``reg`` if ``q``) and package the result.
+
+    ``method``: ``"lbfgs"``; ``"newton"`` (L2 only; stages it cannot handle run L-BFGS);
+    ``"auto"`` (L2 only): Newton while at most ``NEWTON_AUTO_FRACTION`` of the pairs are
+    active, L-BFGS for the rest of a stage where more are.
+    """
     B, n, m = prob.B, prob.x.shape[1], prob.y.shape[1]
     ops = make_ops(backend, prob.x, prob.y, prob.cost, many_passes=True)
+    newton = None
+    if method in ("newton", "auto"):
+        newton = _Newton(ops, prob, 1.0 if method == "newton" else NEWTON_AUTO_FRACTION)
+    counts = {"newton": 0, "lbfgs": 0}
     dual = _Dual(ops, prob, regularizer)
     kl = dual.kl
     sa, sb = _scales(prob.a, prob.mass), _scales(prob.b, prob.mass)
@@ -170,6 +261,7 @@ def solve_smooth_dual(prob: _Problem, warm, *, reg: float, regularizer: str, tol
     def cb(intermediate_result) -> None:
         """Per L-BFGS iteration: history, user callback, stopping test (the exact error)."""
         state["it"] += 1
+        counts["lbfgs"] += 1
         zk = intermediate_result.x
         if not np.array_equal(zk, cache["z"]):
             fun(zk, state["lam"])
@@ -177,6 +269,41 @@ def solve_smooth_dual(prob: _Problem, warm, *, reg: float, regularizer: str, tol
         record(state["lam"], state["stage_tol"])
         if state["stop"] is not None:
             raise StopIteration
+
+    def newton_stage(lam: np.ndarray, stage_tol: float) -> str:
+        """Newton iterations at ``lam``: "stop" (tol, callback), "max_iter" or "handover"."""
+        while state["stop"] is None:
+            if state["it"] >= max_iter:
+                return "max_iter"
+            val = state["val"]
+            done = val["err"] <= stage_tol
+            step = newton.direction(val, lam, done)
+            if step is None:
+                if verbose:
+                    print(f"[otgrid.smooth_ot] more than {newton.cap} active pairs: L-BFGS for "
+                          "this stage", flush=True)
+                return "handover"
+            dphi, dpsi, gd = step
+            phi0, psi0 = val["phi"], val["psi"]
+            dual.set_reference(phi0, psi0)
+            t = np.ones(B)
+            for _ in range(NEWTON_MAX_BACKTRACK):
+                new = dual(phi0 + t[:, None] * dphi, psi0 + t[:, None] * dpsi, lam)
+                ok = new["dF"] >= NEWTON_ARMIJO * t * gd
+                if ok.all():
+                    break
+                t = _backtrack(t, gd, new["dF"], ok)
+            else:
+                if verbose:
+                    print("[otgrid.smooth_ot] Newton line search failed: L-BFGS for this stage",
+                          flush=True)
+                return "handover"
+            cache["val"] = new
+            accept()
+            state["it"] += 1
+            counts["newton"] += 1
+            record(lam, stage_tol)
+        return "stop"
 
     with ops.session(), _blas_one_thread():
         z = pack(phi, psi)
@@ -190,6 +317,9 @@ def solve_smooth_dual(prob: _Problem, warm, *, reg: float, regularizer: str, tol
             fun(z, lam)
             accept()
             record(lam, stage_tol)
+            if newton is not None and state["stop"] is None:
+                newton_stage(lam, stage_tol)
+                z = pack(state["val"]["phi"], state["val"]["psi"])
             while state["stop"] is None:
                 remaining = max_iter - state["it"]
                 if remaining <= 0:
@@ -244,6 +374,15 @@ def solve_smooth_dual(prob: _Problem, warm, *, reg: float, regularizer: str, tol
         print(f"[otgrid.smooth_ot] {status}: marginal error {val['err'].max():.3e} after "
               f"{state['it']} iterations", flush=True)
     return _finish(prob, f=f, g=g, r=row, c=col, transport=val["lin"], objective=val["F"],
-                   primal=primal, stat=stat, iterations=state["it"], passes=dual.passes,
+                   primal=primal, stat=stat, iterations=state["it"],
+                   passes=dual.passes + (newton.passes if newton is not None else 0),
                    status=status, tol=tol, hist=hist, t0=t0, backend=ops.name,
-                   method="lbfgs", regularizer=regularizer, reg=reg, fix=fix, warn_stack=4)
+                   method=_method_name(method, counts), regularizer=regularizer, reg=reg,
+                   fix=fix, warn_stack=4)
+
+
+def _method_name(method: str, counts: dict[str, int]) -> str:
+    """``"lbfgs"``, ``"newton"`` or ``"newton+lbfgs"``: the methods that ran iterations."""
+    if method == "lbfgs" or not counts["newton"]:
+        return "lbfgs"
+    return "newton+lbfgs" if counts["lbfgs"] else "newton"

@@ -24,6 +24,9 @@ problems in high dimension, where reading a precomputed matrix is faster than re
   inv`` and ``Q - Q(phi - dphi, psi - dpsi)`` summed pairwise from the differences (accurate
   to the rounding of the change, however small);
 - ``l2_apply(side, phi, psi, wb, inv, V)``: ``sum_j wb_j (phi_i - psi_j - c_ij)_+ inv V[:, j]``;
+- ``l2_active(phi, psi, cap)``: the pairs with ``phi_i - psi_j - c_ij > 0`` as CSR arrays
+  ``(indptr, indices)`` over the stacked rows ``b n + i`` and columns ``b m + j``, or None when
+  there are more than ``cap`` of them;
 - ``pair_costs(i, j)``: ``c(x_i, y_j)`` for index arrays (B, S).
 """
 
@@ -208,6 +211,20 @@ class CloudOps:
             out[b, sl] = (v * (wb[b][None, :] * inv[b])) @ V[b].T
         return out
 
+    def l2_active(self, phi, psi, cap):
+        rows, parts = [], []
+        total = 0
+        for b, sl, c in self._blocks("rows"):
+            mask = phi[b, sl][:, None] - psi[b][None, :] - c > 0.0
+            rows.append(mask.sum(axis=1))
+            total += int(rows[-1].sum())
+            if total > cap:
+                return None
+            parts.append(np.nonzero(mask)[1].astype(np.int32) + np.int32(b * self.m))
+        indptr = np.zeros(self.B * self.n + 1, np.int64)
+        np.cumsum(np.concatenate(rows), out=indptr[1:])
+        return indptr, np.concatenate(parts)
+
     def pair_costs(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
         bi = np.arange(self.B)[:, None]
         diff = self.x[bi, i] - self.y[bi, j]
@@ -376,6 +393,21 @@ class NumbaCloudOps(CloudOps):
         self.chooser.record("l2_dual_rows", parallel, time.perf_counter() - t0)
         tot = totals.sum(axis=0)
         return row, colpart.sum(axis=0), tot[:, 0], tot[:, 1], tot[:, 2]
+
+    def l2_active(self, phi, psi, cap):
+        c = np.ascontiguousarray
+        phi, psi = c(phi), c(psi)
+        indptr = np.zeros(self.B * self.n + 1, np.int64)
+        none = np.zeros(0, np.int32)
+        self._run("active_pairs_rows", self.xT, self.yT, self.C, phi, psi, self.kind, False,
+                  indptr, none)
+        np.cumsum(indptr, out=indptr)
+        if indptr[-1] > cap:
+            return None
+        indices = np.empty(indptr[-1], np.int32)
+        self._run("active_pairs_rows", self.xT, self.yT, self.C, phi, psi, self.kind, True,
+                  indptr, indices)
+        return indptr, indices
 
     def l2_apply(self, side, phi, psi, wb, inv, V):
         p, q, c = self._args(side)

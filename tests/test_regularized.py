@@ -112,8 +112,9 @@ def test_marginals_within_tol(solver):
 
 # ------------------------------------------------------------------------- smooth dual vs POT
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # POT passes iprint to SciPy
+@pytest.mark.parametrize("method", ["newton", "lbfgs"])
 @pytest.mark.parametrize("cost", ["euclidean", "sqeuclidean"])
-def test_smooth_l2_matches_pot_with_converted_reg(backend, cost):
+def test_smooth_l2_matches_pot_with_converted_reg(backend, cost, method):
     x, y, a, b = _clouds(3, n=30, m=25)
     lam = 0.05
     M = cdist(x, y, metric=cost)
@@ -121,8 +122,10 @@ def test_smooth_l2_matches_pot_with_converted_reg(backend, cost):
                                       numItermax=20_000, log=True)
     pot_err = np.abs(G.sum(1) - a).sum() + np.abs(G.sum(0) - b).sum()
     assert pot_err < 1e-6  # POT converged here: a valid reference
-    res = smooth_ot(x, y, reg=lam, regularizer="l2", cost=cost, tol=1e-10, backend=backend)
+    res = smooth_ot(x, y, reg=lam, regularizer="l2", cost=cost, tol=1e-10, backend=backend,
+                    method=method)
     assert res.converged
+    assert res.method == method
     np.testing.assert_allclose(res.plan(), G, atol=10 * pot_err + 1e-12)  # POT's accuracy
     np.testing.assert_allclose(res.transport_cost, np.sum(G * M), rtol=1e-6)
     # POT's alpha, beta are phi and -psi up to a common constant (where rows/columns are active)
@@ -142,6 +145,127 @@ def test_smooth_l2_objective_is_lemma_4_1_dual(backend):
     np.testing.assert_allclose(res.plan(), pi, rtol=1e-12, atol=1e-16)
     primal = np.sum(pi * cdist(x, y)) + lam * np.sum(pi**2 / np.outer(a, b)) / 2
     np.testing.assert_allclose(res.primal_objective, primal, rtol=1e-10)
+
+
+def _l2_plan_cvxpy(C, a, b, lam):
+    """``argmin <P, C> + lam/2 sum P^2 / (a b)`` over the transport plans (cvxpy + Clarabel)."""
+    import cvxpy as cp
+
+    P = cp.Variable(C.shape, nonneg=True)
+    w = 1.0 / np.sqrt(np.outer(a, b))
+    obj = cp.sum(cp.multiply(C, P)) + lam / 2 * cp.sum_squares(cp.multiply(w, P))
+    prob = cp.Problem(cp.Minimize(obj), [cp.sum(P, axis=1) == a, cp.sum(P, axis=0) == b])
+    prob.solve(solver=cp.CLARABEL, tol_gap_abs=1e-12, tol_gap_rel=1e-12, tol_feas=1e-12)
+    assert prob.status == "optimal"
+    return P.value, prob.value
+
+
+@pytest.mark.parametrize("lam", [1e-3, 1e-5])
+def test_smooth_l2_newton_sparse_matches_cvxpy(backend, lam):
+    """Small lambda (a few active pairs per point): Newton alone, to the QP's solution."""
+    x, y, a, b = _clouds(11, n=30, m=24, weights=True)
+    C = cdist(x, y)
+    P_ref, val_ref = _l2_plan_cvxpy(C, a, b, lam)
+    res = smooth_ot(x, y, a, b, reg=lam, regularizer="l2", tol=1e-10, backend=backend,
+                    method="newton")
+    assert res.converged and res.method == "newton"
+    P = res.plan()
+    assert np.count_nonzero(P) < 0.25 * P.size  # the sparse regime Newton is for
+    np.testing.assert_allclose(res.primal_objective, val_ref, rtol=1e-7)
+    np.testing.assert_allclose(res.objective, val_ref, rtol=1e-7)  # no duality gap
+    np.testing.assert_allclose(P, P_ref, atol=1e-6 * a.max())
+    # the auto choice runs Newton here as well, and L-BFGS reaches the same plan
+    auto = smooth_ot(x, y, a, b, reg=lam, regularizer="l2", tol=1e-10, backend=backend)
+    assert auto.method.startswith("newton")
+    np.testing.assert_allclose(auto.plan(), P, atol=1e-9 * a.max())
+
+
+def test_smooth_l2_newton_batch_matches_single_solves():
+    """A batch (one Newton system over both problems, a zero weight) = separate solves."""
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(2, 40, 2))
+    y = rng.normal(size=(2, 30, 2)) + np.array([[[0.5, 0.0]], [[1.5, 1.0]]])
+    a = rng.random((2, 40)) + 0.1
+    a[1, 3] = 0.0
+    b = np.full((2, 30), 1.0 / 30)
+    a /= a.sum(axis=1, keepdims=True)
+    res = smooth_ot(x, y, a, b, reg=1e-4, regularizer="l2", tol=1e-9, method="newton")
+    assert res.converged and res.method == "newton"
+    for k in range(2):
+        one = smooth_ot(x[k], y[k], a[k], b[k], reg=1e-4, regularizer="l2", tol=1e-9,
+                        method="lbfgs")
+        np.testing.assert_allclose(res.plan()[k], one.plan(), atol=1e-8 * a.max())
+        np.testing.assert_allclose(res.transport_cost[k], one.transport_cost, rtol=1e-7)
+    assert np.all(res.plan()[1][3] == 0.0)
+
+
+def test_smooth_l2_newton_tiny_reg_finite():
+    """lambda = 1e-4 of the cost scale on larger clouds: Newton converges, nothing overflows."""
+    x, y, a, b = _clouds(13, n=200, m=150)
+    C = cdist(x, y)
+    lam = 1e-4 * C.mean()
+    res = smooth_ot(x, y, reg=lam, regularizer="l2", tol=1e-8)
+    assert res.converged and res.method.startswith("newton")
+    assert np.isfinite(res.objective) and np.all(np.isfinite(res.phi))
+    # between the exact OT cost and it plus lambda I(G) for an optimal plan G of ot.emd
+    # (optimality of P: <P, C> + lam I(P) <= <G, C> + lam I(G))
+    G = ot.emd(a, b, C)
+    exact = np.sum(G * C)
+    assert exact - 1e-9 <= res.transport_cost <= exact + lam * np.sum(G**2 / np.outer(a, b)) / 2
+
+
+def test_smooth_method_checks():
+    x, y, _, _ = _clouds(14, n=10, m=8)
+    with pytest.raises(ValueError, match="regularizer='l2'"):
+        smooth_ot(x, y, reg=0.1, regularizer="kl", method="newton")
+    with pytest.raises(ValueError, match="method"):
+        smooth_ot(x, y, reg=0.1, method="bfgs")
+    assert smooth_ot(x, y, reg=0.1, regularizer="kl").method == "lbfgs"
+
+
+def test_active_pairs_kernel_matches_numpy():
+    rng = np.random.default_rng(15)
+    B, n, m = 2, 37, 1500  # more columns than one tile
+    x, y = rng.normal(size=(B, n, 2)), rng.normal(size=(B, m, 2))
+    phi, psi = rng.normal(size=(B, n)) + 1.0, rng.normal(size=(B, m))
+    xT = np.ascontiguousarray(np.transpose(x, (0, 2, 1)))
+    yT = np.ascontiguousarray(np.transpose(y, (0, 2, 1)))
+    mask = np.stack([phi[k][:, None] - psi[k][None, :] - cdist(x[k], y[k]) > 0
+                     for k in range(B)])
+    for fn in (kern.active_pairs_rows, kern.active_pairs_rows_serial):
+        indptr = np.zeros(B * n + 1, np.int64)
+        fn(xT, yT, np.zeros((1, 1, 1)), phi, psi, kern.COST_EUCLIDEAN, False, indptr,
+           np.zeros(0, np.int32))
+        np.cumsum(indptr, out=indptr)
+        indices = np.empty(indptr[-1], np.int32)
+        fn(xT, yT, np.zeros((1, 1, 1)), phi, psi, kern.COST_EUCLIDEAN, True, indptr, indices)
+        for r in range(B * n):
+            k, i = divmod(r, n)
+            want = np.nonzero(mask[k, i])[0] + k * m
+            np.testing.assert_array_equal(indices[indptr[r]:indptr[r + 1]], want)
+
+
+def test_laplacian_pcg_matches_dense_solve():
+    from otgrid.kernels import laplacian_numba as lap
+
+    rng = np.random.default_rng(16)
+    R, K = 12, 9
+    A = rng.random((R, K)) < 0.3
+    A[5] = False  # an isolated row node
+    indptr = np.concatenate([[0], np.cumsum(A.sum(axis=1))]).astype(np.int64)
+    indices = np.concatenate([np.nonzero(A[r])[0] for r in range(R)]).astype(np.int32)
+    ar, bc = rng.random(R) + 0.1, rng.random(K) + 0.1
+    W = A * np.outer(ar, bc)
+    L = np.block([[np.diag(W.sum(1)), -W], [-W.T, np.diag(W.sum(0))]])
+    shift = rng.random(R + K) * 1e-3 + 1e-6
+    g = rng.normal(size=R + K)
+    z, out = rng.normal(size=R + K), np.empty(R + K)
+    lap.laplacian_apply(indptr, indices, ar, bc, shift, z, out)
+    np.testing.assert_allclose(out, (L + np.diag(shift)) @ z, rtol=1e-12, atol=1e-14)
+    x = np.empty(R + K)
+    its = lap.laplacian_pcg(indptr, indices, ar, bc, shift, g, 1e-12, 10_000, x)
+    assert 0 < its < 10_000
+    np.testing.assert_allclose(x, np.linalg.solve(L + np.diag(shift), g), rtol=1e-8)
 
 
 @pytest.mark.parametrize("cost", ["euclidean", "sqeuclidean"])
