@@ -52,6 +52,8 @@ l2_dual_rows(xT, yT, C, phi, psi, dphi, dpsi, wa, wb, inv, kind, row, colpart, t
     rounding of the change itself, not of the total.
 l2_apply_rows(xT, yT, C, phi, psi, wb, inv, kind, V, out)
     ``out[b, i, k] = sum_j wb_j (phi_i - psi_j - c_ij)_+ inv V[b, k, j]``.
+cost_matrix_rows(xT, yT, kind, out)
+    The dense cost matrix (the caller's small-problem path stores it).
 active_pairs_rows(xT, yT, C, phi, psi, kind, fill, indptr, indices)
     The pairs with ``phi_i - psi_j - c_ij > 0`` in CSR form (a counting pass, then a filling
     pass): the sparsity of the L2 dual's Hessian, for its Newton method.
@@ -83,6 +85,8 @@ __all__ = [
     "TILE",
     "active_pairs_rows",
     "active_pairs_rows_serial",
+    "cost_matrix_rows",
+    "cost_matrix_rows_serial",
     "exp_apply_rows",
     "exp_apply_rows_serial",
     "fast_exp",
@@ -649,6 +653,38 @@ def l2_apply_rows_serial(xT, yT, C, phi, psi, wb, inv, kind, V, out):
     """:func:`l2_apply_rows` on one thread."""
     rows = xT.shape[0] * xT.shape[2]
     _l2_apply_chunk(0, rows, xT, yT, C, phi, psi, wb, inv, kind, V, out)
+
+
+# ------------------------------------------------------------------------- dense cost matrix
+@njit(cache=True, fastmath=True)
+def _cost_matrix_chunk(r0, r1, xT, yT, kind, out):
+    n = xT.shape[2]
+    m = yT.shape[2]
+    cbuf = np.empty(TILE)
+    for r in range(r0, r1):
+        b = r // n
+        i = r - b * n
+        for j0 in range(0, m, TILE):
+            w = min(TILE, m - j0)
+            _cost_tile(xT, yT, out, b, i, j0, w, kind, cbuf)
+            o = out[b, i, j0:j0 + w]
+            for t in range(w):
+                o[t] = cbuf[t]
+
+
+@njit(cache=True, parallel=True)
+def cost_matrix_rows(xT, yT, kind, out):
+    """``out[b, i, j] = c(x_i, y_j)`` (``kind`` not ``COST_DENSE``; parallel)."""
+    rows = xT.shape[0] * xT.shape[2]
+    nch = n_chunks(rows)
+    for q in prange(nch):
+        _cost_matrix_chunk(q * rows // nch, (q + 1) * rows // nch, xT, yT, kind, out)
+
+
+@njit(cache=True)
+def cost_matrix_rows_serial(xT, yT, kind, out):
+    """:func:`cost_matrix_rows` on one thread."""
+    _cost_matrix_chunk(0, xT.shape[0] * xT.shape[2], xT, yT, kind, out)
 
 
 # ------------------------------------------------- active pairs of the L2 pseudo-plan (Newton)

@@ -254,12 +254,23 @@ class NumbaCloudOps(CloudOps):
         dense = self.d >= DENSE_MIN_DIM or (many_passes and cost == "euclidean")
         if dense and pairs <= DENSE_MAX_PAIRS:
             self.kind = _DENSE
-            self.C = np.stack([_costs(x[b], y[b], cost) for b in range(self.B)])
-            self.CT = np.ascontiguousarray(np.transpose(self.C, (0, 2, 1)))
+            # the kernels' own distances, on all threads (SciPy's cdist runs on one: 7.6 ms
+            # against 1.0 ms for 10^6 euclidean pairs on 2 cores)
+            self.C = np.empty((self.B, self.n, self.m))
+            self._run("cost_matrix_rows", self.xT, self.yT, COST_KINDS[cost], self.C)
         else:
             self.kind = COST_KINDS[cost]
-            self.C = self.CT = np.zeros((1, 1, 1))
+            self.C = np.zeros((1, 1, 1))
+        self._CT: np.ndarray | None = None
         self._low: tuple[np.ndarray, ...] | None = None
+
+    @property
+    def CT(self) -> np.ndarray:
+        """The transposed cost matrix, formed on first use (the L2 dual never needs it)."""
+        if self._CT is None:
+            self._CT = (np.ascontiguousarray(np.transpose(self.C, (0, 2, 1)))
+                        if self.kind == _DENSE else self.C)
+        return self._CT
 
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:
