@@ -44,7 +44,7 @@ from otgrid._regularized_base import (
 from otgrid._regularized_ops import make_ops
 from otgrid.kernels.laplacian_numba import laplacian_diagonal, laplacian_pcg
 
-__all__ = ["solve_smooth_dual"]
+__all__ = ["blas_one_thread", "solve_smooth_dual"]
 
 # Marginal error at which an intermediate continuation stage hands over to the next one.
 STAGE_TOL = 1e-3
@@ -69,18 +69,28 @@ NEWTON_SHIFT = 1e-10
 NEWTON_AUTO_FRACTION = 0.25
 
 
-def _blas_one_thread() -> contextlib.AbstractContextManager:
+_CONTROLLER: list[Any] = []
+
+
+def blas_one_thread() -> contextlib.AbstractContextManager:
     """One BLAS thread while L-BFGS runs, when ``threadpoolctl`` is installed.
 
     L-BFGS-B's own linear algebra works on vectors of length n + m, where BLAS threads only
     cost: on a 2-core machine with other work running, OpenBLAS's threads made each L-BFGS-B
-    iteration 70 times slower (4.3 ms instead of 0.06 ms at n + m = 2000).
+    iteration 70 times slower (4.3 ms instead of 0.06 ms at n + m = 2000). The controller
+    (the list of loaded BLAS libraries) is found once per process: finding it reads
+    ``/proc/self/maps``, 2.7 ms per call.
     """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: without it, BLAS keeps its own thread count
+    if not _CONTROLLER:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # optional: without it, BLAS keeps its own thread count
+            _CONTROLLER.append(None)
+        else:
+            _CONTROLLER.append(ThreadpoolController())
+    if _CONTROLLER[0] is None:
         return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+    return _CONTROLLER[0].limit(limits=1, user_api="blas")
 
 
 def _scales(w: np.ndarray, mass: np.ndarray) -> np.ndarray:
@@ -305,7 +315,7 @@ def solve_smooth_dual(prob: _Problem, warm, *, reg: float, regularizer: str, tol
             record(lam, stage_tol)
         return "stop"
 
-    with ops.session(), _blas_one_thread():
+    with ops.session(), blas_one_thread():
         z = pack(phi, psi)
         lam = stages[0]
         for s, lam in enumerate(stages):

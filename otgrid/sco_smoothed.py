@@ -43,6 +43,7 @@ import numpy as np
 from scipy.spatial.distance import cdist
 
 from otgrid._regularized_base import RegularizedResult
+from otgrid._regularized_dual import blas_one_thread
 from otgrid._validation import as_finite_array, as_rng, check_choice, check_positive_int
 from otgrid.errors import ConvergenceWarning
 from otgrid.generators import ParametricGenerator
@@ -368,12 +369,7 @@ def _blas_threads(serial: bool) -> Iterator[None]:
     if not serial:
         yield
         return
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
+    with blas_one_thread():
         yield
 
 
