@@ -347,7 +347,7 @@ def to_markdown(rep: dict) -> str:
         "regularizer='l2', tol=1e-6)` with the default `method='auto'` (Newton while at most "
         "a quarter of the pairs are active, else L-BFGS; the method that ran is in brackets) "
         "and with `method='lbfgs'`; `to POT's objective` is the time at which otgrid's dual "
-        "objective (at the final lambda) first reached POT's final one. Best of 2 runs, both "
+        "objective (at the final lambda) first reached POT's final one. Best of 3 runs, all "
         "with `OPENBLAS_NUM_THREADS=1`.",
         "",
         "| reg_pot (lambda) | solver | seconds | to POT's objective | iterations | dual "
@@ -469,7 +469,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.l2_only:
         old = json.loads((args.out_dir / "regularized.json").read_text(encoding="utf-8"))
         rep["sinkhorn"] = old["sinkhorn"]
-        rep["sinkhorn_from"] = old["machine"]["date"]
+        rep["sinkhorn_from"] = old.get("sinkhorn_from", old["machine"]["date"])
         sizes = []
         print(f"Sinkhorn: rows kept from the run of {rep['sinkhorn_from']}", flush=True)
     else:
@@ -511,13 +511,13 @@ def main(argv: list[str] | None = None) -> dict:
     one_blas = {"OPENBLAS_NUM_THREADS": "1"}
     for reg_pot in (0.05, 0.05 * l2_n * l2_n):
         pot = run({"solver": "l2-pot", "n": l2_n, "reg_pot": reg_pot, "env": one_blas,
-                   "repeat": 2}, timeout=max(6 * limit, 60.0))
+                   "repeat": 3}, timeout=max(6 * limit, 60.0))
         rep["l2"].append(pot)
         target = None if pot["skipped"] else pot["objective"]
         for method in ("auto", "lbfgs"):
             rep["l2"].append(run({"solver": "l2-otgrid", "n": l2_n, "reg_pot": reg_pot,
                                   "method": method, "target_objective": target,
-                                  "env": one_blas, "repeat": 2},
+                                  "env": one_blas, "repeat": 3},
                                  timeout=max(6 * limit, 60.0)))
 
     args.out_dir.mkdir(parents=True, exist_ok=True)
