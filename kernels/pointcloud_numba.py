@@ -688,9 +688,14 @@ def cost_matrix_rows_serial(xT, yT, kind, out):
 
 
 # ------------------------------------------------- active pairs of the L2 pseudo-plan (Newton)
-@njit(cache=True, fastmath=True)
+@njit(cache=True)
 def _active_chunk(r0, r1, xT, yT, C, phi, psi, kind, fill, indptr, indices):
-    """Rows ``r0 <= r < r1``: count (``indptr[r + 1]``) or list the pairs with ``v_ij > 0``."""
+    """Rows ``r0 <= r < r1``: count (``indptr[r + 1]``) or list the pairs with ``v_ij > 0``.
+
+    No fast-math: the counting and the filling loop must evaluate ``phi_i - psi_j - c_ij``
+    identically (a reassociated sum in one of them could count a pair the other does not
+    list); the filling loop also never writes past its row's count.
+    """
     n = xT.shape[2]
     m = yT.shape[2]
     cbuf = np.empty(TILE)
@@ -700,6 +705,7 @@ def _active_chunk(r0, r1, xT, yT, C, phi, psi, kind, fill, indptr, indices):
         p = phi[b, i]
         ps = psi[b]
         k = indptr[r] if fill else 0
+        kend = indptr[r + 1] if fill else 0
         for j0 in range(0, m, TILE):
             w = min(TILE, m - j0)
             _cost_tile(xT, yT, C, b, i, j0, w, kind, cbuf)
@@ -707,7 +713,7 @@ def _active_chunk(r0, r1, xT, yT, C, phi, psi, kind, fill, indptr, indices):
             if fill:
                 col0 = b * m + j0
                 for t in range(w):
-                    if p - pst[t] - cbuf[t] > 0.0:
+                    if p - pst[t] - cbuf[t] > 0.0 and k < kend:
                         indices[k] = col0 + t
                         k += 1
             else:
