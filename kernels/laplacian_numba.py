@@ -39,21 +39,17 @@ __all__ = ["laplacian_apply", "laplacian_diagonal", "laplacian_pcg"]
 
 @njit(cache=True)
 def laplacian_diagonal(indptr, indices, ar, bc, out):
-    """``out[:R] = ar_r sum_{c ~ r} bc_c`` and ``out[R:] = bc_c sum_{r ~ c} ar_r``."""
+    """``out[:R] = ar_r sum_{c ~ r} bc_c`` and ``out[R:] = bc_c sum_{r ~ c} ar_r``.
+
+    ``L`` applied to ``u = 1, w = 0`` is ``(diag(L)[:R], -diag(L)[R:])``.
+    """
     R = indptr.shape[0] - 1
-    K = bc.shape[0]
-    for c in range(K):
-        out[R + c] = 0.0
-    for r in range(R):
-        s = 0.0
-        a = ar[r]
-        for k in range(indptr[r], indptr[r + 1]):
-            c = indices[k]
-            s += bc[c]
-            out[R + c] += a
-        out[r] = a * s
-    for c in range(K):
-        out[R + c] *= bc[c]
+    N = out.shape[0]
+    z = np.zeros(N)
+    z[:R] = 1.0
+    laplacian_apply(indptr, indices, ar, bc, np.zeros(N), z, out)
+    for k in range(R, N):
+        out[k] = -out[k]
 
 
 @njit(cache=True)

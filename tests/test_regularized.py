@@ -260,6 +260,8 @@ def test_laplacian_pcg_matches_dense_solve():
     shift = rng.random(R + K) * 1e-3 + 1e-6
     g = rng.normal(size=R + K)
     z, out = rng.normal(size=R + K), np.empty(R + K)
+    lap.laplacian_diagonal(indptr, indices, ar, bc, out)
+    np.testing.assert_allclose(out, np.diag(L), rtol=1e-14, atol=0)
     lap.laplacian_apply(indptr, indices, ar, bc, shift, z, out)
     np.testing.assert_allclose(out, (L + np.diag(shift)) @ z, rtol=1e-12, atol=1e-14)
     x = np.empty(R + K)
@@ -535,15 +537,11 @@ def test_lse_kernel_matches_scipy_with_any_shift(cost):
             np.testing.assert_allclose(mc[0], (w * C).sum(1), rtol=1e-11)
 
 
-@pytest.mark.parametrize("cost", COSTS)
-def test_fused_sinkhorn_kernel_matches_scipy(cost):
-    """One pass: row log-sum-exps and the columns of the row-normalised plan (batch of 2).
-
-    Shifts: good (terms O(1)), random (some rows take the running-maximum path), far off.
-    """
-    rng = np.random.default_rng(21)
-    B, n, m = 2, 70, 50
-    x, y = rng.normal(size=(B, n, 3)), rng.normal(size=(B, m, 3))
+def _fused_case(rng, B, n, m, d, cost):
+    """Points, ``h``, row weights and ``1 / eps`` for the fused pass, with SciPy's row
+    log-sum-exps ``ref`` of ``t = h_j - c_ij inv`` and the columns ``ref_col`` of the
+    row-normalised plan."""
+    x, y = rng.normal(size=(B, n, d)), rng.normal(size=(B, m, d))
     h = rng.normal(size=(B, m))
     wa = rng.random((B, n)) + 0.1
     inv = np.array([7.0, 3.0])
@@ -553,6 +551,18 @@ def test_fused_sinkhorn_kernel_matches_scipy(cost):
     ref_col = (wa[:, :, None] * np.exp(t - ref[:, :, None])).sum(axis=1)
     kind = {"euclidean": kern.COST_EUCLIDEAN, "sqeuclidean": kern.COST_SQEUCLIDEAN,
             "cityblock": kern.COST_CITYBLOCK}[cost]
+    return x, y, h, wa, inv, C, t, ref, ref_col, kind
+
+
+@pytest.mark.parametrize("cost", COSTS)
+def test_fused_sinkhorn_kernel_matches_scipy(cost):
+    """One pass: row log-sum-exps and the columns of the row-normalised plan (batch of 2).
+
+    Shifts: good (terms O(1)), random (some rows take the running-maximum path), far off.
+    """
+    rng = np.random.default_rng(21)
+    B, n, m = 2, 70, 50
+    x, y, h, wa, inv, C, t, ref, ref_col, kind = _fused_case(rng, B, n, m, 3, cost)
     xT = np.ascontiguousarray(np.transpose(x, (0, 2, 1)))
     yT = np.ascontiguousarray(np.transpose(y, (0, 2, 1)))
     for shift in (ref / inv[:, None], ref / inv[:, None] + rng.normal(size=(B, n)) * 50,
@@ -580,16 +590,7 @@ def test_fused_sinkhorn_kernel_float32(cost):
     """The float32 pass: rows to float32 rounding, columns summed in float64 (batch of 2)."""
     rng = np.random.default_rng(25)
     B, n, m = 2, 150, 90  # n > FLUSH32: the column sums are flushed into float64 twice
-    x, y = rng.normal(size=(B, n, 2)), rng.normal(size=(B, m, 2))
-    h = rng.normal(size=(B, m))
-    wa = rng.random((B, n)) + 0.1
-    inv = np.array([7.0, 3.0])
-    C = np.stack([cdist(x[k], y[k], metric=cost) for k in range(B)])
-    t = h[:, None, :] - C * inv[:, None, None]
-    ref = logsumexp(t, axis=2)
-    ref_col = (wa[:, :, None] * np.exp(t - ref[:, :, None])).sum(axis=1)
-    kind = {"euclidean": kern.COST_EUCLIDEAN, "sqeuclidean": kern.COST_SQEUCLIDEAN,
-            "cityblock": kern.COST_CITYBLOCK}[cost]
+    x, y, h, wa, inv, _, _, ref, ref_col, kind = _fused_case(rng, B, n, m, 2, cost)
     f32 = np.float32
     xT = np.ascontiguousarray(np.transpose(x, (0, 2, 1)), dtype=f32)
     yT = np.ascontiguousarray(np.transpose(y, (0, 2, 1)), dtype=f32)
