@@ -660,16 +660,12 @@ def l2_apply_rows_serial(xT, yT, C, phi, psi, wb, inv, kind, V, out):
 def _cost_matrix_chunk(r0, r1, xT, yT, kind, out):
     n = xT.shape[2]
     m = yT.shape[2]
-    cbuf = np.empty(TILE)
     for r in range(r0, r1):
         b = r // n
         i = r - b * n
         for j0 in range(0, m, TILE):
             w = min(TILE, m - j0)
-            _cost_tile(xT, yT, out, b, i, j0, w, kind, cbuf)
-            o = out[b, i, j0:j0 + w]
-            for t in range(w):
-                o[t] = cbuf[t]
+            _cost_tile(xT, yT, out, b, i, j0, w, kind, out[b, i, j0:j0 + w])
 
 
 @njit(cache=True, parallel=True)

@@ -245,6 +245,21 @@ def test_active_pairs_kernel_matches_numpy():
             np.testing.assert_array_equal(indices[indptr[r]:indptr[r + 1]], want)
 
 
+@pytest.mark.parametrize("cost", COSTS)
+def test_cost_matrix_kernel_matches_cdist(cost):
+    rng = np.random.default_rng(17)
+    x, y = rng.normal(size=(2, 19, 5)), rng.normal(size=(2, 1300, 5))  # > 1 tile of columns
+    xT = np.ascontiguousarray(np.transpose(x, (0, 2, 1)))
+    yT = np.ascontiguousarray(np.transpose(y, (0, 2, 1)))
+    kind = {"euclidean": kern.COST_EUCLIDEAN, "sqeuclidean": kern.COST_SQEUCLIDEAN,
+            "cityblock": kern.COST_CITYBLOCK}[cost]
+    for fn in (kern.cost_matrix_rows, kern.cost_matrix_rows_serial):
+        out = np.empty((2, 19, 1300))
+        fn(xT, yT, kind, out)
+        for k in range(2):
+            np.testing.assert_allclose(out[k], cdist(x[k], y[k], metric=cost), rtol=1e-14)
+
+
 def test_laplacian_pcg_matches_dense_solve():
     from otgrid.kernels import laplacian_numba as lap
 
