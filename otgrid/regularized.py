@@ -726,9 +726,11 @@ def smooth_ot(
         ``warm_start``, off with it.
     method : {"auto", "newton", "lbfgs"}, optional
         ``"newton"`` (L2 only): semismooth Newton on the sparse Hessian of the active pairs
-        (see Notes); ``"lbfgs"``: L-BFGS-B. ``"auto"``: Newton for L2 with the ``"numpy"`` and
-        ``"numba"`` backends, L-BFGS otherwise (KL, whose Hessian is dense, and ``"cuda"``,
-        where the active pairs would be listed on the host).
+        (see Notes); ``"lbfgs"``: L-BFGS-B. ``"auto"``: for L2 with the ``"numpy"`` and
+        ``"numba"`` backends, Newton iterations while at most a quarter of the pairs are
+        active and L-BFGS for the rest of a stage where more are (there a Newton iteration
+        costs several L-BFGS ones); L-BFGS otherwise (KL, whose Hessian is dense, and
+        ``"cuda"``, where the active pairs would be listed on the host).
     memory : int, optional
         Number of correction pairs kept by L-BFGS (``maxcor``).
 
