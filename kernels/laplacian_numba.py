@@ -20,9 +20,9 @@ Kernels
 -------
 laplacian_diagonal(indptr, indices, ar, bc, out)
     ``out = diag(L)``: the weighted degrees.
-laplacian_apply(indptr, indices, ar, bc, shift, z, out)
-    ``out = (L + diag(shift)) z``.
-laplacian_pcg(indptr, indices, ar, bc, shift, g, rtol, maxiter, x)
+laplacian_apply(indptr, indices, ar, bc, dg, shift, z, out)
+    ``out = (L + diag(shift)) z`` given ``dg = diag(L)``.
+laplacian_pcg(indptr, indices, ar, bc, dg, shift, g, rtol, maxiter, x)
     Solve ``(L + diag(shift)) x = g`` from ``x = 0`` by conjugate gradients preconditioned
     with the diagonal, to ``||residual||_2 <= rtol ||g||_2``; returns the iterations.
 """
@@ -38,53 +38,68 @@ __all__ = ["laplacian_apply", "laplacian_diagonal", "laplacian_pcg"]
 
 
 @njit(cache=True)
-def laplacian_diagonal(indptr, indices, ar, bc, out):
-    """``out[:R] = ar_r sum_{c ~ r} bc_c`` and ``out[R:] = bc_c sum_{r ~ c} ar_r``.
+def _edge_sums(indptr, indices, bw, au, srow, tcol):
+    """``srow[r] = sum_{c ~ r} bw[c]`` and ``tcol[c] = sum_{r ~ c} au[r]`` (one edge pass).
 
-    ``L`` applied to ``u = 1, w = 0`` is ``(diag(L)[:R], -diag(L)[R:])``.
+    Both products of ``L`` reduce to these sums because the edge weights are separable.
     """
     R = indptr.shape[0] - 1
-    N = out.shape[0]
-    z = np.zeros(N)
-    z[:R] = 1.0
-    laplacian_apply(indptr, indices, ar, bc, np.zeros(N), z, out)
-    for k in range(R, N):
-        out[k] = -out[k]
-
-
-@njit(cache=True)
-def laplacian_apply(indptr, indices, ar, bc, shift, z, out):
-    """``out = (L + diag(shift)) z`` (one pass over the edges)."""
-    R = indptr.shape[0] - 1
-    K = bc.shape[0]
-    for c in range(K):
-        out[R + c] = 0.0
+    for c in range(tcol.shape[0]):
+        tcol[c] = 0.0
     for r in range(R):
         s = 0.0
-        u = z[r]
-        a = ar[r]
+        a = au[r]
         for k in range(indptr[r], indptr[r + 1]):
             c = indices[k]
-            d = u - z[R + c]
-            s += bc[c] * d
-            out[R + c] -= a * d
-        out[r] = a * s + shift[r] * u
-    for c in range(K):
-        out[R + c] = bc[c] * out[R + c] + shift[R + c] * z[R + c]
+            s += bw[c]
+            tcol[c] += a
+        srow[r] = s
 
 
 @njit(cache=True)
-def laplacian_pcg(indptr, indices, ar, bc, shift, g, rtol, maxiter, x):
-    """Jacobi-preconditioned CG for ``(L + diag(shift)) x = g`` from ``x = 0``.
+def laplacian_diagonal(indptr, indices, ar, bc, out):
+    """``out[:R] = ar_r sum_{c ~ r} bc_c`` and ``out[R:] = bc_c sum_{r ~ c} ar_r``."""
+    R = indptr.shape[0] - 1
+    _edge_sums(indptr, indices, bc, ar, out[:R], out[R:])
+    for r in range(R):
+        out[r] *= ar[r]
+    for c in range(bc.shape[0]):
+        out[R + c] *= bc[c]
+
+
+@njit(cache=True)
+def laplacian_apply(indptr, indices, ar, bc, dg, shift, z, out):
+    """``out = (L + diag(shift)) z``, given ``dg = diag(L)`` (one pass over the edges).
+
+    ``(L z)_r = dg_r u_r - ar_r sum_{c ~ r} bc_c w_c`` and
+    ``(L z)_c = dg_c w_c - bc_c sum_{r ~ c} ar_r u_r``.
+    """
+    R = indptr.shape[0] - 1
+    K = bc.shape[0]
+    bw = np.empty(K)
+    au = np.empty(R)
+    for c in range(K):
+        bw[c] = bc[c] * z[R + c]
+    for r in range(R):
+        au[r] = ar[r] * z[r]
+    _edge_sums(indptr, indices, bw, au, out[:R], out[R:])
+    for r in range(R):
+        out[r] = (dg[r] + shift[r]) * z[r] - ar[r] * out[r]
+    for c in range(K):
+        out[R + c] = (dg[R + c] + shift[R + c]) * z[R + c] - bc[c] * out[R + c]
+
+
+@njit(cache=True)
+def laplacian_pcg(indptr, indices, ar, bc, diag, shift, g, rtol, maxiter, x):
+    """Jacobi-preconditioned CG for ``(L + diag(shift)) x = g`` from ``x = 0`` (``diag = diag(L)``).
 
     Stops when ``||g - (L + diag(shift)) x||_2 <= rtol ||g||_2`` or after ``maxiter``
     iterations (returned). ``L + diag(shift)`` must be positive definite (``shift > 0``).
     """
     N = g.shape[0]
-    dg = np.empty(N)
-    laplacian_diagonal(indptr, indices, ar, bc, dg)
+    dg = np.empty(N)  # the preconditioner
     for k in range(N):
-        dg[k] = 1.0 / (dg[k] + shift[k])
+        dg[k] = 1.0 / (diag[k] + shift[k])
         x[k] = 0.0
     r = g.copy()
     z = r * dg
@@ -99,7 +114,7 @@ def laplacian_pcg(indptr, indices, ar, bc, shift, g, rtol, maxiter, x):
     if gg == 0.0:
         return 0
     for it in range(1, maxiter + 1):
-        laplacian_apply(indptr, indices, ar, bc, shift, p, q)
+        laplacian_apply(indptr, indices, ar, bc, diag, shift, p, q)
         pq = 0.0
         for k in range(N):
             pq += p[k] * q[k]

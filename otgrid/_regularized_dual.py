@@ -185,7 +185,7 @@ class _Newton:
         err = val["err"][~done]
         rtol = min(0.1, float(np.sqrt(err.max()))) if err.size else 0.1
         d = np.empty_like(g)
-        self.cg_iterations += laplacian_pcg(indptr, indices, ar, bc, shift, g, rtol,
+        self.cg_iterations += laplacian_pcg(indptr, indices, ar, bc, deg, shift, g, rtol,
                                             NEWTON_CG_MAXITER, d)
         dphi, dpsi = d[:B * n].reshape(B, n), d[B * n:].reshape(B, m)
         gd = (ga * dphi).sum(axis=1) + (gb * dpsi).sum(axis=1)
