@@ -152,7 +152,6 @@ class _Newton:
         self.ops, self.p = ops, prob
         pairs = prob.B * prob.a.shape[1] * prob.b.shape[1]
         self.cap = min(NEWTON_MAX_ACTIVE, int(max_fraction * pairs))
-        self.cg_iterations = 0
         self.passes = 0
 
     def direction(self, val: dict[str, Any], lam: np.ndarray, done: np.ndarray
@@ -185,8 +184,7 @@ class _Newton:
         err = val["err"][~done]
         rtol = min(0.1, float(np.sqrt(err.max()))) if err.size else 0.1
         d = np.empty_like(g)
-        self.cg_iterations += laplacian_pcg(indptr, indices, ar, bc, deg, shift, g, rtol,
-                                            NEWTON_CG_MAXITER, d)
+        laplacian_pcg(indptr, indices, ar, bc, deg, shift, g, rtol, NEWTON_CG_MAXITER, d)
         dphi, dpsi = d[:B * n].reshape(B, n), d[B * n:].reshape(B, m)
         gd = (ga * dphi).sum(axis=1) + (gb * dpsi).sum(axis=1)
         return dphi, dpsi, gd
@@ -387,12 +385,12 @@ def solve_smooth_dual(prob: _Problem, warm, *, reg: float, regularizer: str, tol
                    primal=primal, stat=stat, iterations=state["it"],
                    passes=dual.passes + (newton.passes if newton is not None else 0),
                    status=status, tol=tol, hist=hist, t0=t0, backend=ops.name,
-                   method=_method_name(method, counts), regularizer=regularizer, reg=reg,
-                   fix=fix, warn_stack=4)
+                   method=_method_name(counts), regularizer=regularizer, reg=reg, fix=fix,
+                   warn_stack=4)
 
 
-def _method_name(method: str, counts: dict[str, int]) -> str:
+def _method_name(counts: dict[str, int]) -> str:
     """``"lbfgs"``, ``"newton"`` or ``"newton+lbfgs"``: the methods that ran iterations."""
-    if method == "lbfgs" or not counts["newton"]:
+    if not counts["newton"]:
         return "lbfgs"
     return "newton+lbfgs" if counts["lbfgs"] else "newton"
