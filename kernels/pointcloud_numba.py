@@ -42,14 +42,16 @@ sinkhorn_rows_cols(xT, yT, C, h, hs, iv, kind, wa, want_cost, lse, mcost, colpar
     instead of two (float64 or float32).
 exp_apply_rows(xT, yT, C, h, shift, inv, kind, V, out)
     ``out[b, i, k] = sum_j exp(h[b, j] + (shift[b, i] - c_ij) inv[b]) V[b, k, j]``.
-l2_dual_rows(xT, yT, C, phi, psi, dphi, dpsi, wa, wb, inv, kind, row, colpart, totals)
+l2_dual_rows(xT, yT, C, phi, psi, dphi, dpsi, wa, wb, inv, kind, accurate, row, colpart, totals)
     With ``v_ij = (phi_i - psi_j - c_ij)_+`` and ``r_ij`` the same at the reference point
     ``(phi - dphi, psi - dpsi)``: ``row[b, i] = wa_i sum_j wb_j v_ij inv``;
     ``colpart[q, b, j]`` = the chunk-``q`` part of ``wb_j sum_i wa_i v_ij inv``;
     ``totals[q, b] = (sum wa wb v^2 inv / 2, sum wa wb v c inv, sum wa wb (v^2 - r^2) inv /
     2)`` over chunk ``q``. The last one, the change of the first since the reference, is
     summed as ``(dphi_i - dpsi_j)(v + r)`` where both are active, so it is accurate to the
-    rounding of the change itself, not of the total.
+    rounding of the change itself, not of the total. Without ``accurate`` the reference is
+    ignored (``dphi``, ``dpsi`` are not read; the last total is 0): the loop then does a third
+    of the arithmetic (measured at 10^6 stored costs: 0.29 ms instead of 0.50 ms).
 l2_apply_rows(xT, yT, C, phi, psi, wb, inv, kind, V, out)
     ``out[b, i, k] = sum_j wb_j (phi_i - psi_j - c_ij)_+ inv V[b, k, j]``.
 cost_matrix_rows(xT, yT, kind, out)
@@ -521,8 +523,8 @@ def exp_apply_rows_serial(xT, yT, C, h, shift, inv, kind, V, out):
 
 # ------------------------------------------------------------------- L2-regularized dual sums
 @njit(cache=True, fastmath=True)
-def _l2_chunk(q, r0, r1, xT, yT, C, phi, psi, dphi, dpsi, wa, wb, inv, kind, row, colpart,
-              totals):
+def _l2_chunk(q, r0, r1, xT, yT, C, phi, psi, dphi, dpsi, wa, wb, inv, kind, accurate, row,
+              colpart, totals):
     n = xT.shape[2]
     m = yT.shape[2]
     cbuf = np.empty(TILE)
@@ -538,7 +540,7 @@ def _l2_chunk(q, r0, r1, xT, yT, C, phi, psi, dphi, dpsi, wa, wb, inv, kind, row
                     colloc[j] = 0.0
             bcur = b
         p = phi[b, i]
-        dp = dphi[b, i]
+        dp = dphi[b, i] if accurate else 0.0
         ai = wa[b, i]
         iv = inv[b]
         aiv = ai * iv
@@ -556,6 +558,16 @@ def _l2_chunk(q, r0, r1, xT, yT, C, phi, psi, dphi, dpsi, wa, wb, inv, kind, row
             dpst = dps[j0:j0 + w]
             wbt = wbb[j0:j0 + w]
             col = colloc[j0:j0 + w]
+            if not accurate:  # F alone: the caller takes its change as F - F(reference)
+                for t in range(w):
+                    c = cbuf[t]
+                    v = max(p - pst[t] - c, 0.0)
+                    bv = wbt[t] * v
+                    s1 += bv
+                    s2 += bv * v
+                    sc += bv * c
+                    col[t] += aiv * bv
+                continue
             for t in range(w):
                 c = cbuf[t]
                 v0 = p - pst[t] - c
@@ -584,7 +596,8 @@ def _l2_chunk(q, r0, r1, xT, yT, C, phi, psi, dphi, dpsi, wa, wb, inv, kind, row
 
 
 @njit(cache=True, parallel=True)
-def l2_dual_rows(xT, yT, C, phi, psi, dphi, dpsi, wa, wb, inv, kind, row, colpart, totals):
+def l2_dual_rows(xT, yT, C, phi, psi, dphi, dpsi, wa, wb, inv, kind, accurate, row, colpart,
+                 totals):
     """Row sums, column partial sums and totals of the L2 pseudo-plan (parallel).
 
     ``colpart`` (nq, B, m) and ``totals`` (nq, B, 3) must be zero on entry; chunk ``q`` of the
@@ -594,18 +607,18 @@ def l2_dual_rows(xT, yT, C, phi, psi, dphi, dpsi, wa, wb, inv, kind, row, colpar
     nch = colpart.shape[0]
     for q in prange(nch):
         _l2_chunk(q, q * rows // nch, (q + 1) * rows // nch, xT, yT, C, phi, psi, dphi,
-                  dpsi, wa, wb, inv, kind, row, colpart, totals)
+                  dpsi, wa, wb, inv, kind, accurate, row, colpart, totals)
 
 
 @njit(cache=True)
-def l2_dual_rows_serial(xT, yT, C, phi, psi, dphi, dpsi, wa, wb, inv, kind, row, colpart,
-                        totals):
+def l2_dual_rows_serial(xT, yT, C, phi, psi, dphi, dpsi, wa, wb, inv, kind, accurate, row,
+                        colpart, totals):
     """:func:`l2_dual_rows` on one thread (``colpart.shape[0]`` may be 1)."""
     rows = xT.shape[0] * xT.shape[2]
     nch = colpart.shape[0]
     for q in range(nch):
         _l2_chunk(q, q * rows // nch, (q + 1) * rows // nch, xT, yT, C, phi, psi, dphi,
-                  dpsi, wa, wb, inv, kind, row, colpart, totals)
+                  dpsi, wa, wb, inv, kind, accurate, row, colpart, totals)
 
 
 @njit(cache=True, fastmath=True)

@@ -103,7 +103,7 @@ class CudaCloudOps(CloudOps):
                                           self.kind, bool(want_cost), out, mc)
         return out.copy_to_host(), (mc.copy_to_host() if want_cost else None)
 
-    def l2_dual(self, phi, psi, dphi, dpsi, wa, wb, inv):
+    def l2_dual(self, phi, psi, dphi, dpsi, wa, wb, inv, accurate=True):
         cuda, k = self._cuda, self._k
         d_phi, d_psi, d_wa, d_wb, d_inv = (self._dev(v) for v in (phi, psi, wa, wb, inv))
         row = cuda.device_array((self.B, self.n))

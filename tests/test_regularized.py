@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 import ot
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
@@ -243,6 +243,56 @@ def test_active_pairs_kernel_matches_numpy():
             k, i = divmod(r, n)
             want = np.nonzero(mask[k, i])[0] + k * m
             np.testing.assert_array_equal(indices[indptr[r]:indptr[r + 1]], want)
+
+
+@pytest.mark.parametrize("dense", [False, True])
+@pytest.mark.parametrize("accurate", [True, False])
+def test_l2_dual_kernel_matches_numpy(accurate, dense):
+    rng = np.random.default_rng(19)
+    B, n, m, lam = 2, 45, 1300, 0.3  # more columns than one tile
+    x, y = rng.normal(size=(B, n, 2)), rng.normal(size=(B, m, 2))
+    phi, psi = rng.normal(size=(B, n)) + 1.0, rng.normal(size=(B, m))
+    dphi, dpsi = 0.1 * rng.normal(size=(B, n)), 0.1 * rng.normal(size=(B, m))
+    wa, wb = rng.random((B, n)), rng.random((B, m))
+    xT = np.ascontiguousarray(np.transpose(x, (0, 2, 1)))
+    yT = np.ascontiguousarray(np.transpose(y, (0, 2, 1)))
+    C = np.stack([cdist(x[k], y[k]) for k in range(B)])
+    kind, Ck = (kern.COST_DENSE, C) if dense else (kern.COST_EUCLIDEAN, np.zeros((1, 1, 1)))
+    inv = np.full(B, 1.0 / lam)
+    for fn, nq in ((kern.l2_dual_rows, 5), (kern.l2_dual_rows_serial, 1)):
+        row, colpart, totals = np.empty((B, n)), np.zeros((nq, B, m)), np.zeros((nq, B, 3))
+        fn(xT, yT, Ck, phi, psi, dphi, dpsi, wa, wb, inv, kind, accurate, row, colpart, totals)
+        for k in range(B):
+            v = np.maximum(phi[k][:, None] - psi[k][None, :] - C[k], 0.0)
+            r = np.maximum((phi[k] - dphi[k])[:, None] - (psi[k] - dpsi[k])[None, :] - C[k],
+                           0.0)
+            w = wa[k][:, None] * wb[k][None, :] / lam
+            np.testing.assert_allclose(row[k], (w * v).sum(axis=1), rtol=1e-12)
+            np.testing.assert_allclose(colpart[:, k].sum(axis=0), (w * v).sum(axis=0),
+                                       rtol=1e-12)
+            tot = totals[:, k].sum(axis=0)
+            np.testing.assert_allclose(tot[:2], [(w * v * v).sum() / 2, (w * v * C[k]).sum()],
+                                       rtol=1e-12)
+            # the change of the quadratic term since the reference, only when accurate
+            want = (w * (v * v - r * r)).sum() / 2 if accurate else 0.0
+            np.testing.assert_allclose(tot[2], want, rtol=1e-10, atol=0.0)
+
+
+def test_smooth_l2_switches_to_the_pairwise_change_near_the_optimum(monkeypatch):
+    # evaluations take dF as F - F(reference) while the change is far above F's rounding;
+    # at lambda 1e-6 (costs ~2) L-BFGS needs the pairwise-summed change to reach 1e-8 ...
+    from otgrid import _regularized_dual as dual
+
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(150, 2)), rng.normal(size=(120, 2)) + np.array([1.0, 0.5])
+    kw = dict(reg=1e-6, regularizer="l2", tol=1e-8, method="lbfgs", max_iter=20000)
+    res = smooth_ot(x, y, **kw)
+    assert res.converged and res.marginal_error <= 1e-8
+    # ... which the cheap change alone cannot give: L-BFGS stalls at its rounding floor
+    monkeypatch.setattr(dual, "ACCURATE_BELOW", 0.0)
+    with pytest.warns(ConvergenceWarning):
+        cheap = smooth_ot(x, y, **kw)
+    assert cheap.status == "stalled" and cheap.marginal_error > 1e-7
 
 
 @pytest.mark.parametrize("cost", COSTS)
@@ -511,6 +561,7 @@ def test_callback_sees_progress_and_can_stop():
 # ------------------------------------------------------------------------------ properties
 @settings(max_examples=12, deadline=None)
 @given(seed=st.integers(0, 10_000), shift=st.floats(-5, 5), cost=st.sampled_from(COSTS))
+@example(seed=291, shift=0.0, cost="sqeuclidean")  # a Newton step once added 1e12 to g
 def test_symmetry_and_translation(seed, shift, cost):
     """Swapping the clouds transposes the plan; translating both changes nothing."""
     x, y, a, b = _clouds(seed, n=9, m=7, weights=True)
