@@ -121,10 +121,13 @@ EXP_HI = 40.0
 EXP32_LO = -87.0
 # A fast-path row sum below _SUM_FLOOR is recomputed with a running maximum: the terms dropped
 # below EXP_LO (< 4e-44 each) must stay negligible against the sum. So is one >= _SUM_CEIL =
-# exp(EXP_HI), the value of a term clamped at EXP_HI: every row with a clamped term is redone
-# (the test is on the sum, not per term, so that the loop stays a vectorized sum).
+# exp(EXP_HI) / 2, below the value of a term clamped at EXP_HI: every row with a clamped term
+# is redone (the test is on the sum, not per term, so that the loop stays a vectorized sum).
+# Not exp(EXP_HI) itself: fast_exp(EXP_HI) is 32 below it, and a row whose one clamped term
+# dominated passed as exact (its log-sum-exp 40 instead of 182, in a solve that then reported
+# convergence).
 _SUM_FLOOR = 1e-10
-_SUM_CEIL = math.exp(EXP_HI)
+_SUM_CEIL = 0.5 * math.exp(EXP_HI)
 # Rows per prange iteration: enough work to amortise the buffers, small enough to balance.
 ROWS_PER_CHUNK = 16
 # float32 passes add their column sums into float64 every FLUSH32 rows (each float32 partial

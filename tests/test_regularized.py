@@ -604,6 +604,36 @@ def test_lse_kernel_matches_scipy_with_any_shift(cost):
             np.testing.assert_allclose(mc[0], (w * C).sum(1), rtol=1e-11)
 
 
+def test_rows_with_one_term_above_the_fast_range():
+    """A row whose largest term exceeds EXP_HI (clamped by the fast exponential) and
+    dominates its sum is recomputed exactly (it once passed as exact, its log-sum-exp 40)."""
+    y = np.array([[0.0], [10.0], [20.0], [30.0]])
+    x = np.array([[0.0], [1.0], [29.0]])
+    h = np.zeros(4)
+    inv = 10.0
+    C = cdist(x, y, metric="cityblock")
+    for shift in ([10.0, 10.0, 10.0], [18.2, 5.0, 7.0], [4.1, 4.0, 3.95]):
+        shift = np.asarray(shift)
+        t = h[None, :] + (shift[:, None] - C) * inv  # one term far above 40 in the first rows
+        ref = logsumexp(t, axis=1)
+        args = (np.ascontiguousarray(x.T[None]), np.ascontiguousarray(y.T[None]),
+                np.zeros((1, 1, 1)))
+        for fn in (kern.lse_rows, kern.lse_rows_serial):
+            lse, mc = np.empty((1, 3)), np.empty((1, 3))
+            fn(*args, h[None], shift[None], np.array([inv]), kern.COST_CITYBLOCK, True, lse,
+               mc)
+            np.testing.assert_allclose(lse[0] - shift * inv, ref - shift * inv, rtol=1e-12,
+                                       atol=1e-10)
+        for fn, nq in ((kern.sinkhorn_rows_cols, 2), (kern.sinkhorn_rows_cols_serial, 1)):
+            lse, mc, colpart = np.empty((1, 3)), np.empty((1, 3)), np.zeros((nq, 1, 4))
+            fn(*args, h[None], (shift * inv)[None], np.array([inv]), kern.COST_CITYBLOCK,
+               np.ones((1, 3)), False, lse, mc, colpart)
+            np.testing.assert_allclose(lse[0], ref, rtol=1e-12, atol=1e-10)
+            np.testing.assert_allclose(colpart.sum(axis=0)[0],
+                                       np.exp(t - ref[:, None]).sum(axis=0), rtol=1e-12,
+                                       atol=1e-300)
+
+
 def _fused_case(rng, B, n, m, d, cost):
     """Points, ``h``, row weights and ``1 / eps`` for the fused pass, with SciPy's row
     log-sum-exps ``ref`` of ``t = h_j - c_ij inv`` and the columns ``ref_col`` of the
