@@ -781,8 +781,10 @@ def smooth_ot(
     terms), the passes compute ``F`` alone and take the difference, which costs about 0.6 of
     the pairwise pass. When L-BFGS stops short of ``tol`` the reference moves to the current
     point and L-BFGS restarts. This reaches marginal
-    errors of about 1e-12 for L2 and 1e-9 for KL (use :func:`sinkhorn` for tighter entropic
-    solutions); below that the status is ``"stalled"``. With ``threadpoolctl`` installed,
+    errors of about 1e-12 for L2; for KL about 1e-9 when ``lambda`` is at least 1e-3 of the
+    largest cost, and 1e-8 to 5e-8 below that (measured on random clouds of 300 to 1500
+    points; use :func:`sinkhorn` for tighter entropic solutions); below that the status is
+    ``"stalled"``. With ``threadpoolctl`` installed,
     BLAS runs on one thread during the solve (L-BFGS-B's vectors are short).
 
     **POT's convention.** ``ot.smooth.smooth_ot_dual(a, b, M, reg_POT, reg_type="l2")`` uses
