@@ -63,7 +63,7 @@ active_pairs_rows(xT, yT, C, phi, psi, kind, fill, indptr, indices)
 fast_exp(t), fast_exp32(t)
     ``exp(t)`` for ``t`` in ``[EXP_LO, EXP_HI]`` (0 below), vectorizable: ``2^k p(r)`` with
     the power of two written into the exponent bits (float64: relative error < 1e-14;
-    float32, from ``EXP32_LO``: < 2e-7).
+    float32, from ``EXP32_LO``: < 2e-7, a degree-5 minimax polynomial).
 newton_matrix(P, r, c, act, H), spd_solve(H, rhs, out)
     The dense Newton system of Sinkhorn's semi-dual and its Cholesky solve (small problems).
 """
@@ -137,7 +137,8 @@ FLUSH32 = 64
 
 
 # exp(t) = 2^k exp(r), k = round(t / ln 2), r = t - k ln 2 (|r| <= 0.347, two-part ln 2), a
-# Taylor polynomial for exp(r) (degree 11: remainder < 1e-14; degree 7 in float32: < 1e-7)
+# polynomial for exp(r) (float64: Taylor, degree 11, remainder < 1e-14; float32: minimax,
+# degree 5, < 2e-7)
 # and 2^k built in the exponent bits. The rounding adds and subtracts 1.5 * 2^52 (2^23): the
 # two must not be reassociated away, so these functions use every fast-math flag but
 # ``reassoc``; the kernels that call them (and vectorize their reductions) use all of them.
@@ -150,6 +151,15 @@ _LN2_LO = 1.9082149292705877e-10
 _INV_LN2_32 = np.float32(1.4426950408889634)
 _LN2_HI_32 = np.float32(0.693359375)  # 9 significant bits
 _LN2_LO_32 = np.float32(-2.12194440e-4)
+# exp(r) ~ 1 + r + E2 r^2 + ... + E5 r^5 on |r| <= ln(2) / 2: the minimax fit (linear
+# programme on 4001 points, HiGHS) with the first two coefficients held at 1, so that the
+# last additions round well; relative error 7e-8 in exact arithmetic, 1.6e-7 evaluated in
+# float32 with FMAs (the Taylor polynomial of degree 7 it replaced: 9e-8, two FMAs more; the
+# fused float32 pass went from 1.15e9 to 1.29e9 pairs/s on one thread).
+_E2 = np.float32(0.49999141693115234)
+_E3 = np.float32(0.1666700839996338)
+_E4 = np.float32(0.041898228228092194)
+_E5 = np.float32(0.008318286389112473)
 _F32 = np.float32
 
 
@@ -193,8 +203,7 @@ def fast_exp32(t):
     ki = _f32_bits(kd)
     kd -= _ROUND32
     r = (tc - kd * _LN2_HI_32) - kd * _LN2_LO_32
-    p = _F32(1.0) + r * (_F32(1.0) + r * (_F32(1 / 2) + r * (_F32(1 / 6) + r * (
-        _F32(1 / 24) + r * (_F32(1 / 120) + r * (_F32(1 / 720) + r * _F32(1 / 5040)))))))
+    p = _F32(1.0) + r * (_F32(1.0) + r * (_E2 + r * (_E3 + r * (_E4 + r * _E5))))
     scale = _bits_f32((ki << np.int32(23)) + np.int32(127 << 23))
     return p * scale if t >= _F32(EXP32_LO) else _F32(0.0)
 
@@ -269,6 +278,73 @@ def _cost_tile(xT, yT, C, b, i, j0, w, kind, cbuf):
     if kind == COST_EUCLIDEAN:
         for t in range(w):
             cbuf[t] = math.sqrt(cbuf[t])
+
+
+@njit(cache=True, inline="always", fastmath=True)
+def _exp_loop2(x0, x1, y0, y1, hh, sh, ivb, eb, cbuf, kind, want_cost):
+    """The loop of :func:`_exp_tile` in dimension 2; ``kind`` and ``want_cost`` are constants at
+    every call site, so that each inlined copy is a loop without branches (LLVM did not hoist
+    them out of the loop itself: measured 1.0e9 instead of 1.3e9 pairs/s)."""
+    st = _cast(0.0, eb)
+    sct = st
+    w = eb.size
+    for t in range(w):
+        d0 = x0 - y0[t]
+        d1 = x1 - y1[t]
+        if kind == COST_CITYBLOCK:
+            c = abs(d0) + abs(d1)
+        elif kind == COST_EUCLIDEAN:
+            c = _cast(math.sqrt(d0 * d0 + d1 * d1), eb)  # math.sqrt is float64 in Numba
+        else:
+            c = d0 * d0 + d1 * d1
+        if want_cost:
+            cbuf[t] = c
+        e = _exp((hh[t] + sh) - c * ivb)
+        eb[t] = e
+        st += e
+    if want_cost:  # a loop of its own: inside the one above, 15% slower in float64
+        for t in range(w):
+            sct += eb[t] * cbuf[t]
+    return st, sct
+
+
+@njit(cache=True, inline="always", fastmath=True)
+def _exp_tile(xT, yT, C, h, b, i, j0, w, sh, ivb, kind, want_cost, cbuf, eb):
+    """``eb[t] = exp(h[b, j0 + t] + sh - c_ij ivb)`` for the ``w`` columns of a tile from
+    ``j0``: ``(sum_t eb[t], sum_t eb[t] c_ij)`` (the second 0 without ``want_cost``), all in
+    the dtype of ``cbuf``.
+
+    In dimension 2 the costs are computed inside the exponential's loop (no trip through
+    ``cbuf``). Measured (n = m = 10^4, 2D Gaussian clouds, euclidean, near-converged potentials,
+    2 threads; with the degree-5 ``fast_exp32``): 1.76e9 pairs/s in float32 instead of 1.56e9,
+    7.3e8 in float64 instead of 5.9e8; on one thread, float32, 1.23e9 instead of 0.92e9.
+    """
+    hh = h[b, j0:j0 + w]
+    if kind != COST_DENSE and xT.shape[1] == 2:
+        x0, x1 = xT[b, 0, i], xT[b, 1, i]
+        y0, y1 = yT[b, 0, j0:j0 + w], yT[b, 1, j0:j0 + w]
+        if kind == COST_EUCLIDEAN:
+            if want_cost:
+                return _exp_loop2(x0, x1, y0, y1, hh, sh, ivb, eb, cbuf, COST_EUCLIDEAN, True)
+            return _exp_loop2(x0, x1, y0, y1, hh, sh, ivb, eb, cbuf, COST_EUCLIDEAN, False)
+        if kind == COST_SQEUCLIDEAN:
+            if want_cost:
+                return _exp_loop2(x0, x1, y0, y1, hh, sh, ivb, eb, cbuf, COST_SQEUCLIDEAN, True)
+            return _exp_loop2(x0, x1, y0, y1, hh, sh, ivb, eb, cbuf, COST_SQEUCLIDEAN, False)
+        if want_cost:
+            return _exp_loop2(x0, x1, y0, y1, hh, sh, ivb, eb, cbuf, COST_CITYBLOCK, True)
+        return _exp_loop2(x0, x1, y0, y1, hh, sh, ivb, eb, cbuf, COST_CITYBLOCK, False)
+    _cost_tile(xT, yT, C, b, i, j0, w, kind, cbuf)
+    st = _cast(0.0, cbuf)
+    sct = st
+    for t in range(w):
+        e = _exp((hh[t] + sh) - cbuf[t] * ivb)
+        eb[t] = e
+        st += e
+    if want_cost:
+        for t in range(w):
+            sct += eb[t] * cbuf[t]
+    return st, sct
 
 
 # ------------------------------------------------------------------- online log-sum-exp rows
@@ -395,19 +471,8 @@ def _sk_chunk(q, r0, r1, xT, yT, C, h, hs, iv, kind, wa, want_cost, flush, lse, 
         sc = 0.0
         for j0 in range(0, m, TILE):
             w = min(TILE, m - j0)
-            _cost_tile(xT, yT, C, b, i, j0, w, kind, cbuf)
-            hh = h[b, j0:j0 + w]
-            eb = ebuf[j0:j0 + w]
-            st = zero
-            sct = zero
-            for t in range(w):
-                v = (hh[t] + sh) - cbuf[t] * ivb
-                e = _exp(v)
-                eb[t] = e
-                st += e
-            if want_cost:
-                for t in range(w):
-                    sct += eb[t] * cbuf[t]
+            st, sct = _exp_tile(xT, yT, C, h, b, i, j0, w, sh, ivb, kind, want_cost, cbuf,
+                                ebuf[j0:j0 + w])
             s += st
             sc += sct
         mx = 0.0

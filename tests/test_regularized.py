@@ -651,15 +651,18 @@ def _fused_case(rng, B, n, m, d, cost):
     return x, y, h, wa, inv, C, t, ref, ref_col, kind
 
 
+@pytest.mark.parametrize("d, m", [(3, 50), (2, 1100)])
 @pytest.mark.parametrize("cost", COSTS)
-def test_fused_sinkhorn_kernel_matches_scipy(cost):
+def test_fused_sinkhorn_kernel_matches_scipy(cost, d, m):
     """One pass: row log-sum-exps and the columns of the row-normalised plan (batch of 2).
 
     Shifts: good (terms O(1)), random (some rows take the running-maximum path), far off.
+    d = 3: costs through the tile buffer; d = 2: the fused loops (two tiles, the second
+    partial).
     """
     rng = np.random.default_rng(21)
-    B, n, m = 2, 70, 50
-    x, y, h, wa, inv, C, t, ref, ref_col, kind = _fused_case(rng, B, n, m, 3, cost)
+    B, n = 2, 70
+    x, y, h, wa, inv, C, t, ref, ref_col, kind = _fused_case(rng, B, n, m, d, cost)
     xT = np.ascontiguousarray(np.transpose(x, (0, 2, 1)))
     yT = np.ascontiguousarray(np.transpose(y, (0, 2, 1)))
     for shift in (ref / inv[:, None], ref / inv[:, None] + rng.normal(size=(B, n)) * 50,
@@ -672,6 +675,10 @@ def test_fused_sinkhorn_kernel_matches_scipy(cost):
             np.testing.assert_allclose(lse - hs, ref, rtol=1e-12, atol=1e-11)
             np.testing.assert_allclose(colpart.sum(axis=0), ref_col, rtol=1e-12)
             np.testing.assert_allclose(mc, (np.exp(t - ref[:, :, None]) * C).sum(2), rtol=1e-11)
+            colpart[:] = 0.0  # without the mean costs (other loops in the kernel)
+            fn(xT, yT, np.zeros((1, 1, 1)), h, hs, inv, kind, wa, False, lse, mc, colpart)
+            np.testing.assert_allclose(lse - hs, ref, rtol=1e-12, atol=1e-11)
+            np.testing.assert_allclose(colpart.sum(axis=0), ref_col, rtol=1e-12)
 
 
 def test_fast_exp32_accuracy():
