@@ -63,7 +63,8 @@ active_pairs_rows(xT, yT, C, phi, psi, kind, fill, indptr, indices)
 fast_exp(t), fast_exp32(t)
     ``exp(t)`` for ``t`` in ``[EXP_LO, EXP_HI]`` (0 below), vectorizable: ``2^k p(r)`` with
     the power of two written into the exponent bits (float64: relative error < 1e-14;
-    float32, from ``EXP32_LO``: < 2e-7, a degree-5 minimax polynomial).
+    float32, from ``EXP32_LO``: < 2e-7, a degree-5 minimax polynomial; ``exp(EXP32_LO)``
+    below it, not 0).
 newton_matrix(P, r, c, act, H), spd_solve(H, rhs, out)
     The dense Newton system of Sinkhorn's semi-dual and its Cholesky solve (small problems).
 """
@@ -117,8 +118,10 @@ TILE = 1024
 # fast_exp is exact to ~1e-14 (relative) on [EXP_LO, EXP_HI] and returns 0 below EXP_LO.
 EXP_LO = -100.0
 EXP_HI = 40.0
-# fast_exp32 (float32): relative error <= 2e-7 on [EXP32_LO, EXP_HI], 0 below EXP32_LO (the
-# smallest normal float32 is exp(-87.3)).
+# fast_exp32 (float32): relative error <= 2e-7 on [EXP32_LO, EXP_HI] (the smallest normal
+# float32 is exp(-87.3)) and clamped below, to exp(EXP32_LO) = 1.6e-38 rather than 0: a
+# compare and a mask less per pair (measured: the fused float32 pass 3-9% faster), and every
+# sum these terms enter is either >= _SUM_FLOOR = 1e-10 or redone with its exact maximum.
 EXP32_LO = -87.0
 # A fast-path row sum below _SUM_FLOOR is recomputed with a running maximum: the terms dropped
 # below EXP_LO (< 4e-44 each) must stay negligible against the sum. So is one >= _SUM_CEIL =
@@ -197,7 +200,7 @@ def fast_exp(t):
 
 @njit(cache=True, fastmath=_EXP_FLAGS)
 def fast_exp32(t):
-    """``exp(t)`` in float32 for ``EXP32_LO <= t <= EXP_HI``, 0 below ``EXP32_LO``."""
+    """``exp(t)`` in float32 for ``EXP32_LO <= t <= EXP_HI``, ``exp(EXP32_LO)`` below."""
     tc = min(max(t, _F32(EXP32_LO)), _F32(EXP_HI))
     kd = tc * _INV_LN2_32 + _ROUND32
     ki = _f32_bits(kd)
@@ -205,7 +208,7 @@ def fast_exp32(t):
     r = (tc - kd * _LN2_HI_32) - kd * _LN2_LO_32
     p = _F32(1.0) + r * (_F32(1.0) + r * (_E2 + r * (_E3 + r * (_E4 + r * _E5))))
     scale = _bits_f32((ki << np.int32(23)) + np.int32(127 << 23))
-    return p * scale if t >= _F32(EXP32_LO) else _F32(0.0)
+    return p * scale
 
 
 def _exp(t):
