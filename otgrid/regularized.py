@@ -457,17 +457,17 @@ def sinkhorn(
 
     **Mixed precision** (``"numba"``, on by default from 2^20 pairs): the passes far from
     ``tol`` compute costs, ``t_ij`` and exponentials in float32 (from coordinates centred per
-    problem; an exponential by ``2^k p(r)`` with a degree-5 polynomial, relative error
-    <= 2e-7), sum rows in float64 tile by tile and columns in float64 every 64 rows. The
-    potentials stay float64, and each pass returns the potential it actually used (``g``
-    rounded through float32), so rounding never accumulates from one iteration to the next: it
-    only adds noise of about 1e-7 to 1e-6 to the float32 marginal error (rounding of the
-    coordinates is the largest part). Once that error is <= ``tol``, or improves less than
-    twofold in 3 iterations below 1e-4, the solve goes on in float64; it stops only on a
-    float64 iteration. With ``tol`` below the float32 floor the float64 iterations simply do
-    more of the work. Measured at n = 10^4 (2D, euclidean, reg 0.05, 2-core AMD EPYC): a
-    float32 pass 1.76e9 pairs/s, a float64 pass 7.3e8 (1.56e9 and 5.9e8 before the costs of
-    2D points were computed inside the exponential's loop).
+    problem; an exponential by ``2^k p(r)`` with a degree-5 polynomial, relative error <=
+    2.5e-7 for the terms within exp(-30) of their row), sum rows in float64 tile by tile and
+    columns in float64 every 64 rows. The potentials stay float64, and each pass returns the
+    potential it actually used (``g`` rounded through float32), so rounding never accumulates
+    from one iteration to the next: it only adds noise of about 1e-7 to 1e-6 to the float32
+    marginal error (rounding of the coordinates is the largest part). Once that error is <=
+    ``tol``, or improves less than twofold in 3 iterations below 1e-4, the solve goes on in
+    float64; it stops only on a float64 iteration. With ``tol`` below the float32 floor the
+    float64 iterations simply do more of the work. Measured at n = 10^4 (2D, euclidean, reg
+    0.05, 2-core AMD EPYC): a float32 pass 1.76e9 pairs/s, a float64 pass 7.3e8 (1.56e9 and
+    5.9e8 before the costs of 2D points were computed inside the exponential's loop).
 
     Once the marginal error is within 30 ``tol``, each float64 iteration also accumulates
     ``<P, C>`` (one multiply-add per pair) so that a converged solve needs no final pass: its
