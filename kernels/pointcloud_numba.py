@@ -321,10 +321,12 @@ def _exp_tile(xT, yT, C, h, b, i, j0, w, sh, ivb, kind, want_cost, cbuf, eb):
     ``j0``: ``(sum_t eb[t], sum_t eb[t] c_ij)`` (the second 0 without ``want_cost``), all in
     the dtype of ``cbuf``.
 
-    In dimension 2 the costs are computed inside the exponential's loop (no trip through
-    ``cbuf``). Measured (n = m = 10^4, 2D Gaussian clouds, euclidean, near-converged potentials,
-    2 threads; with the degree-5 ``fast_exp32``): 1.76e9 pairs/s in float32 instead of 1.56e9,
-    7.3e8 in float64 instead of 5.9e8; on one thread, float32, 1.23e9 instead of 0.92e9.
+    The one tile loop of :func:`lse_rows`, :func:`sinkhorn_rows_cols` and
+    :func:`exp_apply_rows`. In dimension 2 the costs are computed inside the exponential's
+    loop (no trip through ``cbuf``). Measured (n = m = 10^4, 2D Gaussian clouds, euclidean,
+    near-converged potentials, 2 threads; with the degree-5 ``fast_exp32``): 1.76e9 pairs/s
+    in float32 instead of 1.56e9, 7.3e8 in float64 instead of 5.9e8; on one thread, float32,
+    1.23e9 instead of 0.92e9.
     """
     hh = h[b, j0:j0 + w]
     if kind != COST_DENSE and xT.shape[1] == 2:
@@ -407,18 +409,10 @@ def _lse_chunk(r0, r1, xT, yT, C, h, shift, inv, kind, want_cost, lse, mcost):
         sc = 0.0
         for j0 in range(0, m, TILE):
             w = min(TILE, m - j0)
-            _cost_tile(xT, yT, C, b, i, j0, w, kind, cbuf)
-            hs = h[b, j0:j0 + w]
-            if want_cost:
-                for t in range(w):
-                    v = hs[t] + (sh - cbuf[t]) * iv
-                    e = fast_exp(v)
-                    s += e
-                    sc += e * cbuf[t]
-            else:
-                for t in range(w):
-                    v = hs[t] + (sh - cbuf[t]) * iv
-                    s += fast_exp(v)
+            st, sct = _exp_tile(xT, yT, C, h, b, i, j0, w, sh * iv, iv, kind, want_cost, cbuf,
+                                ebuf[j0:j0 + w])
+            s += st
+            sc += sct
         if not _SUM_FLOOR <= s < _SUM_CEIL:  # redo the row with its exact maximum
             mx, s, sc = _sk_row_robust(xT, yT, C, h, b, i, sh * iv, iv, kind, want_cost,
                                        cbuf, ebuf)
@@ -554,12 +548,9 @@ def _exp_apply_chunk(r0, r1, xT, yT, C, h, shift, inv, kind, V, out):
         s = 0.0
         for j0 in range(0, m, TILE):
             w = min(TILE, m - j0)
-            _cost_tile(xT, yT, C, b, i, j0, w, kind, cbuf)
-            hh = h[b, j0:j0 + w]
-            for t in range(w):
-                e = fast_exp(hh[t] + (sh - cbuf[t]) * iv)
-                ebuf[t] = e
-                s += e
+            st, _ = _exp_tile(xT, yT, C, h, b, i, j0, w, sh * iv, iv, kind, False, cbuf,
+                              ebuf[:w])
+            s += st
             for k in range(nv):
                 vs = V[b, k, j0:j0 + w]
                 sk = 0.0

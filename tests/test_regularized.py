@@ -583,11 +583,13 @@ def test_fast_exp_accuracy():
 
 
 @pytest.mark.parametrize("cost", COSTS)
-def test_lse_kernel_matches_scipy_with_any_shift(cost):
-    """Fast path (good shift) and the running-maximum path (shift far off) both exact."""
+@pytest.mark.parametrize("d, m", [(3, 300), (2, 1100)])
+def test_lse_kernel_matches_scipy_with_any_shift(cost, d, m):
+    """Fast path (good shift) and the running-maximum path (shift far off) both exact (d = 2:
+    the fused loops, over two tiles)."""
     rng = np.random.default_rng(18)
-    x, y = rng.normal(size=(2, 300, 3))
-    h = rng.normal(size=300)
+    x, y = rng.normal(size=(300, d)), rng.normal(size=(m, d))
+    h = rng.normal(size=m)
     C = cdist(x, y, metric=cost)
     inv = 7.0
     ref = logsumexp(h[None, :] - C * inv, axis=1)
@@ -602,6 +604,24 @@ def test_lse_kernel_matches_scipy_with_any_shift(cost):
             np.testing.assert_allclose(lse[0] - shift * inv, ref - 0.0, rtol=1e-12, atol=1e-11)
             w = np.exp(h[None, :] - C * inv - ref[:, None])
             np.testing.assert_allclose(mc[0], (w * C).sum(1), rtol=1e-11)
+
+
+@pytest.mark.parametrize("d", [2, 3])
+def test_exp_apply_kernel_matches_dense(d):
+    """``sum_j exp(h_j + (shift_i - c_ij) inv) V_kj`` against NumPy, over two tiles."""
+    rng = np.random.default_rng(19)
+    n, m = 40, 1100
+    x, y = rng.normal(size=(n, d)), rng.normal(size=(m, d))
+    h, shift, inv = rng.normal(size=m), rng.normal(size=n), 3.0
+    V = rng.normal(size=(1, 2, m))
+    xT, yT = np.ascontiguousarray(x.T[None]), np.ascontiguousarray(y.T[None])
+    for cost, kind in (("euclidean", kern.COST_EUCLIDEAN), ("sqeuclidean", kern.COST_SQEUCLIDEAN),
+                       ("cityblock", kern.COST_CITYBLOCK)):
+        E = np.exp(h[None, :] + (shift[:, None] - cdist(x, y, metric=cost)) * inv)
+        for fn in (kern.exp_apply_rows, kern.exp_apply_rows_serial):
+            out = np.empty((1, n, 2))
+            fn(xT, yT, np.zeros((1, 1, 1)), h[None], shift[None], np.array([inv]), kind, V, out)
+            assert np.all(np.abs(out[0] - E @ V[0].T) <= 1e-12 * (E @ np.abs(V[0]).T))
 
 
 def test_rows_with_one_term_above_the_fast_range():
