@@ -288,14 +288,14 @@ def _cost_tile(xT, yT, C, b, i, j0, w, kind, cbuf):
 
 
 @njit(cache=True, inline="always", fastmath=True)
-def _exp_loop2(x0, x1, y0, y1, hh, sh, ivb, eb, cbuf, kind, want_cost):
-    """The loop of :func:`_exp_tile` in dimension 2; ``kind`` and ``want_cost`` are constants at
-    every call site, so that each inlined copy is a loop without branches (LLVM did not hoist
-    them out of the loop itself: measured 1.0e9 instead of 1.3e9 pairs/s)."""
+def _exp_loop2(x0, x1, y0, y1, hh, sh, ivb, eb, cbuf, kind):
+    """The loop of :func:`_exp_tile` in dimension 2: ``sum_t eb[t]``, with the costs left in
+    ``cbuf``. ``kind`` is a constant at each call site, so that each inlined copy is a loop
+    without branches (LLVM did not hoist the test out of the loop itself: measured 1.0e9
+    instead of 1.3e9 pairs/s). Storing the costs always, rather than only for the mean costs,
+    measured no slower and halves the copies the kernels compile."""
     st = _cast(0.0, eb)
-    sct = st
-    w = eb.size
-    for t in range(w):
+    for t in range(eb.size):
         d0 = x0 - y0[t]
         d1 = x1 - y1[t]
         if kind == COST_CITYBLOCK:
@@ -304,15 +304,11 @@ def _exp_loop2(x0, x1, y0, y1, hh, sh, ivb, eb, cbuf, kind, want_cost):
             c = _cast(math.sqrt(d0 * d0 + d1 * d1), eb)  # math.sqrt is float64 in Numba
         else:
             c = d0 * d0 + d1 * d1
-        if want_cost:
-            cbuf[t] = c
+        cbuf[t] = c
         e = _exp((hh[t] + sh) - c * ivb)
         eb[t] = e
         st += e
-    if want_cost:  # a loop of its own: inside the one above, 15% slower in float64
-        for t in range(w):
-            sct += eb[t] * cbuf[t]
-    return st, sct
+    return st
 
 
 @njit(cache=True, inline="always", fastmath=True)
@@ -322,34 +318,31 @@ def _exp_tile(xT, yT, C, h, b, i, j0, w, sh, ivb, kind, want_cost, cbuf, eb):
     the dtype of ``cbuf``.
 
     The one tile loop of :func:`lse_rows`, :func:`sinkhorn_rows_cols` and
-    :func:`exp_apply_rows`. In dimension 2 the costs are computed inside the exponential's
-    loop (no trip through ``cbuf``). Measured (n = m = 10^4, 2D Gaussian clouds, euclidean,
-    near-converged potentials, 2 threads; with the degree-5 ``fast_exp32``): 1.76e9 pairs/s
-    in float32 instead of 1.56e9, 7.3e8 in float64 instead of 5.9e8; on one thread, float32,
-    1.23e9 instead of 0.92e9.
+    :func:`exp_apply_rows`. In dimension 2 the costs are computed inside the exponential's loop
+    (before, a loop of their own per axis filled ``cbuf`` for the exponential's loop to read;
+    now ``cbuf`` only serves the mean costs). Measured (n = m = 10^4, 2D Gaussian clouds,
+    euclidean, near-converged potentials, 2 threads; with the degree-5 ``fast_exp32``): 1.76e9
+    pairs/s in float32 instead of 1.56e9, 7.3e8 in float64 instead of 5.9e8; on one thread,
+    float32, 1.23e9 instead of 0.92e9.
     """
     hh = h[b, j0:j0 + w]
     if kind != COST_DENSE and xT.shape[1] == 2:
         x0, x1 = xT[b, 0, i], xT[b, 1, i]
         y0, y1 = yT[b, 0, j0:j0 + w], yT[b, 1, j0:j0 + w]
         if kind == COST_EUCLIDEAN:
-            if want_cost:
-                return _exp_loop2(x0, x1, y0, y1, hh, sh, ivb, eb, cbuf, COST_EUCLIDEAN, True)
-            return _exp_loop2(x0, x1, y0, y1, hh, sh, ivb, eb, cbuf, COST_EUCLIDEAN, False)
-        if kind == COST_SQEUCLIDEAN:
-            if want_cost:
-                return _exp_loop2(x0, x1, y0, y1, hh, sh, ivb, eb, cbuf, COST_SQEUCLIDEAN, True)
-            return _exp_loop2(x0, x1, y0, y1, hh, sh, ivb, eb, cbuf, COST_SQEUCLIDEAN, False)
-        if want_cost:
-            return _exp_loop2(x0, x1, y0, y1, hh, sh, ivb, eb, cbuf, COST_CITYBLOCK, True)
-        return _exp_loop2(x0, x1, y0, y1, hh, sh, ivb, eb, cbuf, COST_CITYBLOCK, False)
-    _cost_tile(xT, yT, C, b, i, j0, w, kind, cbuf)
-    st = _cast(0.0, cbuf)
-    sct = st
-    for t in range(w):
-        e = _exp((hh[t] + sh) - cbuf[t] * ivb)
-        eb[t] = e
-        st += e
+            st = _exp_loop2(x0, x1, y0, y1, hh, sh, ivb, eb, cbuf, COST_EUCLIDEAN)
+        elif kind == COST_SQEUCLIDEAN:
+            st = _exp_loop2(x0, x1, y0, y1, hh, sh, ivb, eb, cbuf, COST_SQEUCLIDEAN)
+        else:
+            st = _exp_loop2(x0, x1, y0, y1, hh, sh, ivb, eb, cbuf, COST_CITYBLOCK)
+    else:
+        _cost_tile(xT, yT, C, b, i, j0, w, kind, cbuf)
+        st = _cast(0.0, cbuf)
+        for t in range(w):
+            e = _exp((hh[t] + sh) - cbuf[t] * ivb)
+            eb[t] = e
+            st += e
+    sct = _cast(0.0, cbuf)
     if want_cost:
         for t in range(w):
             sct += eb[t] * cbuf[t]
