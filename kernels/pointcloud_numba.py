@@ -61,11 +61,10 @@ active_pairs_rows(xT, yT, C, phi, psi, kind, fill, indptr, indices)
     The pairs with ``phi_i - psi_j - c_ij > 0`` in CSR form (a counting pass, then a filling
     pass): the sparsity of the L2 dual's Hessian, for its Newton method.
 fast_exp(t), fast_exp32(t)
-    ``exp(t)`` for ``t`` in ``[EXP_LO, EXP_HI]`` (0 below), vectorizable: ``2^k p(r)`` with
-    the power of two written into the exponent bits (float64: relative error < 1e-14;
-    float32: < 2.5e-7 for ``|t| <= 30``, < 4.5e-7 from ``EXP32_LO``, a degree-5 minimax
-    polynomial; ``exp(EXP32_LO)``
-    below it, not 0).
+    ``exp(t)``, vectorizable: ``2^k p(r)`` with the power of two written into the exponent
+    bits. float64: on ``[EXP_LO, EXP_HI]``, relative error < 1e-14, 0 below. float32: a
+    degree-5 minimax polynomial, relative error < 2.5e-7 for ``|t| <= 30`` and < 4.5e-7 on
+    ``[EXP32_LO, EXP_HI]``, ``exp(EXP32_LO)`` below (not 0).
 newton_matrix(P, r, c, act, H), spd_solve(H, rhs, out)
     The dense Newton system of Sinkhorn's semi-dual and its Cholesky solve (small problems).
 """
