@@ -12,12 +12,15 @@ problems in high dimension, where reading a precomputed matrix is faster than re
 - ``lse(side, h, shift, inv, want_cost, low)``: ``lse_i = log sum_j exp(h_j + (shift_i -
   c_ij) inv)`` and, with ``want_cost``, the mean cost ``sum_j p_ij c_ij / sum_j p_ij`` of each
   row (``low``: float32 terms where the backend has ``low_precision``, for starting points);
-- ``sinkhorn_iteration(la, lb, f, g, inv, low, want_cost)``: one Sinkhorn iteration, ``f <-
-  F(g)`` (rows exact) then the column log-sum-exp ``lse_c`` of the new plan, shifted by ``g``;
-  returns ``(f, lse_c, passes, g_used, mcost)`` (the NumPy backend: two ``lse`` passes;
-  Numba: one fused pass whose exponentials serve both sums, in float32 with ``low`` where the
-  backend has ``low_precision``; ``g_used`` is the ``g`` the pass represented, ``mcost`` the
-  mean cost of each row with ``want_cost``, else None);
+- ``sinkhorn_iteration(la, lb, f, g, inv, low, want_cost, parts)``: one Sinkhorn iteration,
+  ``f <- F(g)`` (rows exact) then the column log-sum-exp ``lse_c`` of the new plan, shifted by
+  ``g``; returns ``(f, lse_c, passes, g_used, mcost, colparts)`` (the NumPy backend: two
+  ``lse`` passes; Numba: one fused pass whose exponentials serve both sums, in float32 with
+  ``low`` where the backend has ``low_precision``; ``g_used`` is the ``g`` the pass
+  represented, ``mcost`` the mean cost of each row with ``want_cost``, else None;
+  ``colparts`` (parts, B, m), where the backend has ``column_parts`` and ``parts > 0``, the
+  column sums of the new plan over ``parts`` equal chunks of consecutive rows, ``q n // parts
+  <= i < (q + 1) n // parts``, else None);
 - ``exp_apply(side, h, shift, inv, V)``: ``sum_j exp(h_j + (shift_i - c_ij) inv) V[:, j]``;
 - ``l2_dual(phi, psi, dphi, dpsi, wa, wb, inv, accurate=True)``: row and column sums of
   ``wa_i wb_j (phi_i - psi_j - c_ij)_+ inv``, and the totals ``Q = sum wa wb v_+^2 inv / 2``,
@@ -138,6 +141,8 @@ class CloudOps:
     # Whether sinkhorn_iteration(low=True) and lse(low=True) compute in float32 (else they
     # ignore ``low``).
     low_precision = False
+    # Whether sinkhorn_iteration(parts=k) returns the column sums of k chunks of rows.
+    column_parts = False
 
     def __init__(self, x: np.ndarray, y: np.ndarray, cost: str) -> None:
         self.x, self.y, self.cost = x, y, cost
@@ -173,12 +178,12 @@ class CloudOps:
                 mc[b, sl] = (w * c).sum(axis=1) / w.sum(axis=1)
         return out, mc
 
-    def sinkhorn_iteration(self, la, lb, f, g, inv, low=False, want_cost=False):
+    def sinkhorn_iteration(self, la, lb, f, g, inv, low=False, want_cost=False, parts=0):
         eps = 1.0 / inv
         lse, mc = self.lse("rows", lb + g * inv[:, None], f, inv, want_cost=want_cost)
         f = f - eps[:, None] * lse
         lse_c, _ = self.lse("cols", la + f * inv[:, None], g, inv)
-        return f, lse_c, 2, g, mc
+        return f, lse_c, 2, g, mc, None
 
     def exp_apply(self, side, h, shift, inv, V):
         p = self._pts(side)[0]
@@ -244,6 +249,7 @@ class NumbaCloudOps(CloudOps):
 
     name = "numba"
     low_precision = True
+    column_parts = True
 
     def __init__(self, x: np.ndarray, y: np.ndarray, cost: str,
                  many_passes: bool = False) -> None:
@@ -326,17 +332,21 @@ class NumbaCloudOps(CloudOps):
         xT, yT, C, CT = self._low
         return (xT, yT, C) if side == "rows" else (yT, xT, CT)
 
-    def _fused(self, side, h, hs, inv, wa, want_cost, low):
+    def _fused(self, side, h, hs, inv, wa, want_cost, low, parts=0):
         """One :func:`sinkhorn_rows_cols` pass: ``(lse, mcost or None, column sums)``.
 
         ``h``, ``hs`` and ``inv`` are already in the pass's dtype (float32 with ``low``).
+        ``parts > 0``: the column sums of ``parts`` equal chunks of rows, (parts, B, m).
         """
         import numba
 
         p, q, c = self._args32(side) if low else self._args(side)
         rows = self.B * p.shape[2]
         parallel = self.chooser.pick("sinkhorn_rows_cols")
-        nq = min(rows, 4 * numba.get_num_threads()) if parallel else 1
+        if parts:
+            nq = parts
+        else:
+            nq = min(rows, 4 * numba.get_num_threads()) if parallel else 1
         lse = np.empty((self.B, p.shape[2]))
         mcost = np.empty_like(lse) if want_cost else lse
         colpart = np.zeros((nq, self.B, q.shape[2]))
@@ -344,7 +354,7 @@ class NumbaCloudOps(CloudOps):
         getattr(self._k, "sinkhorn_rows_cols" if parallel else "sinkhorn_rows_cols_serial")(
             p, q, c, h, hs, inv, self.kind, wa, bool(want_cost), lse, mcost, colpart)
         self.chooser.record("sinkhorn_rows_cols", parallel, time.perf_counter() - t0)
-        return lse, (mcost if want_cost else None), colpart.sum(axis=0)
+        return lse, (mcost if want_cost else None), (colpart if parts else colpart.sum(axis=0))
 
     def _lse32(self, side, h, shift, inv):
         """:meth:`lse` with float32 terms (the fused pass, its column sums unused).
@@ -359,7 +369,7 @@ class NumbaCloudOps(CloudOps):
                                 np.zeros((self.B, hs.shape[1])), False, True)
         return lse + (shift * inv[:, None] - hs)
 
-    def sinkhorn_iteration(self, la, lb, f, g, inv, low=False, want_cost=False):
+    def sinkhorn_iteration(self, la, lb, f, g, inv, low=False, want_cost=False, parts=0):
         """One fused pass (rows, then the columns from the same exponentials).
 
         ``low``: the pass computes costs and exponentials in float32 from centred float32
@@ -376,13 +386,17 @@ class NumbaCloudOps(CloudOps):
         b = np.exp(lb)
         if low:  # the g that h represents (zero weights: log b is -1e30, g is not used)
             g = np.where(b > 0, (h - lb) / inv[:, None], g)
+        parts = min(parts, self.n) if parts > 0 and self.B == 1 else 0
         lse, mc, col = self._fused("rows", h, hs, np.ascontiguousarray(inv, dtype=dt),
-                                   np.ascontiguousarray(np.exp(la)), want_cost, low)
+                                   np.ascontiguousarray(np.exp(la)), want_cost, low, parts)
+        colparts = None
+        if parts:
+            colparts, col = col, col.sum(axis=0)
         f = (hs - lse) / inv[:, None] if low else f - lse / inv[:, None]
         if np.all(col >= COL_FLOOR * b) and np.all(b > 0):
-            return f, np.log(col) - lb, 1, g, mc
+            return f, np.log(col) - lb, 1, g, mc, colparts
         lse_c, _ = self.lse("cols", la + f * inv[:, None], g, inv)
-        return f, lse_c, 2, g, mc
+        return f, lse_c, 2, g, mc, None
 
     def exp_apply(self, side, h, shift, inv, V):
         p, q, c = self._args(side)

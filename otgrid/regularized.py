@@ -21,6 +21,7 @@ Conventions (both solvers): weights ``a`` (n,) and ``b`` (m,) with equal totals,
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 from collections.abc import Callable
@@ -45,6 +46,7 @@ from otgrid._regularized_base import (
     _statistic,
     _warm,
 )
+from otgrid._regularized_coarse import CoarseCorrection, spatial_order
 from otgrid._regularized_dual import solve_smooth_dual
 from otgrid._regularized_ops import make_ops
 from otgrid._validation import check_choice, check_positive_int
@@ -114,6 +116,18 @@ MIXED_STALL_BELOW = 1e-4
 # Once the last marginal error is <= NEAR_TOL * tol, every float64 iteration also measures
 # <P, C> (a multiply-add per pair), so that a converged solve needs no final pass.
 NEAR_TOL = 30.0
+
+# Coarse correction (see otgrid._regularized_coarse): on by default with the Numba backend for
+# single problems whose clouds both have at least COARSE_MIN_POINTS points; COARSE_ROWS row
+# clusters (fewer when COARSE_ROWS x m column sums would exceed COARSE_MAX_ENTRIES numbers) and
+# COARSE_COLS column clusters.
+COARSE_MIN_POINTS = 2000
+COARSE_ROWS = 64
+COARSE_COLS = 256
+COARSE_MAX_ENTRIES = 1 << 23
+# Column clusters hold at least COARSE_MIN_CLUSTER points (the Newton solve on 256 clusters
+# costs ~15 ms: as much as a pass over 3000 x 3000 points).
+COARSE_MIN_CLUSTER = 32
 
 # eps-scaling is on by default when reg < AUTO_SCALING_RATIO * (bound on the costs): measured on
 # Gaussian and uniform 2D clouds (n = 500, euclidean and sqeuclidean costs), it divides the
@@ -268,8 +282,41 @@ def _columns(prob: _Problem, lse_c: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return col, np.abs(col - prob.b).sum(axis=1) / prob.mass
 
 
+def _use_coarse(coarse: bool | None, prob: _Problem, backend: str) -> bool:
+    """Whether the solve runs the coarse correction (``coarse``'s default)."""
+    if backend != "numba" or prob.B != 1 or min(prob.x.shape[1], prob.y.shape[1]) < 2:
+        return False
+    return coarse if coarse is not None else min(prob.x.shape[1],
+                                                   prob.y.shape[1]) >= COARSE_MIN_POINTS
+
+
+def _coarse_clusters(prob: _Problem) -> tuple[int, int]:
+    """Row and column clusters: COARSE_ROWS (halved while their column sums would hold more
+    than COARSE_MAX_ENTRIES numbers, or there are fewer than 2 rows per cluster) and
+    COARSE_COLS (halved while there are fewer than COARSE_MIN_CLUSTER columns per cluster)."""
+    k, n, m = COARSE_ROWS, prob.x.shape[1], prob.y.shape[1]
+    while k > 2 and (k * m > COARSE_MAX_ENTRIES or k > n // 2):
+        k //= 2
+    c = COARSE_COLS
+    while c > 2 and c > m // COARSE_MIN_CLUSTER:
+        c //= 2
+    return k, c
+
+
+class _Reordered:
+    """``pair_costs`` of an ops object built on reordered points, in the caller's order."""
+
+    def __init__(self, ops, order: tuple[np.ndarray, np.ndarray]) -> None:
+        self.ops = ops
+        self.pos = (np.argsort(order[0])[None], np.argsort(order[1])[None])
+
+    def pair_costs(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        return self.ops.pair_costs(self.pos[0][0][i], self.pos[1][0][j])
+
+
 def _coarse_start(prob: _Problem, *, reg: float, backend: str, eps_scaling: Any,
-                  anderson: int, max_iter: int, tol: float, mixed_precision: bool | None):
+                  anderson: int, max_iter: int, tol: float, mixed_precision: bool | None,
+                  coarse: bool | None):
     """Potentials from a random subsample: ``(f, g, work in full passes)``, or None.
 
     The subsample (``1 / MULTISCALE_RATIO`` of each cloud, drawn with probabilities ``a`` and
@@ -301,7 +348,7 @@ def _coarse_start(prob: _Problem, *, reg: float, backend: str, eps_scaling: Any,
                        a_s if prob.batched else a_s[0], b_s if prob.batched else b_s[0],
                        reg=reg, cost=prob.cost, tol=max(tol, MULTISCALE_TOL),
                        max_iter=max_iter, backend=backend, eps_scaling=eps_scaling,
-                       anderson=anderson, mixed_precision=mixed_precision)
+                       anderson=anderson, mixed_precision=mixed_precision, coarse=coarse)
     fs = np.asarray(res.f, dtype=np.float64).reshape(B, ns)
     gs = np.asarray(res.g, dtype=np.float64).reshape(B, ms)
     p = 1 if prob.cost == "cityblock" else 2
@@ -334,6 +381,7 @@ def sinkhorn(
     anderson: int = 8,
     multiscale: bool | None = None,
     mixed_precision: bool | None = None,
+    coarse: bool | None = None,
     callback: Callable[[RegularizedInfo], bool | None] | None = None,
     n_samples: int = 1000,
     rng: Any = 0,
@@ -408,6 +456,12 @@ def sinkhorn(
         1e-7 to 1e-6), so the reported marginal error, ``converged`` and every returned number
         come from float64 passes, as without it. Default: on with the ``"numba"`` backend for
         problems of at least 2^20 pairs (``n m``). Ignored by the other backends.
+    coarse : bool, optional
+        Correct the potentials on spatial clusters of points after every iteration at the
+        target eps (a two-level method, see the Notes): fewer iterations on large clouds, the
+        same solution. Default: on with the ``"numba"`` backend for single problems (not
+        batches) whose clouds both have at least ``COARSE_MIN_POINTS`` (2000) points.
+        Ignored by the other backends and by batches.
     callback : callable, optional
         ``callback(info)`` with a :class:`RegularizedInfo` after every iteration; returning
         ``True`` stops the solve (``status="callback"``).
@@ -473,6 +527,21 @@ def sinkhorn(
     ``<P, C>`` (one multiply-add per pair) so that a converged solve needs no final pass: its
     rows are exact by construction (to the rounding of ``f``, about 1e-14, reported as 0).
 
+    **Coarse correction** (``coarse``, ``"numba"``): Sinkhorn's error in ``g`` evolves, to
+    first order, as ``dg <- M dg`` with ``M = diag(1/b) P^T diag(1/a) P``, an averaging
+    through the plan: errors that vary from point to point die within a few iterations, smooth
+    ones are the slow modes. As in a two-level multigrid method, the points are put in a
+    spatial order (median splits, ``otgrid._regularized_coarse.spatial_order``) whose chunks
+    are clusters, 64 of rows (fewer when ``64 m`` exceeds 2^23) and 256 of columns; the fused
+    pass returns the column sums of each row cluster (its chunks of rows), and after the
+    update ``g~`` a correction constant on each column cluster makes the block sums of the
+    plan match the cluster weights exactly (a 64 x 256 scaling problem, Newton's method on its
+    semi-dual). At the solution the correction is 0, so the solution is unchanged; only the
+    path to it. Measured (2D Gaussian clouds, euclidean, reg 0.05, mixed precision, 2-core AMD
+    EPYC): n = 2 x 10^4, 11 iterations instead of 14 to 16; n = 5 x 10^4, 9 to 12 instead of
+    15 to 16; n = 10^5, 10 instead of 13 (61 s instead of 75 s). Each step costs the
+    ``64 x m`` column sums (51 MB at m = 10^5) and about 20 ms of Python at m = 2 x 10^4.
+
     eps-scaling runs one iteration at ``eps_k = D q^k`` (``D`` a bound on the costs from the
     bounding box of the points) until ``reg``; it saves iterations at small ``reg``. At the
     target eps, Anderson acceleration (depth ``anderson``, least squares weighted by ``b``)
@@ -481,7 +550,8 @@ def sinkhorn(
     eps take dense Newton steps on the semi-dual (quadratic convergence where Sinkhorn's rate
     tends to 1: small ``reg`` against the gaps between assignments).
 
-    Memory: O(B (n + m)) for the iterates; the ``"numba"`` backend stores the ``n x m`` cost
+    Memory: O(B (n + m)) for the iterates (the coarse correction: 64 column sums per column,
+    ``64 m`` numbers); the ``"numba"`` backend stores the ``n x m`` cost
     matrix (twice) only in dimension ``d >= 4`` when ``B n m <= 2^22``, and the Newton steps
     one ``n x m`` plan for ``m <= 256``. Each kernel call runs on all Numba threads or on one,
     whichever its recent calls found faster (the choice follows the load of the machine).
@@ -532,12 +602,25 @@ def sinkhorn(
     if mixed_precision not in (None, True, False):
         raise TypeError("mixed_precision must be None, True or False; got "
                         f"{mixed_precision!r}.")
+    if coarse not in (None, True, False):
+        raise TypeError(f"coarse must be None, True or False; got {coarse!r}.")
+    user_prob, order, corrector = prob, None, None
+    if _use_coarse(coarse, prob, backend):
+        # points in a spatial order: the fused pass's chunks of rows are clusters, and so
+        # are chunks of consecutive columns
+        parts, cols = _coarse_clusters(prob)
+        order = (spatial_order(prob.x[0], parts), spatial_order(prob.y[0], cols))
+        prob = dataclasses.replace(prob, x=prob.x[:, order[0]], a=prob.a[:, order[0]],
+                                   y=prob.y[:, order[1]], b=prob.b[:, order[1]])
+        if warm is not None:
+            warm = (warm[0][:, order[0]], warm[1][:, order[1]])
+        corrector = CoarseCorrection(prob.a[0], prob.b[0], parts, cols)
     coarse_passes = 0.0
     if warm is None and (multiscale or (multiscale is None and min(
             prob.x.shape[1], prob.y.shape[1]) >= MULTISCALE_MIN_POINTS)):
         start = _coarse_start(prob, reg=reg, backend=backend, eps_scaling=eps_scaling,
                               anderson=anderson, max_iter=max_iter, tol=tol,
-                              mixed_precision=mixed_precision)
+                              mixed_precision=mixed_precision, coarse=coarse)
         if start is not None:
             warm, coarse_passes = start[:2], start[2]
             q = None
@@ -575,12 +658,15 @@ def sinkhorn(
             # mean cost of each row comes along once the solve may stop (no final pass then)
             near = (not low and not stage and len(recent) > 0
                     and np.all(recent[-1] <= NEAR_TOL * tol))
-            f, lse_c, npass, g, mcost = ops.sinkhorn_iteration(la, lb, f, g, inv, low=low,
-                                                               want_cost=near)
+            parts = corrector.parts if corrector is not None and not stage else 0
+            f, lse_c, npass, g, mcost, colparts = ops.sinkhorn_iteration(
+                la, lb, f, g, inv, low=low, want_cost=near, parts=parts)
             passes += npass
             it += 1
             col, err = _columns(prob, lse_c)  # a far-off g: huge error, the guard restarts
             tg = g - eps[:, None] * lse_c
+            if colparts is not None:
+                tg[0] += eps[0] * corrector.step(colparts[:, 0], col[0])
             objective = ((prob.a * f).sum(axis=1) + (prob.b * g).sum(axis=1)
                          - eps * (col.sum(axis=1) - prob.mass**2))
             now = time.perf_counter() - t0
@@ -648,13 +734,20 @@ def sinkhorn(
         else:  # the last iteration made the rows exact (to rounding) and measured <P, C>
             rows = prob.a.copy()
     f, g = _normalise(f, g, prob)
+    stat_ops = ops
+    if order is not None:  # back to the caller's order of the points
+        bx, by = np.argsort(order[0]), np.argsort(order[1])
+        f, rows, mcost, prob = f[:, bx], rows[:, bx], mcost[:, bx], user_prob
+        g, col = g[:, by], col[:, by]
+        stat_ops = _Reordered(ops, order)
     transport = (rows * mcost).sum(axis=1)
     mass_p = rows.sum(axis=1)
     objective = ((prob.a * f).sum(axis=1) + (prob.b * g).sum(axis=1)
                  - eps * (mass_p - prob.mass**2))
     primal = ((rows * f).sum(axis=1) + (col * g).sum(axis=1) - eps * (mass_p - prob.mass**2))
     with np.errstate(over="ignore"):
-        stat = _statistic(ops, prob, f, g, lambda v: np.exp(v / eps[:, None]), n_samples, rng)
+        stat = _statistic(stat_ops, prob, f, g, lambda v: np.exp(v / eps[:, None]), n_samples,
+                          rng)
     if verbose:
         total = np.abs(rows - prob.a).sum(axis=1) / prob.mass + err
         print(f"[otgrid.sinkhorn] {status}: marginal error {total.max():.3e} after {it} "
