@@ -7,7 +7,9 @@ weights, euclidean cost.
   both marginals <= 1e-6) vs POT's dense ``ot.sinkhorn`` (numpy) and POT's
   ``ot.bregman.sinkhorn_log``, both with ``stopThr = 1e-6 / sqrt(n)`` on POT's L2 column error
   (which guarantees an L1 error <= 1e-6; the L1 error each solver reached is measured from its
-  plan and reported). n = 1000 and 10^4, and 10^5 for otgrid alone (capped by ``--cap-1e5``).
+  plan and reported). n = 1000 and 10^4, and 10^5 for otgrid alone (capped by ``--cap-1e5``);
+  from 10^4 also otgrid with ``coarse=False`` (``sinkhorn-otgrid-nocoarse``), to show what the
+  coarse correction changes.
 - **L2-regularized dual** at n = 1000: POT's ``ot.smooth.smooth_ot_dual`` (defaults:
   ``numItermax=500``) vs otgrid's ``smooth_ot(regularizer="l2")``, at POT's ``reg = 0.05``
   (otgrid's ``lambda = reg / (n m)``) and at otgrid's ``lambda = 0.05`` (POT's ``reg = lambda n
@@ -28,7 +30,7 @@ slower on the 2-core benchmark machine when other work was running.
 
 Run from the repository root::
 
-    python benchmarks/bench_regularized.py            # full run (about 8 minutes)
+    python benchmarks/bench_regularized.py            # full run (about 20 minutes)
     python benchmarks/bench_regularized.py --quick    # smoke test (about a minute)
 
 Writes ``benchmarks/results/regularized.json`` and ``regularized.md`` (or ``--out-dir``).
@@ -94,7 +96,8 @@ def work_sinkhorn_otgrid(spec: dict) -> dict:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             t0 = time.perf_counter()
-            res = sinkhorn(x, y, reg=REG, tol=tol, backend=backend, callback=stop)
+            res = sinkhorn(x, y, reg=REG, tol=tol, backend=backend, callback=stop,
+                           coarse=spec.get("coarse"))
             seconds = min(seconds, time.perf_counter() - t0)
     return {"seconds": seconds, "warm_up_seconds": warm, "iterations": res.iterations,
             "passes": res.passes, "float32_passes": res.float32_passes,
@@ -196,7 +199,8 @@ def work_l2_otgrid(spec: dict) -> dict:
             "grad_norm": float(res.grad_norm)}
 
 
-WORKERS = {"sinkhorn-otgrid": work_sinkhorn_otgrid, "pot-dense": work_sinkhorn_pot,
+WORKERS = {"sinkhorn-otgrid": work_sinkhorn_otgrid,
+           "sinkhorn-otgrid-nocoarse": work_sinkhorn_otgrid, "pot-dense": work_sinkhorn_pot,
            "pot-log": work_sinkhorn_pot, "l2-pot": work_l2_pot, "l2-otgrid": work_l2_otgrid}
 
 
@@ -313,7 +317,8 @@ def to_markdown(rep: dict) -> str:
         "row and column updates share their exponentials; plus the multiscale start's share "
         "and a final pass where the last iteration did not measure <P, C>) and how many of "
         "them ran in float32 (mixed precision: the last iteration, which gives the reported "
-        "error, is float64).",
+        "error, is float64). `sinkhorn-otgrid-nocoarse`: the same solve with `coarse=False` "
+        "(no coarse correction on clusters), for comparison.",
         "",
         "| n | solver | seconds | iterations | L1 error | <P, C> | peak RSS (MB) | otgrid "
         "speed-up |",
@@ -496,9 +501,14 @@ def main(argv: list[str] | None = None) -> dict:
             rep["sinkhorn"].append(r)
             if not r["skipped"]:
                 last[solver] = (n, r["seconds"])
+            if solver == "sinkhorn-otgrid" and n >= 10_000:  # the same without the coarse step
+                rep["sinkhorn"].append(run({**spec, "solver": "sinkhorn-otgrid-nocoarse",
+                                            "coarse": False}, timeout=max(3 * limit, 60.0)))
     if not args.quick and not args.l2_only and args.cap_1e5 > 0:
         spec = {"solver": "sinkhorn-otgrid", "n": 100_000, "max_seconds": args.cap_1e5}
         rep["sinkhorn"].append(run(spec, timeout=args.cap_1e5 * 4 + 120))
+        rep["sinkhorn"].append(run({**spec, "solver": "sinkhorn-otgrid-nocoarse",
+                                    "coarse": False}, timeout=args.cap_1e5 * 4 + 120))
         for solver, reason in (("pot-dense", "dense matrices of 10^10 entries (80 GB each)"),
                                ("pot-log", "dense matrices of 10^10 entries (80 GB each)")):
             rep["sinkhorn"].append({"solver": solver, "n": 100_000, "skipped": True,

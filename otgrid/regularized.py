@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -50,7 +49,6 @@ from otgrid._regularized_coarse import CoarseCorrection, spatial_order
 from otgrid._regularized_dual import solve_smooth_dual
 from otgrid._regularized_ops import make_ops
 from otgrid._validation import check_choice, check_positive_int
-from otgrid.errors import ConvergenceWarning
 from otgrid.kernels import pointcloud_numba as kern
 
 __all__ = [
@@ -314,14 +312,23 @@ class _Reordered:
         return self.ops.pair_costs(self.pos[0][0][i], self.pos[1][0][j])
 
 
+def _annealing(eps_scaling: Any, reg: float, prob: _Problem, warm: bool) -> float | None:
+    """The eps-scaling factor, or None: ``eps_scaling``'s default (off for large ``reg``)."""
+    q = _check_scaling(eps_scaling, "eps_scaling", 0.5, warm)
+    if eps_scaling is None and q is not None and reg > AUTO_SCALING_RATIO * prob.diameter.max():
+        q = None  # measured: annealing costs a few iterations when reg is this large
+    return q
+
+
 def _coarse_start(prob: _Problem, *, reg: float, backend: str, eps_scaling: Any,
                   anderson: int, max_iter: int, tol: float, mixed_precision: bool | None,
                   coarse: bool | None):
     """Potentials from a random subsample: ``(f, g, work in full passes)``, or None.
 
     The subsample (``1 / MULTISCALE_RATIO`` of each cloud, drawn with probabilities ``a`` and
-    ``b``, uniform weights of the same total) is solved by :func:`sinkhorn` itself (so
-    recursively multiscale) to ``max(tol, MULTISCALE_TOL)``. ``g`` on every ``y`` is its
+    ``b``, uniform weights of the same total) is solved by the same iterations (so recursively
+    multiscale) to ``max(tol, MULTISCALE_TOL)``, measured in float32 where its passes are (a
+    start needs no float64 certificate). ``g`` on every ``y`` is its
     c-transform from the subsample's ``f`` (one pass over ``subsample x all``); ``f`` on every
     ``x`` is the value at the nearest subsample point, only the shift of the first row update
     (which recomputes ``f`` exactly from ``g``).
@@ -342,15 +349,12 @@ def _coarse_start(prob: _Problem, *, reg: float, backend: str, eps_scaling: Any,
     xs, ys = prob.x[bi, ix], prob.y[bi, iy]
     a_s = np.repeat((prob.mass / ns)[:, None], ns, axis=1)
     b_s = np.repeat((prob.mass / ms)[:, None], ms, axis=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        res = sinkhorn(xs if prob.batched else xs[0], ys if prob.batched else ys[0],
-                       a_s if prob.batched else a_s[0], b_s if prob.batched else b_s[0],
-                       reg=reg, cost=prob.cost, tol=max(tol, MULTISCALE_TOL),
-                       max_iter=max_iter, backend=backend, eps_scaling=eps_scaling,
-                       anderson=anderson, mixed_precision=mixed_precision, coarse=coarse)
-    fs = np.asarray(res.f, dtype=np.float64).reshape(B, ns)
-    gs = np.asarray(res.g, dtype=np.float64).reshape(B, ms)
+    sub = _prepare(xs, ys, a_s, b_s, prob.cost, np.float64)
+    fs, gs, sub_passes = _solve(
+        sub, None, _annealing(eps_scaling, reg, sub, False), reg=reg,
+        tol=max(tol, MULTISCALE_TOL), max_iter=max_iter, backend=backend,
+        eps_scaling=eps_scaling, anderson=anderson, multiscale=None,
+        mixed_precision=mixed_precision, coarse=coarse, start_only=True)
     p = 1 if prob.cost == "cityblock" else 2
     f = np.stack([fs[k][cKDTree(xs[k]).query(prob.x[k], p=p)[1]] for k in range(B)])
     g0 = np.stack([gs[k][cKDTree(ys[k]).query(prob.y[k], p=p)[1]] for k in range(B)])
@@ -360,7 +364,7 @@ def _coarse_start(prob: _Problem, *, reg: float, backend: str, eps_scaling: Any,
     with ops.session():  # a start: float32 terms are accurate enough (mixed precision)
         lse, _ = ops.lse("cols", _log_weights(a_s) + fs * inv[:, None], g0, inv, low=low)
     g = g0 - reg * lse
-    work = res.passes * (ns * ms) / (n * m) + ns / n
+    work = sub_passes * (ns * ms) / (n * m) + ns / n
     return f, g, work
 
 
@@ -594,9 +598,7 @@ def sinkhorn(
     n_samples = check_positive_int(n_samples, "n_samples")
     prob = _prepare(x, y, a, b, cost, dtype)
     warm = _warm(warm_start, prob)
-    q = _check_scaling(eps_scaling, "eps_scaling", 0.5, warm is not None)
-    if eps_scaling is None and q is not None and reg > AUTO_SCALING_RATIO * prob.diameter.max():
-        q = None  # measured: annealing costs a few iterations when reg is this large
+    q = _annealing(eps_scaling, reg, prob, warm is not None)
     if multiscale not in (None, True, False):
         raise TypeError(f"multiscale must be None, True or False; got {multiscale!r}.")
     if mixed_precision not in (None, True, False):
@@ -604,6 +606,23 @@ def sinkhorn(
                         f"{mixed_precision!r}.")
     if coarse not in (None, True, False):
         raise TypeError(f"coarse must be None, True or False; got {coarse!r}.")
+    return _solve(prob, warm, q, reg=reg, tol=tol, max_iter=max_iter, backend=backend,
+                  eps_scaling=eps_scaling, anderson=anderson, multiscale=multiscale,
+                  mixed_precision=mixed_precision, coarse=coarse, callback=callback,
+                  n_samples=n_samples, rng=rng, verbose=verbose, t0=t0)
+
+
+def _solve(prob: _Problem, warm, q, *, reg, tol, max_iter, backend, eps_scaling, anderson,
+           multiscale, mixed_precision, coarse, callback=None, n_samples=1000, rng=0,
+           verbose=False, t0=None, start_only=False):
+    """The iterations of :func:`sinkhorn` on validated inputs: a RegularizedResult.
+
+    ``start_only`` (a multiscale start): stop once the marginal error, in whatever precision
+    the pass ran, is <= ``tol``, without the float64 and final passes, and return ``(f, g,
+    passes)`` (arrays with the batch axis) instead.
+    """
+    cost = prob.cost
+    t0 = time.perf_counter() if t0 is None else t0
     user_prob, order, corrector = prob, None, None
     if _use_coarse(coarse, prob, backend):
         # points in a spatial order: the fused pass's chunks of rows are clusters, and so
@@ -691,6 +710,9 @@ def sinkhorn(
                     accel.reset()
                     accel.depth //= 2  # down to plain Sinkhorn (depth 0), which converges
                     since_best[:] = 0
+            if start_only and not stage and np.all(err <= tol):
+                status = "converged"
+                break
             if low and not stage:
                 # float32 until its error meets the tolerance or stops improving (less than
                 # a factor 2 over MIXED_STALL iterations): the solve stops only on a float64
@@ -722,6 +744,10 @@ def sinkhorn(
                     continue
             g = accel.step(g, tg)
 
+        if start_only:
+            if order is not None:
+                f, g = f[:, np.argsort(order[0])], g[:, np.argsort(order[1])]
+            return f, g, passes
         if low:  # stopped early on a float32 iteration: measure its columns in float64
             lse_c, _ = ops.lse("cols", la + f * inv[:, None], g, inv)
             passes += 1
