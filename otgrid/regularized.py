@@ -89,7 +89,7 @@ NEWTON_MAX_M = 256
 NEWTON_AFTER = 50
 NEWTON_EVERY = 50
 
-# Multiscale start (see _coarse_start): on by default from MULTISCALE_MIN_POINTS points in both
+# Multiscale start (see _multiscale_start): on by default from MULTISCALE_MIN_POINTS points in both
 # clouds, with subsamples of 1 / MULTISCALE_RATIO of the points solved to MULTISCALE_TOL.
 # Measured (2D Gaussian clouds, n = 6000, reg 0.05, euclidean): 13 to 15 full iterations after
 # a subsample of n / 5 instead of 22 to 27 with eps-scaling, for about 1.4 passes of extra work.
@@ -320,7 +320,7 @@ def _annealing(eps_scaling: Any, reg: float, prob: _Problem, warm: bool) -> floa
     return q
 
 
-def _coarse_start(prob: _Problem, *, reg: float, backend: str, eps_scaling: Any,
+def _multiscale_start(prob: _Problem, *, reg: float, backend: str, eps_scaling: Any,
                   anderson: int, max_iter: int, tol: float, mixed_precision: bool | None,
                   coarse: bool | None):
     """Potentials from a random subsample: ``(f, g, work in full passes)``, or None.
@@ -536,15 +536,17 @@ def sinkhorn(
     through the plan: errors that vary from point to point die within a few iterations, smooth
     ones are the slow modes. As in a two-level multigrid method, the points are put in a
     spatial order (median splits, ``otgrid._regularized_coarse.spatial_order``) whose chunks
-    are clusters, 64 of rows (fewer when ``64 m`` exceeds 2^23) and 256 of columns; the fused
+    are clusters, 64 of rows (fewer when ``64 m`` exceeds 2^23) and up to 256 of columns (at
+    least 32 points each); the fused
     pass returns the column sums of each row cluster (its chunks of rows), and after the
     update ``g~`` a correction constant on each column cluster makes the block sums of the
     plan match the cluster weights exactly (a 64 x 256 scaling problem, Newton's method on its
     semi-dual). At the solution the correction is 0, so the solution is unchanged; only the
     path to it. Measured (2D Gaussian clouds, euclidean, reg 0.05, mixed precision, 2-core AMD
-    EPYC): n = 2 x 10^4, 11 iterations instead of 14 to 16; n = 5 x 10^4, 9 to 12 instead of
-    15 to 16; n = 10^5, 10 instead of 13 (61 s instead of 75 s). Each step costs the
-    ``64 x m`` column sums (51 MB at m = 10^5) and about 20 ms of Python at m = 2 x 10^4.
+    EPYC): n = 2 x 10^4, 11 iterations instead of 14 to 16; n = 5 x 10^4, 9 to 12 (six seeds)
+    instead of 15 to 16 (two); n = 10^5, 10 instead of 13 (56.5 s instead of 69.9 s in the
+    benchmark run). Each step costs the ``64 x m`` column sums (51 MB at m = 10^5) and a few
+    milliseconds of Python (4.5 ms at m = 10^4).
 
     eps-scaling runs one iteration at ``eps_k = D q^k`` (``D`` a bound on the costs from the
     bounding box of the points) until ``reg``; it saves iterations at small ``reg``. At the
@@ -634,14 +636,14 @@ def _solve(prob: _Problem, warm, q, *, reg, tol, max_iter, backend, eps_scaling,
         if warm is not None:
             warm = (warm[0][:, order[0]], warm[1][:, order[1]])
         corrector = CoarseCorrection(prob.a[0], prob.b[0], parts, cols)
-    coarse_passes = 0.0
+    start_passes = 0.0
     if warm is None and (multiscale or (multiscale is None and min(
             prob.x.shape[1], prob.y.shape[1]) >= MULTISCALE_MIN_POINTS)):
-        start = _coarse_start(prob, reg=reg, backend=backend, eps_scaling=eps_scaling,
+        start = _multiscale_start(prob, reg=reg, backend=backend, eps_scaling=eps_scaling,
                               anderson=anderson, max_iter=max_iter, tol=tol,
                               mixed_precision=mixed_precision, coarse=coarse)
         if start is not None:
-            warm, coarse_passes = start[:2], start[2]
+            warm, start_passes = start[:2], start[2]
             q = None
 
     B = prob.B
@@ -778,7 +780,7 @@ def _solve(prob: _Problem, warm, q, *, reg, tol, max_iter, backend, eps_scaling,
         total = np.abs(rows - prob.a).sum(axis=1) / prob.mass + err
         print(f"[otgrid.sinkhorn] {status}: marginal error {total.max():.3e} after {it} "
               "iterations", flush=True)
-    passes += int(np.ceil(coarse_passes))
+    passes += int(np.ceil(start_passes))
     return _finish(prob, f=f, g=g, r=rows, c=col, transport=transport, objective=objective,
                    primal=primal, stat=stat, iterations=it, passes=passes, status=status,
                    tol=tol, hist=hist, t0=t0, backend=ops.name, method="sinkhorn",
