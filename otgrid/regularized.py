@@ -123,8 +123,10 @@ COARSE_MIN_POINTS = 2000
 COARSE_ROWS = 64
 COARSE_COLS = 256
 COARSE_MAX_ENTRIES = 1 << 23
-# Column clusters hold at least COARSE_MIN_CLUSTER points (the Newton solve on 256 clusters
-# costs ~15 ms: as much as a pass over 3000 x 3000 points).
+# Column clusters hold at least COARSE_MIN_CLUSTER points: a Newton solve on 256 clusters
+# measured 16-20 ms, a float32 pass over 3000 x 3000 points about 5 ms; with 64 clusters at
+# n = 3300 the solves took 3 ms and the coarse step no longer cost wall time where it saved
+# no iterations.
 COARSE_MIN_CLUSTER = 32
 
 # eps-scaling is on by default when reg < AUTO_SCALING_RATIO * (bound on the costs): measured on
@@ -306,10 +308,10 @@ class _Reordered:
 
     def __init__(self, ops, order: tuple[np.ndarray, np.ndarray]) -> None:
         self.ops = ops
-        self.pos = (np.argsort(order[0])[None], np.argsort(order[1])[None])
+        self.xpos, self.ypos = np.argsort(order[0]), np.argsort(order[1])
 
     def pair_costs(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-        return self.ops.pair_costs(self.pos[0][0][i], self.pos[1][0][j])
+        return self.ops.pair_costs(self.xpos[i], self.ypos[j])
 
 
 def _annealing(eps_scaling: Any, reg: float, prob: _Problem, warm: bool) -> float | None:
@@ -321,8 +323,8 @@ def _annealing(eps_scaling: Any, reg: float, prob: _Problem, warm: bool) -> floa
 
 
 def _multiscale_start(prob: _Problem, *, reg: float, backend: str, eps_scaling: Any,
-                  anderson: int, max_iter: int, tol: float, mixed_precision: bool | None,
-                  coarse: bool | None):
+                      anderson: int, max_iter: int, tol: float,
+                      mixed_precision: bool | None, coarse: bool | None):
     """Potentials from a random subsample: ``(f, g, work in full passes)``, or None.
 
     The subsample (``1 / MULTISCALE_RATIO`` of each cloud, drawn with probabilities ``a`` and
@@ -531,17 +533,16 @@ def sinkhorn(
     ``<P, C>`` (one multiply-add per pair) so that a converged solve needs no final pass: its
     rows are exact by construction (to the rounding of ``f``, about 1e-14, reported as 0).
 
-    **Coarse correction** (``coarse``, ``"numba"``): Sinkhorn's error in ``g`` evolves, to
-    first order, as ``dg <- M dg`` with ``M = diag(1/b) P^T diag(1/a) P``, an averaging
-    through the plan: errors that vary from point to point die within a few iterations, smooth
-    ones are the slow modes. As in a two-level multigrid method, the points are put in a
-    spatial order (median splits, ``otgrid._regularized_coarse.spatial_order``) whose chunks
-    are clusters, 64 of rows (fewer when ``64 m`` exceeds 2^23) and up to 256 of columns (at
-    least 32 points each); the fused
-    pass returns the column sums of each row cluster (its chunks of rows), and after the
-    update ``g~`` a correction constant on each column cluster makes the block sums of the
-    plan match the cluster weights exactly (a 64 x 256 scaling problem, Newton's method on its
-    semi-dual). At the solution the correction is 0, so the solution is unchanged; only the
+    **Coarse correction** (``coarse``, ``"numba"``): Sinkhorn's error in ``g`` evolves, to first
+    order, as ``dg <- M dg`` with ``M = diag(1/b) P^T diag(1/a) P``, an averaging through the
+    plan: errors that vary from point to point die within a few iterations, smooth ones are the
+    slow modes. As in a two-level multigrid method, the points are put in a spatial order
+    (median splits, ``otgrid._regularized_coarse.spatial_order``) whose chunks are clusters, 64
+    of rows (fewer when ``64 m`` exceeds 2^23) and up to 256 of columns (at least 32 points
+    each); the fused pass returns the column sums of each row cluster (its chunks of rows), and
+    after the update ``g~`` a correction constant on each column cluster makes the block sums of
+    the plan match the cluster weights exactly (a 64 x 256 scaling problem, Newton's method on
+    its semi-dual). At the solution the correction is 0, so the solution is unchanged; only the
     path to it. Measured (2D Gaussian clouds, euclidean, reg 0.05, mixed precision, 2-core AMD
     EPYC): n = 2 x 10^4, 11 iterations instead of 14 to 16; n = 5 x 10^4, 9 to 12 (six seeds)
     instead of 15 to 16 (two); n = 10^5, 10 instead of 13 (56.5 s instead of 69.9 s in the
@@ -640,8 +641,8 @@ def _solve(prob: _Problem, warm, q, *, reg, tol, max_iter, backend, eps_scaling,
     if warm is None and (multiscale or (multiscale is None and min(
             prob.x.shape[1], prob.y.shape[1]) >= MULTISCALE_MIN_POINTS)):
         start = _multiscale_start(prob, reg=reg, backend=backend, eps_scaling=eps_scaling,
-                              anderson=anderson, max_iter=max_iter, tol=tol,
-                              mixed_precision=mixed_precision, coarse=coarse)
+                                  anderson=anderson, max_iter=max_iter, tol=tol,
+                                  mixed_precision=mixed_precision, coarse=coarse)
         if start is not None:
             warm, start_passes = start[:2], start[2]
             q = None
