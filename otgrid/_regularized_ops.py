@@ -18,7 +18,7 @@ problems in high dimension, where reading a precomputed matrix is faster than re
   ``lse`` passes; Numba: one fused pass whose exponentials serve both sums, in float32 with
   ``low`` where the backend has ``low_precision``; ``g_used`` is the ``g`` the pass
   represented, ``mcost`` the mean cost of each row with ``want_cost``, else None;
-  ``colparts`` (parts, B, m), where the backend has ``column_parts`` and ``parts > 0``, the
+  ``colparts`` (parts, B, m), with the Numba backend, ``parts > 0`` and a single problem, the
   column sums of the new plan over ``parts`` equal chunks of consecutive rows, ``q n // parts
   <= i < (q + 1) n // parts``, else None);
 - ``exp_apply(side, h, shift, inv, V)``: ``sum_j exp(h_j + (shift_i - c_ij) inv) V[:, j]``;
@@ -141,8 +141,6 @@ class CloudOps:
     # Whether sinkhorn_iteration(low=True) and lse(low=True) compute in float32 (else they
     # ignore ``low``).
     low_precision = False
-    # Whether sinkhorn_iteration(parts=k) returns the column sums of k chunks of rows.
-    column_parts = False
 
     def __init__(self, x: np.ndarray, y: np.ndarray, cost: str) -> None:
         self.x, self.y, self.cost = x, y, cost
@@ -249,7 +247,6 @@ class NumbaCloudOps(CloudOps):
 
     name = "numba"
     low_precision = True
-    column_parts = True
 
     def __init__(self, x: np.ndarray, y: np.ndarray, cost: str,
                  many_passes: bool = False) -> None:
@@ -333,10 +330,11 @@ class NumbaCloudOps(CloudOps):
         return (xT, yT, C) if side == "rows" else (yT, xT, CT)
 
     def _fused(self, side, h, hs, inv, wa, want_cost, low, parts=0):
-        """One :func:`sinkhorn_rows_cols` pass: ``(lse, mcost or None, column sums)``.
+        """One :func:`sinkhorn_rows_cols` pass: ``(lse, mcost or None, column sums per chunk of
+        rows (nq, B, m))``.
 
         ``h``, ``hs`` and ``inv`` are already in the pass's dtype (float32 with ``low``).
-        ``parts > 0``: the column sums of ``parts`` equal chunks of rows, (parts, B, m).
+        ``parts > 0``: ``parts`` equal chunks of rows, else as many as suit the threads.
         """
         import numba
 
@@ -354,7 +352,7 @@ class NumbaCloudOps(CloudOps):
         getattr(self._k, "sinkhorn_rows_cols" if parallel else "sinkhorn_rows_cols_serial")(
             p, q, c, h, hs, inv, self.kind, wa, bool(want_cost), lse, mcost, colpart)
         self.chooser.record("sinkhorn_rows_cols", parallel, time.perf_counter() - t0)
-        return lse, (mcost if want_cost else None), (colpart if parts else colpart.sum(axis=0))
+        return lse, (mcost if want_cost else None), colpart
 
     def _lse32(self, side, h, shift, inv):
         """:meth:`lse` with float32 terms (the fused pass, its column sums unused).
@@ -387,14 +385,12 @@ class NumbaCloudOps(CloudOps):
         if low:  # the g that h represents (zero weights: log b is -1e30, g is not used)
             g = np.where(b > 0, (h - lb) / inv[:, None], g)
         parts = min(parts, self.n) if parts > 0 and self.B == 1 else 0
-        lse, mc, col = self._fused("rows", h, hs, np.ascontiguousarray(inv, dtype=dt),
-                                   np.ascontiguousarray(np.exp(la)), want_cost, low, parts)
-        colparts = None
-        if parts:
-            colparts, col = col, col.sum(axis=0)
+        lse, mc, colparts = self._fused("rows", h, hs, np.ascontiguousarray(inv, dtype=dt),
+                                        np.ascontiguousarray(np.exp(la)), want_cost, low, parts)
+        col = colparts.sum(axis=0)
         f = (hs - lse) / inv[:, None] if low else f - lse / inv[:, None]
         if np.all(col >= COL_FLOOR * b) and np.all(b > 0):
-            return f, np.log(col) - lb, 1, g, mc, colparts
+            return f, np.log(col) - lb, 1, g, mc, (colparts if parts else None)
         lse_c, _ = self.lse("cols", la + f * inv[:, None], g, inv)
         return f, lse_c, 2, g, mc, None
 
