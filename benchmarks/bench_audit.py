@@ -4,7 +4,7 @@ Settings: 1D Gaussian pairs in the spirit of Pinetz et al., Fig. 1 (shifted, wid
 the paper does not print its means and variances, the values below are ours), a 2D Gaussian
 pair and 8gaussians vs N(0, I). Methods: weight clipping, gradient penalty (lambda 10),
 one-sided Lipschitz penalty (lambda 10 and 0.1), spectral normalisation, with the optimisers of
-otgrid.baselines. Networks: 2 x 16 ReLU in 1D, 2 x 128 ReLU in 2D. Every run uses seed 0.
+otgrid.auditing.baselines. Networks: 2 x 16 ReLU in 1D, 2 x 128 ReLU in 2D. Every run uses seed 0.
 
 The step counts are CPU-friendly (default 3000 critic updates, batch 256), far below the
 papers' 10^5 - 10^6: the table measures these short runs, not converged critics.
@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 import otgrid as og
-from otgrid.baselines import train_critic
-from otgrid.critic_audit import audit
-from otgrid.datasets import eight_gaussians
+from otgrid.auditing import audit
+from otgrid.auditing.baselines import train_critic
+from otgrid.grid.datasets import eight_gaussians
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

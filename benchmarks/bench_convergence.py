@@ -63,8 +63,8 @@ from references import (
 )
 
 import otgrid as og
-from otgrid.backends import make_kernels
-from otgrid.datasets import eight_gaussians
+from otgrid.critic.backends import make_kernels
+from otgrid.grid.datasets import eight_gaussians
 
 SECTIONS = ("bandwidth", "euclidean", "ablation", "cityblock", "1d", "batches")
 BOUNDS = [(-4.0, 4.0), (-4.0, 4.0)]

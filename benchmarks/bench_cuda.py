@@ -48,7 +48,7 @@ from bench_first_release import ROOT, _version, machine_info, problem
 
 import otgrid as og
 from otgrid._device import cuda_status, simulator_enabled
-from otgrid.backends_cuda import CudaGridKernels
+from otgrid.critic.backend_cuda import CudaGridKernels
 
 VALUES_PER_CELL = 17  # byte model of one iteration in 2D (see the module docstring)
 

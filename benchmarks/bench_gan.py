@@ -32,10 +32,10 @@ import numpy as np
 import torch
 
 import otgrid as og
-from otgrid.baselines_gan import LocationScaleNet, make_generator, train_gan
-from otgrid.datasets import eight_gaussians
-from otgrid.generators import LocationScale
+from otgrid.auditing.gan import LocationScaleNet, make_generator, train_gan
+from otgrid.grid.datasets import eight_gaussians
 from otgrid.sco import fit
+from otgrid.sco.generators import LocationScale
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

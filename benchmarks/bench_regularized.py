@@ -73,7 +73,7 @@ def l1_error(P: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
 # --------------------------------------------------------------------------------- workers
 def work_sinkhorn_otgrid(spec: dict) -> dict:
     from otgrid.errors import ConvergenceWarning
-    from otgrid.regularized import sinkhorn
+    from otgrid.pointcloud import sinkhorn
 
     backend = spec.get("backend", "numba")
     tol = spec.get("tol", TOL)
@@ -161,7 +161,7 @@ def work_l2_pot(spec: dict) -> dict:
 
 def work_l2_otgrid(spec: dict) -> dict:
     from otgrid.errors import ConvergenceWarning
-    from otgrid.regularized import smooth_ot
+    from otgrid.pointcloud import smooth_ot
 
     n = spec["n"]
     t0 = time.perf_counter()
@@ -239,7 +239,7 @@ def run(spec: dict, timeout: float) -> dict:
 
 def _cuda_rows(rep: dict, limit: float) -> None:
     """otgrid's ``backend="cuda"`` rows (the issue's GPU target: n = 1e6 to 1e-4 in <= 10 s)."""
-    from otgrid._regularized_cuda import cuda_unavailable_reason
+    from otgrid.pointcloud.ops_cuda import cuda_unavailable_reason
 
     reason = cuda_unavailable_reason()
     for n, tol in ((10_000, TOL), (100_000, TOL), (1_000_000, 1e-4)):

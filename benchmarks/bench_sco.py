@@ -19,7 +19,7 @@ masses, critic_tol 1e-3, Euclidean norm, backend numba, CPU).
    ReLU, 17 154 parameters) and sampled masses (10 000 and 50 000 generated points per
    histogram) at 128^2 and 512^2: seconds per step split into masses (sampling the MLP +
    histogram), critic re-solve and generator step (minibatch of 128 through the MLP and back).
-5. **Smoothed-WGAN step** (needs torch): :func:`otgrid.sco_smoothed.fit_smoothed` on the 25
+5. **Smoothed-WGAN step** (needs torch): :func:`otgrid.sco.smoothed.fit_smoothed` on the 25
    Gaussians (MLP 2 x 128 tanh, Sanjabi et al.'s Table 1 settings) at minibatch S = 128 and
    512: seconds per step split into the dual solve and the rest, dual iterations, with the
    warm start (potentials carried over by c-transforms) against cold solves.
@@ -51,9 +51,9 @@ from pathlib import Path
 import numpy as np
 
 import otgrid as og
-from otgrid.backends import PARALLEL_MIN_CELLS
-from otgrid.generators import LocationScale
+from otgrid.critic.backends import PARALLEL_MIN_CELLS
 from otgrid.sco import WassersteinProx, fit
+from otgrid.sco.generators import LocationScale
 
 ROOT = Path(__file__).resolve().parents[1]
 BOUNDS = [(-4.0, 4.0), (-4.0, 4.0)]
@@ -168,8 +168,8 @@ def per_step_and_warm_vs_cold(n: int, phase: str, steps: int, cold: bool) -> dic
 # --------------------------------------------------------------------------- 4 and 5
 def mlp_study(sizes: list[int], samples: list[int], steps: int) -> list[dict]:
     """SCO steps of the paper's MLP on the 8 Gaussians, sampled masses: the split per step."""
-    from otgrid.datasets import eight_gaussians
-    from otgrid.generators_torch import mlp_generator
+    from otgrid.grid.datasets import eight_gaussians
+    from otgrid.sco.generators_torch import mlp_generator
 
     rows = []
     for n in sizes:
@@ -221,9 +221,9 @@ def mlp_study(sizes: list[int], samples: list[int], steps: int) -> list[dict]:
 
 def smoothed_study(batches: list[int], steps: int) -> list[dict]:
     """fit_smoothed on the 25 Gaussians: dual solve vs the rest, warm vs cold duals."""
-    from otgrid.datasets import twentyfive_gaussians
-    from otgrid.generators_torch import mlp_generator
-    from otgrid.sco_smoothed import fit_smoothed
+    from otgrid.grid.datasets import twentyfive_gaussians
+    from otgrid.sco.generators_torch import mlp_generator
+    from otgrid.sco.smoothed import fit_smoothed
 
     rows = []
     for S in batches:

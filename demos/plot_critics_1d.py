@@ -17,7 +17,7 @@ Run ``python demos/plot_critics_1d.py`` (a few seconds); ``--paper`` or
 
 With ``--neural`` (or ``OTGRID_DEMO_NEURAL=1``) and torch installed, the script also trains
 the neural critics of the paper's second and third columns -- a 2 x 16 ReLU network with
-weight clipping and with a gradient penalty (:func:`otgrid.baselines.train_critic`) -- and
+weight clipping and with a gradient penalty (:func:`otgrid.auditing.baselines.train_critic`) -- and
 draws them against the exact critic in ``critics_1d_neural.png``. The paper trains for 10^6
 steps; ``OTGRID_DEMO_NEURAL_STEPS`` sets the number here (default 2000, 20000 with
 ``--paper``): minutes on a CPU, so the documentation build does not run this part.
@@ -108,7 +108,7 @@ if NEURAL:
     try:
         import torch
 
-        from otgrid.baselines import train_critic
+        from otgrid.auditing.baselines import train_critic
     except ImportError as exc:
         print(f"neural critics skipped: {exc}")
         NEURAL = False

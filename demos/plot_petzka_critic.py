@@ -114,7 +114,7 @@ print(f"figure written to {OUT / 'petzka_critic.png'}")
 # GP vs LP level sets (optional, ``--neural``)
 # --------------------------------------------
 # Both networks (2 x 128 ReLU, Adam 1e-4, betas (0, 0.9), penalty weight 10) are trained
-# in place by successive calls of :func:`otgrid.baselines.train_critic` (each call starts a
+# in place by successive calls of :func:`otgrid.auditing.baselines.train_critic` (each call starts a
 # new Adam state). Each panel shows ``f - mean f`` on the grid, on the exact critic's colour
 # scale.
 NEURAL = "--neural" in sys.argv or os.environ.get("OTGRID_DEMO_NEURAL") == "1"
@@ -122,7 +122,7 @@ if NEURAL:
     try:
         import torch
 
-        from otgrid.baselines import train_critic
+        from otgrid.auditing.baselines import train_critic
     except ImportError as exc:
         print(f"neural critics skipped: {exc}")
         NEURAL = False

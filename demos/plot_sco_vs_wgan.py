@@ -15,7 +15,7 @@ by three methods, all from seed 0:
   masses): every step solves the optimal critic on the grid (warm-started) and moves the
   parameters up the interpolated critic;
 - **WGAN** (weight clipping, RMSProp 5e-5) and **WGAN-GP** (gradient penalty 10, Adam 1e-4,
-  betas (0, 0.9)) with :func:`otgrid.baselines_gan.train_gan`: 5 updates of a neural critic
+  betas (0, 0.9)) with :func:`otgrid.auditing.gan.train_gan`: 5 updates of a neural critic
   (2 x 16 ReLU in 1D, 2 x 128 in 2D) per generator update, batches of 256.
 
 Each figure shows the parameter error ``max_i |theta_i - theta*_i|`` (with ``|scale|``)
@@ -50,8 +50,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import otgrid as og
-from otgrid.generators import LocationScale
 from otgrid.sco import fit
+from otgrid.sco.generators import LocationScale
 
 PAPER = os.environ.get("OTGRID_PAPER_SCALE") == "1" or "--paper" in sys.argv
 TINY = os.environ.get("OTGRID_DEMO_FAST") == "1"
@@ -77,7 +77,7 @@ settings = {
 try:
     import torch
 
-    from otgrid.baselines_gan import LocationScaleNet, train_gan
+    from otgrid.auditing.gan import LocationScaleNet, train_gan
 except ImportError:
     torch = None
     print("torch is not installed: the WGAN and WGAN-GP baselines need the torch extra "
@@ -118,7 +118,7 @@ def run_sco(target, truth, grid):
 # %%
 # WGAN and WGAN-GP
 # ----------------
-# The same generator in torch (:class:`otgrid.baselines_gan.LocationScaleNet`), on one torch
+# The same generator in torch (:class:`otgrid.auditing.gan.LocationScaleNet`), on one torch
 # thread (the networks are tiny: a second thread costs more than it saves).
 def run_gan(method, target, truth):
     d = truth.size // 2

@@ -3,7 +3,7 @@ SCO trains an MLP generator on the 8 Gaussians with the exact critic (Pinetz et 
 ============================================================================================
 
 The generator is the paper's network: two hidden layers of 128 units, ReLU, a 2D standard
-Gaussian latent (:func:`otgrid.generators_torch.mlp_generator`). Every SCO step builds the
+Gaussian latent (:func:`otgrid.sco.generators_torch.mlp_generator`). Every SCO step builds the
 generated measure ``nu_theta`` as a cloud-in-cell histogram of ``--mass-samples`` generated
 points on the grid, solves the optimal critic of (8 Gaussians, ``nu_theta``) warm-started from
 the previous step, and moves the generator up the interpolated critic at ``--batch`` generated
@@ -58,7 +58,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import otgrid as og
-from otgrid.datasets import eight_gaussians
+from otgrid.grid.datasets import eight_gaussians
 from otgrid.sco import fit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from otgrid.generators_torch import mlp_generator
+    from otgrid.sco.generators_torch import mlp_generator
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     grid = og.Grid(BOUNDS, cfg["grid"])

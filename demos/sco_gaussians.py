@@ -42,9 +42,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import otgrid as og
-from otgrid.generators import LocationScale
 from otgrid.plot import plot_sco, save_figure
 from otgrid.sco import fit
+from otgrid.sco.generators import LocationScale
 
 HERE = Path(__file__).resolve().parent
 

@@ -3,7 +3,7 @@ The smoothed-WGAN step recovers the 25 Gaussians (Sanjabi et al., Sec. 6.1, Fig.
 ===================================================================================
 
 An MLP generator (two hidden layers of 128 units, tanh, a 4D standard Gaussian latent, as in
-Sanjabi et al. App. I.1) is trained by :func:`otgrid.sco_smoothed.fit_smoothed`: every step
+Sanjabi et al. App. I.1) is trained by :func:`otgrid.sco.smoothed.fit_smoothed`: every step
 solves the L2-regularized transport dual between 128 generated and 128 target points
 (``lambda = 0.01``, ``c(x, y) = |x - y|_1``, warm-started from the previous step) and moves
 the generator along :math:`(1/S^2) \\sum_{ij} m_{ij} \\nabla_\\theta c(G_\\theta(z_i), y_j)`
@@ -62,8 +62,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import otgrid as og
-from otgrid.datasets import twentyfive_gaussians
-from otgrid.sco_smoothed import fit_smoothed
+from otgrid.grid.datasets import twentyfive_gaussians
+from otgrid.sco.smoothed import fit_smoothed
 
 ROOT = Path(__file__).resolve().parents[1]
 STD = 0.05 / 2.828
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from otgrid.generators_torch import mlp_generator
+    from otgrid.sco.generators_torch import mlp_generator
 
     torch.set_num_threads(1)  # 128-point batches: a second thread costs more than it saves
     target = twentyfive_gaussians()

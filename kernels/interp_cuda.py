@@ -1,6 +1,6 @@
 """CUDA kernels (numba-cuda): value and gradient of a grid function's interpolant at many points.
 
-Pure kernels (no imports from ``otgrid``), one thread per point; ``otgrid.interp.GridFunction``
+Pure kernels (no imports from ``otgrid``), one thread per point; ``otgrid.grid.interp.GridFunction``
 documents the mathematics and validates the input, and ``otgrid/kernels/interp_numba.py`` is the
 CPU version they agree with. Inside the box ``B`` of the cell centres: the (bi)linear
 interpolant, its cell given by ``floor`` (right-continuous), the last cell at the upper end.

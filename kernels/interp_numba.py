@@ -1,6 +1,6 @@
 """Numba kernels: value and gradient of a grid function's (bi)linear interpolant at many points.
 
-Pure array-in/array-out functions (no imports from ``otgrid``); ``otgrid.interp.GridFunction``
+Pure array-in/array-out functions (no imports from ``otgrid``); ``otgrid.grid.interp.GridFunction``
 documents the mathematics and validates the input. Both kernels compute the value and the
 gradient of every point in one pass, in parallel over the points.
 

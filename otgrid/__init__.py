@@ -2,6 +2,20 @@
 
 The optimal Wasserstein-1 critic of two measures on a 1D/2D grid, with certified bounds on W.
 
+One subpackage per capability, each depending only on the ones before it:
+
+- :mod:`otgrid.grid`: grids, distributions, datasets, the interpolant of a grid function;
+- :mod:`otgrid.critic`: the certified Chambolle–Pock solver of the grid critic;
+- :mod:`otgrid.pointcloud`: regularized OT between point clouds (Sinkhorn, smoothed duals);
+- :mod:`otgrid.sco`: training generators with the exact critic (SCO, smoothed WGAN);
+- :mod:`otgrid.auditing`: a critic against the optimal one, and the neural WGAN baselines;
+- :mod:`otgrid.cli`: the ``otgrid`` command; :mod:`otgrid.plot`: every figure.
+
+Below them: :mod:`otgrid.errors` and the private helpers (``_device``, ``_validation``,
+``_threads``); the hot loops live in :mod:`otgrid.kernels`. The other top-level modules
+(``otgrid.distributions``, ``otgrid.regularized``, ...) are the import paths of 0.1.0, kept
+working as aliases of the modules that now hold the code (see CHANGELOG.md).
+
 >>> import otgrid as og
 >>> grid = og.Grid([(-4, 4), (-4, 4)], (64, 64))
 >>> mu = grid.discretize(og.Normal([0, 0], 1.0))
@@ -11,25 +25,25 @@ The optimal Wasserstein-1 critic of two measures on a 1D/2D grid, with certified
 True
 """
 
-from otgrid import datasets, generators, sco
-from otgrid.backends import available_backends
-from otgrid.critic import CheckInfo, CriticResult, SolveHistory, solve_critic
-from otgrid.critic_audit import AuditReport, audit
-from otgrid.distributions import (
+from otgrid import sco
+from otgrid._version import __version__
+from otgrid.auditing import AuditReport, audit
+from otgrid.critic import CheckInfo, CriticResult, SolveHistory, available_backends, solve_critic
+from otgrid.errors import ConvergenceWarning, OutsideMassWarning
+from otgrid.grid import (
     Dirac,
     Distribution,
     Empirical,
+    Grid,
+    GridFunction,
     Mixture,
     Normal,
     PointMass,
     Uniform,
+    datasets,
 )
-from otgrid.errors import ConvergenceWarning, OutsideMassWarning
-from otgrid.grid import Grid
-from otgrid.interp import GridFunction
-from otgrid.regularized import RegularizedResult, sinkhorn, smooth_ot
-
-__version__ = "0.1.0"
+from otgrid.pointcloud import RegularizedResult, sinkhorn, smooth_ot
+from otgrid.sco import generators
 
 __all__ = [
     "AuditReport",

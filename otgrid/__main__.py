@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from otgrid.cli import main
+from otgrid.cli.main import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -2,7 +2,7 @@
 
 Nothing here imports CuPy or numba-cuda at module import: both are optional (the ``cuda``
 extra). On a machine with a GPU, device arrays are CuPy arrays and the numba-cuda kernels of
-``otgrid.kernels.grid_cuda`` run on them; with ``NUMBA_ENABLE_CUDASIM=1`` set before
+``otgrid.kernels.critic_cuda`` run on them; with ``NUMBA_ENABLE_CUDASIM=1`` set before
 ``numba.cuda`` is first imported, the same kernels run in numba's CUDA simulator on NumPy
 arrays (the array module is then NumPy), which is how the kernels are tested without a GPU.
 """
@@ -27,6 +27,7 @@ __all__ = [
     "launch",
     "require_cuda",
     "simulator_enabled",
+    "to_host",
 ]
 
 THREADS_PER_BLOCK = 256
@@ -271,3 +272,14 @@ def launch(kernel: Any, n_threads: int, *args: Any) -> None:
 def _configured(kernel: Any, blocks: int, tpb: int, stream: Any) -> Any:
     """``kernel[blocks, tpb, stream]``, kept: the launch configuration is built once."""
     return kernel[blocks, tpb, stream]
+
+
+def to_host(v: Any) -> Any:
+    """A host (NumPy) copy of a CuPy or numba device array; anything else unchanged."""
+    if v is None or not hasattr(v, "__cuda_array_interface__"):
+        return v
+    if hasattr(v, "get"):  # CuPy
+        return v.get()
+    if hasattr(v, "copy_to_host"):  # numba device array
+        return v.copy_to_host()
+    return v

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from otgrid.critic import solve_critic
-from otgrid.distributions import Normal, Uniform
-from otgrid.grid import Grid
+from otgrid.grid import Grid, Normal, Uniform
 from otgrid.plot import plot_critic, save_figure
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -219,7 +218,7 @@ def test_save_figure(plt, tmp_path, result_2d):
 
 
 def test_importing_otgrid_does_not_choose_a_backend():
-    code = ("import sys, matplotlib; import otgrid, otgrid.plot, otgrid.cli, otgrid.spec; "
+    code = ("import sys, matplotlib; import otgrid, otgrid.plot, otgrid.cli, otgrid.grid.spec; "
             "print('matplotlib.pyplot' in sys.modules, matplotlib.get_backend() == 'agg')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120, check=True, env={**os.environ, "MPLBACKEND": "svg"})

@@ -1,0 +1,326 @@
+"""CUDA kernels (numba-cuda) for the Chambolle–Pock iteration of the grid critic (1D, 2D, batched).
+
+Pure kernels on device arrays (no imports from otgrid); the same source runs on a GPU and, with
+``NUMBA_ENABLE_CUDASIM=1`` set before ``numba.cuda`` is first imported, in the CUDA simulator on
+the CPU. Conventions are those of ``otgrid/kernels/critic_numba.py``: a leading batch axis ``B``;
+a grid function ``f`` has shape ``(B, *shape)``, a flow ``y`` shape ``(B, ndim, *shape)``;
+forward differences ``(Df)_{i,k} = (f_{i+e_k} - f_i) h_k`` (``h_k = 1/dx_k``), zero on the last
+index of axis ``k``; ``iso=True`` is the euclidean (group) norm, ``iso=False`` the cityblock one.
+Steps ``tau``, ``sigma`` are device arrays of shape ``(B,)``.
+
+Launch: one thread per cell, on a 1D grid of ``ceil(B * n_cells / threads)`` blocks; the thread
+of flat index ``p`` handles cell ``p`` of the C-ordered ``(B, *shape)`` array, so consecutive
+threads touch consecutive addresses (coalesced loads and stores). The scalars ``h`` must have
+the dtype of the arrays (``numpy.float32(h)`` for float32 iterates) so that the arithmetic stays
+in that precision on the device; literals appear only in stores.
+
+Kernels
+-------
+dual_step_{1d,2d}(f, u, y, f_out, tau, sigma, h..., iso)
+    ``f_out = f + tau u``; ``y <- shrink(y + sigma D(f + 2 tau u), sigma)`` in place.
+residual_{1d,2d}(c, y, r, h...)
+    ``r = c - D^T y``.
+grad_norm_cells_{1d,2d}(f, out, h..., iso)
+    ``out[b, i] = |(Df)_i|`` (2-norm or inf-norm), float64 ``out`` of shape ``(B, n_cells)``.
+grad_sq_cells_{1d,2d}(f, out, h...)
+    ``out[b, i] = |(Df)_i|_2^2``.
+flow_norm_cells_{1d,2d}(y, u, out, h..., iso)
+    ``out[b, i] = |y_i + (Du)_i|`` (2-norm or 1-norm), components on last indices taken as 0.
+corrected_flow_{1d,2d}(y, u, out, h...)
+    ``out = y + D u``.
+unit_directions_{1d,2d}(y, top, out, iso)
+    ``out = y_i / |y_i|_2`` (euclidean) or ``sign(y)`` per component (cityblock) where the flow
+    exceeds ``1e-9 * top[b]``, zero elsewhere.
+
+The reductions over cells (max, sums) are left to the array library (CuPy on a GPU) on the
+float64 per-cell outputs; only the ``B`` results need to reach the host.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ._cuda import cuda
+from ._cuda import device as _device
+from ._cuda import kernel as _kernel
+
+__all__ = [
+    "corrected_flow_1d",
+    "corrected_flow_2d",
+    "dual_step_1d",
+    "dual_step_2d",
+    "flow_norm_cells_1d",
+    "flow_norm_cells_2d",
+    "grad_norm_cells_1d",
+    "grad_norm_cells_2d",
+    "grad_sq_cells_1d",
+    "grad_sq_cells_2d",
+    "residual_1d",
+    "residual_2d",
+    "unit_directions_1d",
+    "unit_directions_2d",
+]
+
+
+@_device
+def _cell_2d(p, nx, ny):  # pragma: no cover - device code
+    """Problem ``b``, flat cell ``q`` and grid indices ``(i, j)`` of the thread of index ``p``."""
+    b = p // (nx * ny)
+    q = p - b * (nx * ny)
+    i = q // ny
+    return b, q, i, q - i * ny
+
+
+# ----------------------------------------------------------------------------------------- 1D
+@_kernel
+def dual_step_1d(f, u, y, f_out, tau, sigma, h, iso):  # pragma: no cover - device code
+    """``f_out = f + tau u``; ``y <- soft(y + sigma D(f + 2 tau u), sigma)`` (one thread/cell)."""
+    p = cuda.grid(1)
+    nb, n = f.shape
+    if p >= nb * n:
+        return
+    b = p // n
+    i = p - b * n
+    tb = tau[b]
+    sb = sigma[b]
+    fi = f[b, i]
+    ui = u[b, i]
+    f_out[b, i] = fi + tb * ui
+    if i < n - 1:
+        t2 = tb + tb
+        v = y[b, 0, i] + sb * ((f[b, i + 1] + t2 * u[b, i + 1] - (fi + t2 * ui)) * h)
+        y[b, 0, i] = v - sb if v > sb else (v + sb if v < -sb else 0.0)
+    else:
+        y[b, 0, i] = 0.0
+
+
+@_kernel
+def residual_1d(c, y, r, h):  # pragma: no cover - device code
+    """``r = c - D^T y``: ``r_i = c_i + (y_i - y_{i-1}) h`` with the boundary terms dropped."""
+    p = cuda.grid(1)
+    nb, n = c.shape
+    if p >= nb * n:
+        return
+    b = p // n
+    i = p - b * n
+    v = c[b, i]
+    if i < n - 1:
+        v += y[b, 0, i] * h
+    if i > 0:
+        v -= y[b, 0, i - 1] * h
+    r[b, i] = v
+
+
+@_kernel
+def grad_norm_cells_1d(f, out, h, iso):  # pragma: no cover - device code
+    """``out[b, i] = |f_{i+1} - f_i| h`` (0 on the last cell)."""
+    p = cuda.grid(1)
+    nb, n = f.shape
+    if p >= nb * n:
+        return
+    b = p // n
+    i = p - b * n
+    out[b, i] = abs(f[b, i + 1] - f[b, i]) * h if i < n - 1 else 0.0
+
+
+@_kernel
+def grad_sq_cells_1d(f, out, h):  # pragma: no cover - device code
+    """``out[b, i] = ((f_{i+1} - f_i) h)^2`` (0 on the last cell)."""
+    p = cuda.grid(1)
+    nb, n = f.shape
+    if p >= nb * n:
+        return
+    b = p // n
+    i = p - b * n
+    if i < n - 1:
+        g = (f[b, i + 1] - f[b, i]) * h
+        out[b, i] = g * g
+    else:
+        out[b, i] = 0.0
+
+
+@_kernel
+def flow_norm_cells_1d(y, u, out, h, iso):  # pragma: no cover - device code
+    """``out[b, i] = |y_i + (u_{i+1} - u_i) h|`` (0 on the last cell)."""
+    p = cuda.grid(1)
+    nb, n = u.shape
+    if p >= nb * n:
+        return
+    b = p // n
+    i = p - b * n
+    out[b, i] = abs(y[b, 0, i] + (u[b, i + 1] - u[b, i]) * h) if i < n - 1 else 0.0
+
+
+@_kernel
+def corrected_flow_1d(y, u, out, h):  # pragma: no cover - device code
+    """``out = y + D u`` (0 on the last cell)."""
+    p = cuda.grid(1)
+    nb, n = u.shape
+    if p >= nb * n:
+        return
+    b = p // n
+    i = p - b * n
+    out[b, 0, i] = y[b, 0, i] + (u[b, i + 1] - u[b, i]) * h if i < n - 1 else 0.0
+
+
+@_kernel
+def unit_directions_1d(y, top, out, iso):  # pragma: no cover - device code
+    """``out = sign(y)`` where ``|y| > 1e-9 top[b]``, 0 elsewhere."""
+    p = cuda.grid(1)
+    nb = y.shape[0]
+    n = y.shape[2]
+    if p >= nb * n:
+        return
+    b = p // n
+    i = p - b * n
+    v = y[b, 0, i]
+    eps = 1e-9 * top[b]
+    out[b, 0, i] = 1.0 if v > eps else (-1.0 if v < -eps else 0.0)
+
+
+# ----------------------------------------------------------------------------------------- 2D
+@_kernel
+def dual_step_2d(f, u, y, f_out, tau, sigma, hx, hy, iso):  # pragma: no cover - device code
+    """``f_out = f + tau u``; ``y <- shrink(y + sigma D(f + 2 tau u), sigma)`` (one thread/cell).
+
+    Each thread reads its cell and its two forward neighbours of ``f`` and ``u`` and reads and
+    writes only its own cell of ``y`` and ``f_out``: no two threads write the same address.
+    """
+    p = cuda.grid(1)
+    nb, nx, ny = f.shape
+    if p >= nb * nx * ny:
+        return
+    b, _, i, j = _cell_2d(p, nx, ny)
+    tb = tau[b]
+    sb = sigma[b]
+    t2 = tb + tb
+    fij = f[b, i, j]
+    uij = u[b, i, j]
+    f_out[b, i, j] = fij + tb * uij
+    fb = fij + t2 * uij
+    vx = y[b, 0, i, j]
+    vy = y[b, 1, i, j]
+    if i < nx - 1:
+        vx += sb * ((f[b, i + 1, j] + t2 * u[b, i + 1, j] - fb) * hx)
+    if j < ny - 1:
+        vy += sb * ((f[b, i, j + 1] + t2 * u[b, i, j + 1] - fb) * hy)
+    if iso:
+        nv = math.sqrt(vx * vx + vy * vy)
+        if nv > sb:
+            s = (nv - sb) / nv
+            y[b, 0, i, j] = vx * s if i < nx - 1 else 0.0
+            y[b, 1, i, j] = vy * s if j < ny - 1 else 0.0
+        else:
+            y[b, 0, i, j] = 0.0
+            y[b, 1, i, j] = 0.0
+    else:
+        if i < nx - 1:
+            y[b, 0, i, j] = vx - sb if vx > sb else (vx + sb if vx < -sb else 0.0)
+        else:
+            y[b, 0, i, j] = 0.0
+        if j < ny - 1:
+            y[b, 1, i, j] = vy - sb if vy > sb else (vy + sb if vy < -sb else 0.0)
+        else:
+            y[b, 1, i, j] = 0.0
+
+
+@_kernel
+def residual_2d(c, y, r, hx, hy):  # pragma: no cover - device code
+    """``r = c - D^T y`` (the divergence of ``y`` with zero-flux boundaries, plus ``c``)."""
+    p = cuda.grid(1)
+    nb, nx, ny = c.shape
+    if p >= nb * nx * ny:
+        return
+    b, _, i, j = _cell_2d(p, nx, ny)
+    v = c[b, i, j]
+    if i < nx - 1:
+        v += y[b, 0, i, j] * hx
+    if i > 0:
+        v -= y[b, 0, i - 1, j] * hx
+    if j < ny - 1:
+        v += y[b, 1, i, j] * hy
+    if j > 0:
+        v -= y[b, 1, i, j - 1] * hy
+    r[b, i, j] = v
+
+
+@_kernel
+def grad_norm_cells_2d(f, out, hx, hy, iso):  # pragma: no cover - device code
+    """``out[b, i*ny + j] = |(Df)_ij|``: 2-norm (``iso``) or inf-norm of the two differences."""
+    p = cuda.grid(1)
+    nb, nx, ny = f.shape
+    if p >= nb * nx * ny:
+        return
+    b, q, i, j = _cell_2d(p, nx, ny)
+    gx = abs(f[b, i + 1, j] - f[b, i, j]) * hx if i < nx - 1 else 0.0
+    gy = abs(f[b, i, j + 1] - f[b, i, j]) * hy if j < ny - 1 else 0.0
+    out[b, q] = math.sqrt(gx * gx + gy * gy) if iso else max(gx, gy)
+
+
+@_kernel
+def grad_sq_cells_2d(f, out, hx, hy):  # pragma: no cover - device code
+    """``out[b, i*ny + j] = |(Df)_ij|_2^2``."""
+    p = cuda.grid(1)
+    nb, nx, ny = f.shape
+    if p >= nb * nx * ny:
+        return
+    b, q, i, j = _cell_2d(p, nx, ny)
+    gx = (f[b, i + 1, j] - f[b, i, j]) * hx if i < nx - 1 else 0.0
+    gy = (f[b, i, j + 1] - f[b, i, j]) * hy if j < ny - 1 else 0.0
+    out[b, q] = gx * gx + gy * gy
+
+
+@_kernel
+def flow_norm_cells_2d(y, u, out, hx, hy, iso):  # pragma: no cover - device code
+    """``out[b, i*ny + j] = |y_ij + (Du)_ij|``: 2-norm (``iso``) or 1-norm."""
+    p = cuda.grid(1)
+    nb, nx, ny = u.shape
+    if p >= nb * nx * ny:
+        return
+    b, q, i, j = _cell_2d(p, nx, ny)
+    vx = y[b, 0, i, j] + (u[b, i + 1, j] - u[b, i, j]) * hx if i < nx - 1 else 0.0
+    vy = y[b, 1, i, j] + (u[b, i, j + 1] - u[b, i, j]) * hy if j < ny - 1 else 0.0
+    out[b, q] = math.sqrt(vx * vx + vy * vy) if iso else abs(vx) + abs(vy)
+
+
+@_kernel
+def corrected_flow_2d(y, u, out, hx, hy):  # pragma: no cover - device code
+    """``out = y + D u`` (components on the last index of their axis set to 0)."""
+    p = cuda.grid(1)
+    nb, nx, ny = u.shape
+    if p >= nb * nx * ny:
+        return
+    b, _, i, j = _cell_2d(p, nx, ny)
+    uij = u[b, i, j]
+    out[b, 0, i, j] = y[b, 0, i, j] + (u[b, i + 1, j] - uij) * hx if i < nx - 1 else 0.0
+    out[b, 1, i, j] = y[b, 1, i, j] + (u[b, i, j + 1] - uij) * hy if j < ny - 1 else 0.0
+
+
+@_kernel
+def unit_directions_2d(y, top, out, iso):  # pragma: no cover - device code
+    """Unit directions of a flow where it exceeds ``1e-9 top[b]`` (in its norm), 0 elsewhere.
+
+    Euclidean: ``y_ij / |y_ij|_2`` where ``|y_ij|_2 > 1e-9 top[b]``. Cityblock: ``sign`` of each
+    component whose magnitude exceeds ``1e-9 top[b]``.
+    """
+    p = cuda.grid(1)
+    nb = y.shape[0]
+    nx = y.shape[2]
+    ny = y.shape[3]
+    if p >= nb * nx * ny:
+        return
+    b, _, i, j = _cell_2d(p, nx, ny)
+    vx = y[b, 0, i, j]
+    vy = y[b, 1, i, j]
+    eps = 1e-9 * top[b]
+    if iso:
+        nv = math.sqrt(vx * vx + vy * vy)
+        if nv > eps:
+            out[b, 0, i, j] = vx / nv
+            out[b, 1, i, j] = vy / nv
+        else:
+            out[b, 0, i, j] = 0.0
+            out[b, 1, i, j] = 0.0
+    else:
+        out[b, 0, i, j] = 1.0 if vx > eps else (-1.0 if vx < -eps else 0.0)
+        out[b, 1, i, j] = 1.0 if vy > eps else (-1.0 if vy < -eps else 0.0)

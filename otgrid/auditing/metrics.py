@@ -1,0 +1,382 @@
+"""Audit a (neural) Wasserstein-1 critic against the optimal critic of the grid problem.
+
+:func:`audit` solves the exact critic ``f*`` of two measures on a grid with
+:func:`otgrid.critic.solve_critic` (certified bounds ``lower <= W* <= upper``) and measures how
+far a user's critic ``f`` is from it: the fraction of ``W*`` it recovers, its Lipschitz
+constant, the agreement of its gradient with the optimal transport direction, its shape up to
+scale and shift, and (with a generator) the gradient the generator receives.
+
+Conventions, as everywhere in otgrid: a critic is *high where* ``mu`` *has mass*, and
+
+.. math:: W^* = \\max_{\\mathrm{Lip}(f) \\le 1} E_\\mu f - E_\\nu f .
+
+A critic trained with the opposite sign gives negative ratios and cosines; negate it first.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from otgrid._validation import as_rng, check_positive_int
+from otgrid.auditing.critics import _Critic
+from otgrid.auditing.report import AuditReport
+from otgrid.critic.result import CriticResult
+from otgrid.critic.solve import solve_critic
+from otgrid.grid.grid import Grid
+
+__all__ = ["audit"]
+
+_DEFAULT_SAMPLES = 4096  # samples per measure for the sample metrics
+
+
+# ============================================================================ inputs
+def _masses(x: Any, grid: Grid, name: str) -> tuple[np.ndarray, Any]:
+    """Grid masses of ``x`` (a distribution or masses); also the distribution (or None)."""
+    if hasattr(x, "cell_masses") and hasattr(x, "ndim"):
+        from otgrid.grid.distributions import Empirical
+
+        if isinstance(x, Empirical):
+            return grid.histogram(x.samples, x.weights), x
+        return grid.discretize(x), x
+    arr = np.asarray(x, dtype=np.float64)
+    if arr.shape != tuple(grid.shape):
+        raise ValueError(f"{name} must be a distribution (otgrid.grid.distributions / datasets) or "
+                         f"masses on the grid, shape {tuple(grid.shape)}; got "
+                         f"{type(x).__name__} with shape {arr.shape}.")
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0) or not arr.sum() > 0:
+        raise ValueError(f"{name} masses must be finite, non-negative, with a positive total.")
+    return arr, None
+
+
+def _sample(dist: Any, masses: np.ndarray, grid: Grid, n: int,
+            rng: np.random.Generator) -> np.ndarray:
+    """``n`` samples of a distribution, or of grid masses (a cell drawn by mass, then uniform)."""
+    if dist is not None:
+        return np.asarray(dist.sample(n, rng=rng), dtype=np.float64).reshape(n, grid.ndim)
+    p = masses.ravel() / masses.sum()
+    cells = rng.choice(p.size, size=n, p=p)
+    idx = np.unravel_index(cells, grid.shape)
+    return np.stack([grid.edges[k][idx[k]] + rng.random(n) * grid.dx[k]
+                     for k in range(grid.ndim)], axis=1)
+
+
+def _check_points(x: Any, ndim: int, name: str) -> np.ndarray:
+    arr = np.asarray(x, dtype=np.float64)
+    if arr.ndim == 1 and ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2 or arr.shape[1] != ndim or arr.shape[0] == 0:
+        raise ValueError(f"{name} must be a non-empty array of shape (n, {ndim}); got shape "
+                         f"{arr.shape}.")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains non-finite values.")
+    return arr
+
+
+# ============================================================================ metrics
+def _ratio(a: float, b: float) -> float:
+    return a / b if b > 0 and math.isfinite(a) else math.nan
+
+
+def _shape_fit(f: np.ndarray, fstar: np.ndarray, w: np.ndarray) -> tuple[float, float, float]:
+    """Weighted least squares ``s f + c ~ f*``: (relative error, s, c)."""
+    w = w / w.sum()
+    mf, ms = float(w @ f), float(w @ fstar)
+    df, ds = f - mf, fstar - ms
+    var_s = float(w @ ds ** 2)
+    var_f = float(w @ df ** 2)
+    if not var_s > 0:
+        return math.nan, math.nan, math.nan
+    s = float(w @ (df * ds)) / var_f if var_f > 1e-300 else 0.0
+    c = ms - s * mf
+    resid = float(w @ (s * f + c - fstar) ** 2)
+    return math.sqrt(max(resid, 0.0) / var_s), s, c
+
+
+def _optimal_directions(flow: np.ndarray, flow_tol: float) -> np.ndarray:
+    """``-flow / |flow|`` per cell, NaN where ``|flow| <= flow_tol * max |flow|``."""
+    norm = np.sqrt(np.sum(flow ** 2, axis=0))
+    top = float(norm.max())
+    out = np.full_like(flow, np.nan)
+    if top > 0:
+        m = norm > flow_tol * top
+        out[:, m] = -flow[:, m] / norm[m]
+    return out
+
+
+# ============================================================================ audit phases
+def _check_options(grid: Any, tau: Any, flow_tol: Any, fd_step: Any) -> float:
+    """Validate the grid and the numeric options; return the finite-difference step."""
+    if not isinstance(grid, Grid):
+        raise TypeError(f"grid must be an otgrid.Grid; got {type(grid).__name__}.")
+    if grid.ndim not in (1, 2):
+        raise ValueError(f"audit works on 1D and 2D grids; got a {grid.ndim}D grid.")
+    if not (isinstance(tau, (int, float)) and tau >= 0):
+        raise ValueError(f"tau must be a number >= 0; got {tau!r}.")
+    if not (isinstance(flow_tol, (int, float)) and 0 <= flow_tol < 1):
+        raise ValueError(f"flow_tol must be in [0, 1); got {flow_tol!r}.")
+    h = 1e-3 * min(grid.dx) if fd_step is None else float(fd_step)
+    if not h > 0:
+        raise ValueError(f"fd_step must be > 0; got {fd_step!r}.")
+    return h
+
+
+def _measures(mu: Any, nu: Any, grid: Grid) -> tuple[np.ndarray, Any, np.ndarray, Any]:
+    """Grid masses and distributions (or None) of ``mu`` and ``nu``, of equal total mass."""
+    mu_m, mu_d = _masses(mu, grid, "mu")
+    nu_m, nu_d = _masses(nu, grid, "nu")
+    if abs(mu_m.sum() - nu_m.sum()) > 1e-9 * max(mu_m.sum(), nu_m.sum()):
+        raise ValueError(f"mu and nu must have equal total mass; got {mu_m.sum():.12g} and "
+                         f"{nu_m.sum():.12g}. Normalise both (e.g. divide by their sums).")
+    return mu_m, mu_d, nu_m, nu_d
+
+
+def _wrap_critic(critic: Any, grid: Grid, h: float) -> _Critic:
+    """The audited critic, checked on five probe cell centres."""
+    probe = grid.points()[np.linspace(0, grid.size - 1, 5).astype(np.intp)]
+    return _Critic(critic, grid.ndim, h, probe)
+
+
+def _sample_points(samples: Any, mu_m: np.ndarray, mu_d: Any, nu_m: np.ndarray, nu_d: Any,
+                   grid: Grid, rng: np.random.Generator
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Samples ``x_mu``, ``x_nu`` (given or drawn) and random points between them."""
+    d = grid.ndim
+    if isinstance(samples, tuple):
+        if len(samples) != 2:
+            raise ValueError("samples must be an int or a pair (x_mu, x_nu).")
+        x_mu = _check_points(samples[0], d, "samples[0] (x_mu)")
+        x_nu = _check_points(samples[1], d, "samples[1] (x_nu)")
+    else:
+        n = _DEFAULT_SAMPLES if samples is None else check_positive_int(samples, "samples")
+        x_mu = _sample(mu_d, mu_m, grid, n, rng)
+        x_nu = _sample(nu_d, nu_m, grid, n, rng)
+    n_s = min(x_mu.shape[0], x_nu.shape[0])
+    t = rng.random((n_s, 1))
+    x_between = t * x_mu[rng.permutation(x_mu.shape[0])[:n_s]] + (1 - t) * x_nu[:n_s]
+    return x_mu, x_nu, x_between
+
+
+def _exact_critic(exact: CriticResult | None, mu_m: np.ndarray, nu_m: np.ndarray, grid: Grid,
+                  tol: float, max_iter: int) -> CriticResult:
+    """The exact solve: ``exact`` when given (checked against ``grid``), else a new one."""
+    if exact is None:
+        return solve_critic(mu_m, nu_m, grid, tol=tol, max_iter=max_iter)
+    if exact.grid != grid:
+        raise ValueError("exact was solved on a different grid; pass a solve on this grid.")
+    return exact
+
+
+def _grid_values(f_: _Critic, grid: Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The critic at the cell centres: values (grid shape), gradients ``(d, *shape)``, norms."""
+    vals, grads = f_.value_and_grad(grid.points(), "the grid cell centres")
+    vals = vals.reshape(grid.shape)
+    grads = np.moveaxis(grads.reshape(*grid.shape, grid.ndim), -1, 0)
+    gnorm = np.sqrt(np.sum(grads ** 2, axis=0))
+    return vals, grads, gnorm
+
+
+def _grid_metrics(vals: np.ndarray, gnorm: np.ndarray, fstar: np.ndarray, w_star: float,
+                  mu_m: np.ndarray, nu_m: np.ndarray, tau: float) -> dict[str, float]:
+    """Quadrature metrics: W ratio, Lipschitz constant and fractions above ``1 + tau``, shape."""
+    w_crit = float(np.sum((mu_m - nu_m) * vals)) / float(mu_m.sum())
+    above = gnorm > 1 + tau
+    support = (mu_m + nu_m) / 2
+    shape_err, s, c = _shape_fit(vals.ravel(), fstar.ravel(), support.ravel())
+    return dict(w_critic=w_crit, w_ratio=_ratio(w_crit, w_star),
+                lipschitz_grid=float(gnorm.max()), frac_above_area=float(above.mean()),
+                frac_above_mu=float(mu_m[above].sum() / mu_m.sum()),
+                frac_above_nu=float(nu_m[above].sum() / nu_m.sum()),
+                shape_error=shape_err, shape_scale=s, shape_shift=c)
+
+
+def _gradient_metrics(grads: np.ndarray, gnorm: np.ndarray, gstar: np.ndarray,
+                      nu_m: np.ndarray) -> dict[str, float]:
+    """Cosines and L2 error of the gradients against the optimal directions, under ``nu``."""
+    on = np.all(np.isfinite(gstar), axis=0)
+    w_nu = np.where(on, nu_m, 0.0)
+    cover = float(w_nu.sum()) / float(nu_m.sum())
+    if w_nu.sum() > 0:
+        w_nu = w_nu / w_nu.sum()
+        gs = np.where(on, gstar, 0.0)
+        inner = float(np.sum(w_nu * np.sum(grads * gs, axis=0)))
+        norm_f = math.sqrt(float(np.sum(w_nu * gnorm ** 2)))
+        norm_s = math.sqrt(float(np.sum(w_nu * np.sum(gs ** 2, axis=0))))
+        cos = inner / (norm_f * norm_s) if norm_f > 0 else 0.0
+        pw = np.sum(grads * gs, axis=0) / np.where(gnorm > 0, gnorm, 1.0)
+        cos_pw = float(np.sum(w_nu * np.where(gnorm > 0, pw, 0.0)))
+        l2 = float(np.sum(w_nu * np.sum((grads - gs) ** 2, axis=0)))
+    else:
+        cos = cos_pw = l2 = math.nan
+    return dict(grad_cosine=cos, grad_cosine_pointwise=cos_pw, grad_l2=l2, flow_coverage=cover)
+
+
+def _sample_metrics(f_: _Critic, x_mu: np.ndarray, x_nu: np.ndarray, x_between: np.ndarray,
+                    w_star: float, tau: float) -> dict[str, float]:
+    """Sample metrics: W ratio from sample means, Lipschitz constant at the sample points."""
+    v_mu, g_mu = f_.value_and_grad(x_mu, "the samples of mu")
+    v_nu, g_nu = f_.value_and_grad(x_nu, "the samples of nu")
+    _, g_bt = f_.value_and_grad(x_between, "the points between mu and nu")
+    n_mu, n_nu, n_bt = (np.linalg.norm(g, axis=1) for g in (g_mu, g_nu, g_bt))
+    w_crit_s = float(v_mu.mean() - v_nu.mean())
+    return dict(w_critic_samples=w_crit_s, w_ratio_samples=_ratio(w_crit_s, w_star),
+                lipschitz_samples=float(max(n_mu.max(), n_nu.max(), n_bt.max())),
+                frac_above_between=float(np.mean(n_bt > 1 + tau)))
+
+
+def _generator_metrics(generator: Any, f_: _Critic, exact: CriticResult, n_s: int, d: int,
+                       rng: np.random.Generator) -> dict[str, float]:
+    """Error and cosine of the generator gradient from ``f`` against the one from ``f*``."""
+    gen_err = gen_cos = math.nan
+    if generator is not None:
+        for attr in ("sample_latent", "sample", "vjp"):
+            if not callable(getattr(generator, attr, None)):
+                raise TypeError(f"generator must follow otgrid.sco.generators.ParametricGenerator "
+                                f"(sample_latent, sample, vjp); it has no {attr!r}.")
+        z = generator.sample_latent(n_s, rng=rng)
+        xg = _check_points(generator.sample(z), d, "generator.sample(z)")
+        _, gf = f_.value_and_grad(xg, "the generator's samples")
+        gs_x = exact.interpolant().grad(xg).reshape(xg.shape)
+        gth_f = np.asarray(generator.vjp(z, gf), dtype=np.float64) / xg.shape[0]
+        gth_s = np.asarray(generator.vjp(z, gs_x), dtype=np.float64) / xg.shape[0]
+        ns = float(np.linalg.norm(gth_s))
+        nf = float(np.linalg.norm(gth_f))
+        gen_err = float(np.linalg.norm(gth_f - gth_s)) / ns if ns > 0 else math.nan
+        gen_cos = float(gth_f @ gth_s) / (nf * ns) if nf > 0 and ns > 0 else math.nan
+    return dict(generator_grad_rel_error=gen_err, generator_grad_cosine=gen_cos)
+
+
+def _package(metrics: dict[str, Any], exact: CriticResult, f_: _Critic, tau: float, n_s: int,
+             seed: int | None, **arrays: np.ndarray) -> AuditReport:
+    """The AuditReport: the metrics, the combined Lipschitz constant, the exact solve's data."""
+    w_ratio = metrics["w_ratio"]
+    lip = max(metrics["lipschitz_grid"], metrics["lipschitz_samples"])
+    return AuditReport(
+        **metrics, w_star=float(exact.w1), w_star_lower=float(exact.lower),
+        w_star_upper=float(exact.upper), lipschitz=lip,
+        w_ratio_over_lipschitz=_ratio(w_ratio, lip) if math.isfinite(w_ratio) else math.nan,
+        tau=float(tau), n_samples=int(n_s), seed=seed if isinstance(seed, int) else None,
+        gradient_method=f_.gradient_method, critic_kind=f_.kind,
+        exact_converged=bool(exact.converged), exact_gap=float(exact.gap), exact=exact,
+        **arrays)
+
+
+def audit(
+    critic: Callable[[np.ndarray], Any] | Any,
+    mu: Any,
+    nu: Any,
+    grid: Grid,
+    *,
+    generator: Any = None,
+    samples: int | tuple[Any, Any] | None = None,
+    tau: float = 0.05,
+    flow_tol: float = 1e-3,
+    fd_step: float | None = None,
+    tol: float = 1e-6,
+    max_iter: int = 100_000,
+    exact: CriticResult | None = None,
+    seed: int | None = 0,
+) -> AuditReport:
+    r"""Compare a critic with the optimal Wasserstein-1 critic of ``mu`` and ``nu`` on a grid.
+
+    The optimal critic ``f*`` is computed by :func:`otgrid.critic.solve_critic` (unless
+    ``exact`` is given); its certified bounds are reported. Then, with ``f`` the audited critic,
+
+    * ``w_ratio = (E_mu f - E_nu f) / W*``, by quadrature (``f`` at the cell centres, weighted by
+      the grid masses) and at the sample size (means over samples of each measure);
+    * ``lipschitz = max |grad f|`` over the cell centres and the sample points, the fractions
+      above ``1 + tau`` by area, by ``mu``, by ``nu`` and at points between ``mu`` and ``nu``,
+      and ``w_ratio / lipschitz``;
+    * ``grad_cosine`` and ``grad_l2`` (Korotin et al.): the :math:`L^2(\nu)` cosine between
+      ``grad f`` and ``grad f* = -flow/|flow|`` and ``E_nu |grad f - grad f*|^2``, on the cells
+      where the optimal flow is non-zero (there the optimal critic is unique up to a constant
+      and its gradient is the unit vector against the flow);
+    * ``shape_error = min_{s,c} |s f + c - f*| / |f* - mean f*|`` in
+      :math:`L^2((\mu + \nu)/2)`, with ``s`` and ``c``;
+    * with a ``generator``: the relative error and cosine between
+      ``E_z J_theta^T grad f(g(z))`` and the same with the interpolant of ``f*``.
+
+    See :class:`AuditReport` for every field.
+
+    Parameters
+    ----------
+    critic : callable or torch.nn.Module
+        A vectorised function mapping points of shape ``(n, d)`` to ``n`` values (shape ``(n,)``
+        or ``(n, 1)``), high where ``mu`` has mass. Gradients: by autograd for a
+        ``torch.nn.Module`` (evaluated in the dtype of its parameters, in the mode it is in:
+        call ``.eval()`` first for spectral normalisation, dropout or batch norm), by the
+        object's own ``value_and_grad(x)`` when it has one (e.g.
+        :class:`otgrid.grid.interp.GridFunction`), otherwise by central differences with step
+        ``fd_step``.
+    mu, nu : Distribution or array_like, shape grid.shape
+        Distributions (:mod:`otgrid.grid.distributions`, :mod:`otgrid.grid.datasets`;
+        discretised exactly with :meth:`Grid.discretize`, an ``Empirical`` by histogram) or
+        masses on the grid.
+        Samples are drawn from a distribution with its ``sample`` method, and from masses by
+        picking a cell with probability proportional to its mass and a uniform point in it.
+    grid : Grid
+        A 1D or 2D grid holding both measures.
+    generator : ParametricGenerator, optional
+        A generator (:mod:`otgrid.sco.generators` protocol: ``sample_latent``, ``sample``,
+        ``vjp``); enables the ``generator_gradient`` metrics, estimated with ``n_samples``
+        latent samples.
+    samples : int or (array_like, array_like), optional
+        The sample size ``n`` for the sample metrics (``n`` samples of each measure, drawn with
+        ``seed``; default 4096), or the two sample arrays ``(x_mu, x_nu)`` of shape ``(n, d)``
+        themselves.
+    tau : float, optional
+        Tolerance of the Lipschitz fractions: ``|grad f| > 1 + tau`` counts as a violation.
+    flow_tol : float, optional
+        A cell's flow is non-zero when its norm exceeds ``flow_tol`` times the largest one.
+    fd_step : float, optional
+        Step of the central differences (plain callables only); default ``1e-3 * min(dx)``.
+    tol, max_iter : optional
+        Passed to :func:`otgrid.critic.solve_critic`.
+    exact : CriticResult, optional
+        A solve of the same ``mu``, ``nu`` on ``grid`` to reuse (skips the solve).
+    seed : int or None, optional
+        Seed of the sampling.
+
+    Returns
+    -------
+    AuditReport
+
+    Raises
+    ------
+    TypeError
+        If ``critic`` is neither callable nor a torch module, or ``grid`` is not a Grid.
+    ValueError
+        If the critic returns values of the wrong shape, NaN or inf (with a hint when it looks
+        non-vectorised), or inputs are inconsistent.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import otgrid as og
+    >>> from otgrid.auditing import audit
+    >>> grid = og.Grid((-7.0, 9.0), 256)
+    >>> rep = audit(lambda x: -x[:, 0], og.Normal(0.0, 1.0), og.Normal(2.0, 1.0), grid)
+    >>> round(rep.w_ratio, 3), round(rep.grad_cosine, 3), round(rep.shape_error, 3)
+    (1.0, 1.0, 0.0)
+    """
+    h = _check_options(grid, tau, flow_tol, fd_step)
+    mu_m, mu_d, nu_m, nu_d = _measures(mu, nu, grid)
+    f_ = _wrap_critic(critic, grid, h)
+    rng = as_rng(seed)
+    x_mu, x_nu, x_between = _sample_points(samples, mu_m, mu_d, nu_m, nu_d, grid, rng)
+    n_s = x_between.shape[0]
+    exact = _exact_critic(exact, mu_m, nu_m, grid, tol, max_iter)
+    w_star = float(exact.w1)
+    fstar = np.asarray(exact.critic, dtype=np.float64)
+
+    vals, grads, gnorm = _grid_values(f_, grid)
+    gstar = _optimal_directions(np.asarray(exact.flow, dtype=np.float64), flow_tol)
+    metrics = _grid_metrics(vals, gnorm, fstar, w_star, mu_m, nu_m, tau)
+    metrics.update(_gradient_metrics(grads, gnorm, gstar, nu_m))
+    metrics.update(_sample_metrics(f_, x_mu, x_nu, x_between, w_star, tau))
+    metrics.update(_generator_metrics(generator, f_, exact, n_s, grid.ndim, rng))
+    return _package(metrics, exact, f_, tau, n_s, seed, values=vals, optimal_values=fstar,
+                    grads=grads, optimal_grads=gstar, mu=mu_m, nu=nu_m)

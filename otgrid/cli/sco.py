@@ -1,0 +1,288 @@
+"""``otgrid sco TARGET``: fit a Gaussian generator to a target by SCO with the exact critic."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from otgrid.cli.common import (
+    _check_output,
+    _dimension_hint,
+    _discretize,
+    _fmt_bounds,
+    _is_parallel_lines,
+    _make_grid,
+    _parse,
+    _symbol,
+    _UsageError,
+)
+from otgrid.grid.spec import GRAMMAR
+
+__all__ = ["add_sco_parser", "run_sco"]
+
+_SCO_EXAMPLES = """\
+examples:
+  otgrid sco "normal(2, std=0.5)" --init-loc 0 --init-scale 2 --steps 500 --figure sco.png
+  otgrid sco "normal([0.5, -0.3], [0.36, 0.16])" --init-loc -1 1 --init-scale 0.1 1.5
+  otgrid sco "normal([0, 0], [[1, .5], [.5, 1]])" --generator affine --steps 2000
+  otgrid sco "normal(1, std=0.5)" --prox --stop-param-tol 0.02 --json fit.json
+
+The generator is g(z) = scale * z + loc per axis (location-scale, the default) or
+g(z) = A z + b (affine; A starts as diag(--init-scale)), with z ~ N(0, I). When the target
+is a Gaussian with a diagonal covariance and the generator is location-scale, the true
+parameters are known: the parameter error is printed and --stop-param-tol may be used.
+Default bounds: a box holding the target and the initial generator (Gaussians to mean +- 5
+std), padded by 5% and rounded outward. Default shape: 256 cells in 1D, 64 x 64 in 2D.
+Exit status: 0 on success (also when a stopping tolerance was not met or the fit stopped
+early on bad values: the message says why), 2 on bad input, 1 when an output file cannot
+be written."""
+
+
+def add_sco_parser(sub: Any) -> None:
+    """Add the ``sco`` command to the sub-parsers ``sub``."""
+    sco = sub.add_parser(
+        "sco",
+        help="fit a Gaussian generator to a target by SCO with the exact critic",
+        description="Fit g(z) = scale * z + loc (or A z + b) to TARGET by Sequential Convex\n"
+                    "Optimization (Pinetz et al., Alg. 2): solve the exact critic on a grid,\n"
+                    "step the generator up the critic at generated points, repeat. Prints the\n"
+                    "final parameters and the certified W, and writes the learning curves.",
+        epilog=f"{GRAMMAR}\n\n{_SCO_EXAMPLES}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sco.add_argument("target", metavar="TARGET", help="target distribution (grammar below)")
+    sco.add_argument("--generator", choices=("location-scale", "affine"),
+                     default="location-scale",
+                     help="generator family (default: location-scale)")
+    sco.add_argument("--init-loc", nargs="+", type=float, default=None, dest="init_loc",
+                     metavar="X", help="initial location, one value or one per axis (default 0)")
+    sco.add_argument("--init-scale", nargs="+", type=float, default=None, dest="init_scale",
+                     metavar="S", help="initial scale, one value or one per axis (default 1)")
+    sco.add_argument("--steps", type=int, default=1000, help="SCO steps (default: 1000)")
+    sco.add_argument("--lr", type=float, default=5e-3,
+                     help="learning rate (default: 5e-3, the paper's)")
+    sco.add_argument("--batch", type=int, default=128,
+                     help="latent samples per step (default: 128, the paper's)")
+    sco.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
+                     help="generator optimizer (default: sgd)")
+    sco.add_argument("--masses", choices=("exact", "samples"), default="exact",
+                     help="generated masses from the closed form (default) or a histogram")
+    sco.add_argument("--n-mass-samples", type=int, default=50_000, dest="n_mass_samples",
+                     help="samples per histogram with --masses samples (default: 50000)")
+    sco.add_argument("--critic-tol", type=float, default=1e-3, dest="critic_tol",
+                     help="relative gap of each critic solve (default: 1e-3)")
+    sco.add_argument("--prox", action="store_true",
+                     help="relaxed Wasserstein proximal generator update")
+    sco.add_argument("--prox-h", type=float, default=0.2, dest="prox_h",
+                     help="proximal step h with --prox (default: 0.2)")
+    sco.add_argument("--prox-steps", type=int, default=5, dest="prox_steps",
+                     help="generator steps per critic solve with --prox (default: 5)")
+    sco.add_argument("--stop-param-tol", type=float, default=None, dest="stop_param_tol",
+                     help="stop when max |params - true params| is below this")
+    sco.add_argument("--stop-w-tol", type=float, default=None, dest="stop_w_tol",
+                     help="stop when the upper bound on W is below this")
+    sco.add_argument("--bounds", nargs="+", type=float, metavar="LOW HIGH",
+                     help="grid box: one LOW HIGH pair per axis (one pair is used for every "
+                          "axis); default: a box holding the target and the initial generator")
+    sco.add_argument("--shape", nargs="+", type=int, metavar="N",
+                     help="cells per axis (one value is used for every axis); default 256 in "
+                          "1D, 64 x 64 in 2D")
+    sco.add_argument("--norm", choices=("euclidean", "cityblock"), default="euclidean",
+                     help="pointwise norm of the critic constraint (default: euclidean)")
+    sco.add_argument("--backend", choices=("auto", "numpy", "numba", "cuda"), default="auto",
+                     help="critic solver backend (default: auto)")
+    sco.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    sco.add_argument("--figure", default="sco.png", metavar="PATH",
+                     help="learning-curve figure, format from the extension (default: sco.png)")
+    sco.add_argument("--no-figure", action="store_true", dest="no_figure",
+                     help="do not write a figure")
+    sco.add_argument("--quiet", action="store_true", help="no progress line")
+    sco.add_argument("--json", metavar="PATH",
+                     help="also write the results (parameters, W, history) as JSON")
+
+
+
+_SCO_DEFAULT_SHAPE = {1: 256, 2: 64}
+
+
+def _per_axis(values: list[float] | None, default: float, ndim: int, flag: str) -> np.ndarray:
+    if values is None:
+        return np.full(ndim, default)
+    if len(values) == 1:
+        return np.full(ndim, values[0])
+    if len(values) != ndim:
+        raise _UsageError(f"{flag} gives {len(values)} values but the target is {ndim}D; give "
+                          f"one value, or {ndim}.")
+    return np.array(values, dtype=np.float64)
+
+
+def _true_params(target: Any, generator_kind: str) -> np.ndarray | None:
+    """[mean, std] of a Gaussian target with a diagonal covariance (location-scale only)."""
+    from otgrid.grid.distributions import Normal
+
+    if generator_kind != "location-scale" or not isinstance(target, Normal):
+        return None
+    cov = target.cov
+    if np.any(cov - np.diag(np.diag(cov))):
+        return None
+    return np.concatenate([target.mean, np.sqrt(np.diag(cov))])
+
+
+def _check_sco_args(args: argparse.Namespace) -> None:
+    for name, value in (("--lr", args.lr), ("--critic-tol", args.critic_tol),
+                        ("--prox-h", args.prox_h)):
+        if not (math.isfinite(value) and value > 0):
+            raise _UsageError(f"{name} must be a positive number; got {value}.")
+    for name, value in (("--steps", args.steps), ("--batch", args.batch),
+                        ("--n-mass-samples", args.n_mass_samples),
+                        ("--prox-steps", args.prox_steps)):
+        if value < (0 if name == "--steps" else 1):
+            raise _UsageError(f"{name} must be >= {0 if name == '--steps' else 1}; got {value}.")
+    for name, value in (("--stop-param-tol", args.stop_param_tol),
+                        ("--stop-w-tol", args.stop_w_tol)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise _UsageError(f"{name} must be a positive number; got {value}.")
+    for name, values in (("--init-loc", args.init_loc), ("--init-scale", args.init_scale)):
+        if values is not None and not all(math.isfinite(v) for v in values):
+            raise _UsageError(f"{name} must be finite numbers; got {values}.")
+
+
+def _sco_figure(res: Any, label: str, path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from otgrid.plot import plot_sco, save_figure
+
+    four = res.param_error is not None
+    fig = Figure(figsize=(11.0, 7.0) if four else (14.0, 4.0), layout="constrained")
+    FigureCanvasAgg(fig)
+    plot_sco(res, fig=fig, title=label)
+    save_figure(fig, path)
+
+
+def run_sco(args: argparse.Namespace) -> int:
+    from otgrid.errors import ConvergenceWarning, OutsideMassWarning
+    from otgrid.grid.distributions import Normal, PointMass
+    from otgrid.sco.generators import Affine, LocationScale
+    from otgrid.sco.loop import fit
+    from otgrid.sco.result import WassersteinProx
+
+    _check_sco_args(args)
+    hint = _dimension_hint(args)
+    for values in (args.init_loc, args.init_scale):
+        if hint is None and values is not None and len(values) > 1:
+            hint = len(values)
+    if _is_parallel_lines(args.target):
+        raise _UsageError("TARGET: parallel_lines(theta) is a pair of distributions; give one "
+                          "distribution to fit.")
+    target = _parse(args.target, "TARGET", hint)
+    ndim = target.ndim
+    if ndim > 2:
+        raise _UsageError(f"TARGET is {ndim}D; otgrid sco fits 1D and 2D targets.")
+    loc = _per_axis(args.init_loc, 0.0, ndim, "--init-loc")
+    scale = _per_axis(args.init_scale, 1.0, ndim, "--init-scale")
+    if args.generator == "affine" and np.any(scale == 0):
+        raise _UsageError(f"--init-scale must be non-zero for the affine generator (A starts as "
+                          f"diag(scale), which must be invertible); got {scale.tolist()}.")
+    start = Normal(loc, scale ** 2) if np.all(scale != 0) else PointMass(loc)
+    if args.shape is None:
+        args.shape = [_SCO_DEFAULT_SHAPE[ndim]]
+    grid = _make_grid(args, ndim, target, start)
+    if args.generator == "location-scale":
+        gen = LocationScale(loc, scale)
+    else:
+        gen = Affine(np.diag(scale), loc)
+    true = _true_params(target, args.generator)
+    if args.stop_param_tol is not None and true is None:
+        raise _UsageError("--stop-param-tol needs known true parameters: a Gaussian TARGET "
+                          "with a diagonal covariance and the location-scale generator. Use "
+                          "--stop-w-tol instead.")
+    fig_path = None if args.no_figure else _check_output(args.figure, "--figure", figure=True)
+    json_path = _check_output(args.json, "--json")
+
+    approx = _symbol("≈", "~=")
+    print(f"TARGET: {target!r}")
+    print(f"generator: {gen!r} (start)")
+    source = "given" if args.bounds is not None else "default, holding target and start"
+    print(f"grid: {ndim}D, bounds {_fmt_bounds(grid.bounds)} ({source}), shape "
+          f"{' x '.join(map(str, grid.shape))}, dx {', '.join(f'{h:.4g}' for h in grid.dx)}")
+    try:
+        mu, out = _discretize(grid, target, "fold")
+    except (TypeError, ValueError) as exc:
+        raise _UsageError(f"TARGET: {exc}") from None
+    if out > 0:
+        print(f"TARGET: mass {out:.3g} lies outside the bounds (folded into the boundary "
+              "cells); enlarge --bounds to avoid this")
+    prox = WassersteinProx(args.prox_h, args.prox_steps) if args.prox else None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        warnings.simplefilter("always", OutsideMassWarning)
+        try:
+            res = fit(mu, gen, grid, steps=args.steps, lr=args.lr, batch=args.batch,
+                      optimizer=args.optimizer, masses=args.masses,
+                      n_mass_samples=args.n_mass_samples, critic_tol=args.critic_tol,
+                      prox=prox, true_params=true, stop_param_tol=args.stop_param_tol,
+                      stop_w_tol=args.stop_w_tol, norm=args.norm, backend=args.backend,
+                      progress=not args.quiet, rng=args.seed)
+        except (TypeError, ValueError, RuntimeError) as exc:  # RuntimeError: no usable GPU
+            raise _UsageError(str(exc)) from None
+    for w in caught:
+        if issubclass(w.category, (ConvergenceWarning, OutsideMassWarning)):
+            print(f"otgrid: warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+    def fmt(values: np.ndarray) -> str:
+        return "  ".join(f"{n} {v:.6g}" for n, v in zip(res.param_names, values, strict=True))
+
+    print(f"params:  {fmt(res.params)}")
+    if true is not None:
+        print(f"true:    {fmt(true)}  (parameter error {res.param_error[-1]:.3g})")
+    print(f"W {approx} {res.w1:.6g}  in [{res.lower[-1]:.6g}, {res.upper[-1]:.6g}]  "
+          f"(start: {0.5 * (res.lower[0] + res.upper[0]):.6g})")
+    print(f"  steps:        {res.steps} ({res.status})")
+    print(f"  message:      {res.message}")
+    print(f"  seconds:      {res.seconds:.3g} (critic {res.critic_seconds.sum():.3g}, masses "
+          f"{res.masses_seconds.sum():.3g}, generator {res.generator_seconds.sum():.3g})")
+    print(f"  critic iterations per step: mean {res.critic_iterations.mean():.1f}, max "
+          f"{int(res.critic_iterations.max())}")
+    try:
+        if fig_path is not None:
+            _sco_figure(res, f"SCO fit of {args.target}", fig_path)
+            print(f"figure written to {fig_path}")
+        if json_path is not None:
+            record = {
+                "target": args.target, "target_distribution": repr(target), "ndim": ndim,
+                "generator": args.generator, "param_names": list(res.param_names),
+                "init_params": res.trajectory[0].tolist(), "params": res.params.tolist(),
+                "true_params": None if true is None else true.tolist(),
+                "param_error": None if res.param_error is None else float(res.param_error[-1]),
+                "w1": res.w1, "lower": float(res.lower[-1]), "upper": float(res.upper[-1]),
+                "steps": res.steps, "status": res.status, "converged": bool(res.converged),
+                "message": res.message, "lr": res.lr, "batch": res.batch,
+                "optimizer": res.optimizer, "masses": res.masses,
+                "prox": None if prox is None else {"h": prox.h, "inner_steps": prox.inner_steps},
+                "bounds": [list(b) for b in grid.bounds], "shape": list(grid.shape),
+                "seconds": res.seconds, "critic_seconds": float(res.critic_seconds.sum()),
+                "masses_seconds": float(res.masses_seconds.sum()),
+                "generator_seconds": float(res.generator_seconds.sum()),
+                "history": {"lower": res.lower.tolist(), "upper": res.upper.tolist(),
+                            "critic_iterations": res.critic_iterations.tolist(),
+                            "params": res.trajectory.tolist()},
+                "figure": str(fig_path) if fig_path is not None else None,
+            }
+            json_path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+            print(f"results written to {json_path}")
+    except OSError as exc:
+        print(f"otgrid: error: could not write an output file: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+

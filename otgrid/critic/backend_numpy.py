@@ -1,0 +1,155 @@
+"""The loop body of the critic solver in plain NumPy: the readable reference backend.
+
+:class:`GridKernels` defines the interface every backend implements (one object per grid, norm
+and dtype), with the operators of :mod:`otgrid.critic.operators` (any number of axes). The
+Numba and CUDA backends subclass it and replace the hot methods with fused kernels.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from otgrid.critic import operators as ops
+
+__all__ = ["GridKernels"]
+
+
+class GridKernels:
+    """The loop body of the solver for one grid, norm and dtype (NumPy reference version).
+
+    Every array carries a leading batch axis ``B`` (one problem: ``B = 1``): grid functions
+    have shape ``(B, *shape)``, flows ``(B, ndim, *shape)``; steps ``tau``, ``sigma`` are arrays
+    of shape ``(B,)``; reductions return float64 arrays of shape ``(B,)`` on the host.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Grid shape.
+    dx : sequence of float
+        Cell sizes.
+    norm : {"euclidean", "cityblock"}
+        Pointwise norm of the critic constraint.
+    dtype : numpy dtype
+        Working precision of the iterates.
+    """
+
+    name = "numpy"
+    xp = np
+
+    def __init__(self, shape: Sequence[int], dx: Sequence[float], norm: str, dtype) -> None:
+        self.shape = tuple(int(n) for n in shape)
+        self.ndim = len(self.shape)
+        self.inv_dx = tuple(1.0 / float(h) for h in dx)
+        self.norm = norm
+        self.iso = norm == "euclidean"
+        self.dtype = np.dtype(dtype)
+        self._inv_lam = {}
+        self.workers = 1
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        """Context in which the loop runs (the Numba backend sets its thread count here)."""
+        yield
+
+    def with_batch(self, nb: int) -> None:
+        """Tell the kernels how many problems run together (the Numba backend picks threads)."""
+
+    # -- arrays --------------------------------------------------------------------------------
+    def to_device(self, a: np.ndarray, dtype=None) -> np.ndarray:
+        """A contiguous working copy of a host array (in ``dtype``, default the working one)."""
+        return np.array(a, dtype=self.dtype if dtype is None else dtype, order="C")
+
+    def to_host(self, a) -> np.ndarray:
+        """The array as a NumPy array on the host."""
+        return np.asarray(a)
+
+    def dot(self, a, b) -> np.ndarray:
+        """``sum_i a_i b_i`` per problem, in float64."""
+        nb = a.shape[0]
+        return np.einsum("bi,bi->b", a.reshape(nb, -1), b.reshape(nb, -1), dtype=np.float64)
+
+    def sq_norm(self, a) -> np.ndarray:
+        """``sum_i a_i^2`` per problem, in float64."""
+        return self.dot(a, a)
+
+    # -- shared: the Poisson solve -----------------------------------------------------------
+    def poisson(self, r: np.ndarray) -> np.ndarray:
+        """Zero-mean solution ``u`` of ``D^T D u = r`` per problem, dtype of ``r`` (DCT-II)."""
+        dt = r.dtype
+        if dt not in self._inv_lam:
+            self._inv_lam[dt] = ops.inverse_eigenvalues(self.shape, self.inv_dx, dt)
+        return ops.poisson_neumann(r, self._inv_lam[dt], workers=self.workers)
+
+    # -- loop body ---------------------------------------------------------------------------
+    def dual_step(self, f, u, y, f_out, tau, sigma) -> None:
+        """``f_out = f + tau u``; ``y <- shrink(y + sigma D(f + 2 tau u), sigma)`` in place."""
+        for b in range(f.shape[0]):
+            t, s = f.dtype.type(tau[b]), f.dtype.type(sigma[b])
+            fb = f[b] + (2 * t) * u[b]
+            np.add(f[b], t * u[b], out=f_out[b])
+            y[b] = ops.shrink(y[b] + s * ops.grad(fb, self.inv_dx), s, self.norm)
+
+    def residual(self, c, y, r) -> None:
+        """``r = c - D^T y`` in place."""
+        for b in range(c.shape[0]):
+            np.subtract(c[b], ops.div_adjoint(y[b], self.inv_dx), out=r[b])
+
+    # -- certificate and restarts --------------------------------------------------------------
+    def max_grad_norm(self, f) -> np.ndarray:
+        """``max_i |(Df)_i|`` in the constraint norm, per problem."""
+        return np.array([ops.grad_norms(ops.grad(fb, self.inv_dx), self.norm).max()
+                         for fb in f], dtype=np.float64)
+
+    def grad_sq(self, f) -> np.ndarray:
+        """``sum_i |(Df)_i|_2^2`` per problem."""
+        return np.array([np.sum(ops.grad(fb.astype(np.float64), self.inv_dx) ** 2) for fb in f])
+
+    def flow_cost(self, y, u) -> np.ndarray:
+        """``sum_i |y_i + (Du)_i|`` in the flow norm, per problem."""
+        return np.array([ops.flow_norms(yb + ops.grad(ub, self.inv_dx), self.norm).sum()
+                         for yb, ub in zip(y, u, strict=True)], dtype=np.float64)
+
+    def corrected_flow(self, y, u) -> np.ndarray:
+        """``y + D u`` (a new array)."""
+        return np.stack([yb + ops.grad(ub, self.inv_dx) for yb, ub in zip(y, u, strict=True)])
+
+    def flow_critic(self, yc: np.ndarray) -> np.ndarray:
+        """Critic recovered from a feasible flow by complementary slackness (least squares).
+
+        At the optimum ``(Df)_i`` is the unit direction of the flow wherever the flow is not
+        zero. This returns the least-squares solution of ``Df = yhat`` with ``yhat`` those
+        directions (zero where the flow is negligible): one Poisson solve. In 1D it is the exact
+        optimal critic of the flow ``yc``; in 2D a candidate that :meth:`repair` makes feasible.
+        """
+        rhs = np.empty(yc.shape[:1] + yc.shape[2:], dtype=yc.dtype)
+        for b, yb in enumerate(yc):
+            n = ops.flow_norms(yb, self.norm)
+            top = n.max()
+            keep = n > 1e-9 * top
+            if self.iso:
+                yhat = np.where(keep, yb / np.where(keep, n, 1.0), 0.0)
+            else:
+                yhat = np.where(np.abs(yb) > 1e-9 * top, np.sign(yb), 0.0)
+            rhs[b] = ops.div_adjoint(yhat, self.inv_dx)
+        return self.poisson(rhs)
+
+    def repair(self, f: np.ndarray) -> np.ndarray | None:
+        """A critic near ``f`` made feasible by one sequential sweep (1D, 2D); None otherwise.
+
+        Shared by every backend: it is part of the certificate, evaluated at checks only, and
+        inherently sequential (see ``otgrid.kernels.critic_numba.repair_critic_2d``).
+        """
+        from otgrid.kernels import critic_numba as k
+
+        g = np.empty_like(f)
+        dx = tuple(1.0 / h for h in self.inv_dx)
+        if self.ndim == 1:
+            k.repair_critic_1d(f, g, dx[0])
+        elif self.ndim == 2:
+            k.repair_critic_2d(f, g, dx[0], dx[1], self.iso)
+        else:
+            return None
+        return g

@@ -1,0 +1,72 @@
+"""The certificate of the grid critic: bounds on W that hold whatever the iterate.
+
+Lower bound: ``<c, f / max(1, max_i |(Df)_i|)>`` for the best of a few feasible critics built
+from the iterate (plain rescaling, a repair sweep, the critic recovered from the flow). Upper
+bound: ``sum_i |y_i + (Du)_i|`` with ``D^T D u = c - D^T y`` (one DCT solve), the cost of an
+exactly feasible flow. :class:`Best` keeps the best of both seen so far per problem;
+:func:`losses` says what each side loses at an iterate (used by the restarts).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["Best", "losses"]
+
+
+class Best:
+    """Per problem: the best certified bounds seen so far, with the critic and flow attaining them.
+
+    Arrays are indexed by the problem's position in the caller's batch; ``ids`` maps the active
+    (not yet finished) problems of the iteration to those positions.
+    """
+
+    def __init__(self, cert, nb: int, shape: tuple[int, ...]) -> None:
+        xp = cert.xp
+        self.lower = np.full(nb, -np.inf)
+        self.upper = np.full(nb, np.inf)
+        self.critic = xp.zeros((nb, *shape))
+        self.flow_y = xp.zeros((nb, len(shape), *shape))
+        self.flow_u = xp.zeros((nb, *shape))
+
+    def update(self, cert, ids, c64, f64, y64, u64, flow_candidates: bool) -> None:
+        """Evaluate the certificate of the iterates ``(f, y)`` (``u`` their Poisson corrections)."""
+        upper = cert.flow_cost(y64, u64)
+        xp = cert.xp
+        for j in np.flatnonzero(upper < self.upper[ids]):
+            b = ids[j]
+            self.upper[b] = upper[j]
+            self.flow_y[b] = y64[j]
+            self.flow_u[b] = u64[j]
+        cands = [f64, cert.repair(f64)]
+        if flow_candidates:
+            ix = xp.asarray(ids)
+            g = cert.flow_critic(cert.corrected_flow(self.flow_y[ix], self.flow_u[ix]))
+            cands += [g, cert.repair(g)]
+        for cand in cands:
+            if cand is None:
+                continue
+            lip = np.maximum(1.0, cert.max_grad_norm(cand))
+            lower = cert.dot(c64, cand) / lip
+            for j in np.flatnonzero(lower > self.lower[ids]):
+                b = ids[j]
+                self.lower[b] = lower[j]
+                self.critic[b] = cand[j] / lip[j]
+
+
+
+def losses(cert, c64, f64, y64, u64) -> tuple[np.ndarray, np.ndarray]:
+    """What the certificate loses on each side at the iterate ``(f, y)``, per problem.
+
+    Lower side: ``<c, f>`` minus the certified lower bound of ``f`` (rescaled or repaired), the
+    price of the critic's infeasibility. Upper side: the cost of the corrected flow ``y + Du``
+    minus ``sum |y|``, the price of the flow's divergence error.
+    """
+    cf = cert.dot(c64, f64)
+    low = cf / np.maximum(1.0, cert.max_grad_norm(f64))
+    rep = cert.repair(f64)
+    if rep is not None:
+        low = np.maximum(low, cert.dot(c64, rep) / np.maximum(1.0, cert.max_grad_norm(rep)))
+    up = cert.flow_cost(y64, u64) - cert.flow_cost(y64, cert.xp.zeros_like(u64))
+    return cf - low, up
+

@@ -1,0 +1,74 @@
+"""Adaptive restarts of the Chambolle–Pock iteration and the step (primal weight) they retune."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from otgrid.critic.certificate import losses
+
+__all__ = ["RESTART_EVERY", "decide_restarts", "restart"]
+
+# Adaptive primal weight with restarts (PDLP: Applegate et al. 2021, "Practical large-scale
+# linear programming using primal-dual hybrid gradient", §3.3-3.4), measured in this solver on
+# the Gaussian pair and 8gaussians vs N(0, I) at 64^2 (iterations to relative gap 1e-4 / 1e-6):
+# fixed step 620 / 22 220 and 1 280 / 25 550; PDLP restarts with the primal weight update
+# (theta = 0.5) 240 / 6 550 and 7 520 / 16 880 -- the weight drifts until the critic (lower
+# bound) stalls; restarting to the average never won. Kept: the PDLP update, but a step change
+# is only applied in the direction that helps the lagging side of the certificate (the critic's
+# infeasibility loss vs the flow's correction loss), and tau stays within [tau0/16, 16 tau0]:
+# 240 / 1 920 and 1 280 / 6 940.
+RESTART_EVERY = 64
+_PW_THETA = 0.5
+_PW_CAP = 16.0
+_BETA_SUFFICIENT, _BETA_NECESSARY, _BETA_ARTIFICIAL = 0.2, 0.8, 0.36
+
+
+def decide_restarts(res, res0, res_prev, k_restart, k, pending) -> None:
+    """PDLP's restart criteria on the fixed-point residual, per problem (in place)."""
+    first = np.isnan(res0)
+    res0[first] = res[first]
+    since = k - k_restart
+    do = ~first & ((res <= _BETA_SUFFICIENT * res0)
+                   | ((res <= _BETA_NECESSARY * res0) & (res > res_prev))
+                   | (since >= _BETA_ARTIFICIAL * k))
+    res_prev[:] = np.where(first, np.inf, res)
+    pending |= do
+
+
+
+def restart(kern, cert, c64, f, y, u, tau, tau0, f_anchor, y_anchor, pending, res0, res_prev,
+             k_restart, k, out, ids) -> None:
+    """Restart the pending problems at the current iterate: new primal weight, new anchors."""
+    xp = kern.xp
+    js = np.flatnonzero(pending)
+    jx = xp.asarray(js)
+    fj, yj, uj = f[jx], y[jx], u[jx]
+    f64 = fj if kern.dtype == np.float64 else fj.astype(np.float64)
+    y64 = yj if kern.dtype == np.float64 else yj.astype(np.float64)
+    df = np.sqrt(cert.grad_sq((fj - f_anchor[jx]).astype(np.float64)))
+    dy = np.sqrt(cert.sq_norm((yj - y_anchor[jx]).astype(np.float64)))
+    ok = (df > 0) & (dy > 0)
+    proposal = tau[js].copy()
+    proposal[ok] = np.exp(_PW_THETA * np.log(df[ok] / dy[ok])
+                          + (1 - _PW_THETA) * np.log(tau[js][ok]))
+    proposal = np.clip(proposal, tau0[js] / _PW_CAP, tau0[js] * _PW_CAP)
+    c64j = c64[jx]
+    if kern.dtype != np.float64:
+        r64 = xp.empty(c64j.shape)
+        cert.residual(c64j, y64, r64)
+        u64 = cert.poisson(r64)
+    else:
+        u64 = uj
+    low_loss, up_loss = losses(cert, c64j, f64, y64, u64)
+    veto = ((proposal > tau[js]) & (low_loss > up_loss)) | (
+        (proposal < tau[js]) & (up_loss > low_loss))
+    tau[js] = np.where(veto, tau[js], proposal)
+    f_anchor[jx] = fj
+    y_anchor[jx] = yj
+    res0[js] = np.nan
+    res_prev[js] = np.inf
+    k_restart[js] = k
+    pending[js] = False
+    for j in js:
+        out[ids[j]].restarts += 1
+

@@ -1,0 +1,263 @@
+"""Input validation, the problem record and the finishing step shared by the point-cloud solvers.
+
+:func:`_prepare` checks the points and weights and builds a :class:`_Problem`; the solvers
+(:mod:`~otgrid.pointcloud.sinkhorn`, :mod:`~otgrid.pointcloud.smooth_dual`) run on it and
+:func:`_finish` packages their potentials as a
+:class:`~otgrid.pointcloud.result.RegularizedResult`.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from otgrid._device import to_host
+from otgrid._validation import as_finite_array, as_rng, check_choice, check_positive_int
+from otgrid.errors import ConvergenceWarning
+from otgrid.pointcloud.ops_numpy import CloudOps
+from otgrid.pointcloud.result import RegularizedHistory, RegularizedResult
+
+__all__ = ["BACKENDS", "COSTS", "REGULARIZERS"]
+
+Cost = Literal["euclidean", "sqeuclidean", "cityblock"]
+Regularizer = Literal["l2", "kl"]
+Backend = Literal["auto", "numpy", "numba", "cuda"]
+COSTS: tuple[str, ...] = ("euclidean", "sqeuclidean", "cityblock")
+REGULARIZERS: tuple[str, ...] = ("l2", "kl")
+BACKENDS: tuple[str, ...] = ("auto", "numpy", "numba", "cuda")
+
+# Relative difference of sum(a) and sum(b) accepted (b is then rescaled to sum(a)).
+WEIGHT_RTOL = 1e-6
+
+
+# ------------------------------------------------------------------------------- validation
+@dataclass
+class _Problem:
+    """Validated float64 inputs with a batch axis, and what the drivers need to know."""
+
+    x: np.ndarray
+    y: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+    mass: np.ndarray
+    diameter: np.ndarray
+    batched: bool
+    cost: str
+    dtype: np.dtype
+    x_user: np.ndarray
+    y_user: np.ndarray
+
+    @property
+    def B(self) -> int:
+        """Number of problems (1 for a single solve)."""
+        return self.x.shape[0]
+
+
+def _points(v: Any, name: str, dtype: np.dtype) -> np.ndarray:
+    arr = as_finite_array(v, name, dtype=dtype)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim not in (2, 3):
+        raise ValueError(f"{name} must have shape (n,), (n, d) or (B, n, d) for a batch; "
+                         f"got {arr.shape}.")
+    if arr.shape[-2] == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape}); it must hold at least one "
+                         "point.")
+    if arr.shape[-1] == 0:
+        raise ValueError(f"{name} has points of dimension 0 (shape {arr.shape}).")
+    return arr
+
+
+def _weights(w: Any, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    if w is None:
+        return np.full(shape, 1.0 / shape[-1])
+    arr = as_finite_array(w, name, dtype=dtype, nonnegative=True).astype(np.float64)
+    if arr.shape != shape:
+        raise ValueError(f"{name} must have shape {shape} (one weight per point); got "
+                         f"{arr.shape}.")
+    tot = arr.sum(axis=-1)
+    if np.any(tot <= 0):
+        raise ValueError(f"{name} has zero total weight; give at least one point a positive "
+                         "weight.")
+    return arr
+
+
+def _cost_bound(x: np.ndarray, y: np.ndarray, cost: str) -> np.ndarray:
+    """Upper bound on every cost of each problem, from the bounding box of both clouds."""
+    span = np.maximum(x.max(axis=1), y.max(axis=1)) - np.minimum(x.min(axis=1), y.min(axis=1))
+    if cost == "cityblock":
+        return span.sum(axis=-1)
+    sq = (span * span).sum(axis=-1)
+    return np.sqrt(sq) if cost == "euclidean" else sq
+
+
+def _prepare(x, y, a, b, cost: str, dtype: Any) -> _Problem:
+    dtype = np.dtype(dtype)
+    x, y, a, b = (to_host(v) for v in (x, y, a, b))  # CuPy inputs: one copy to the host
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be numpy.float64 or numpy.float32; got {dtype}.")
+    xu = _points(x, "x", dtype)
+    yu = _points(y, "y", dtype)
+    if xu.ndim != yu.ndim:
+        raise ValueError(f"x and y must both be single clouds (n, d) or both batches (B, n, d); "
+                         f"got shapes {xu.shape} and {yu.shape}.")
+    if xu.shape[-1] != yu.shape[-1]:
+        raise ValueError(f"x and y must have points of the same dimension; got d = "
+                         f"{xu.shape[-1]} for x and {yu.shape[-1]} for y.")
+    batched = xu.ndim == 3
+    if batched and xu.shape[0] != yu.shape[0]:
+        raise ValueError(f"x and y must hold the same number of problems; got batches of "
+                         f"{xu.shape[0]} and {yu.shape[0]}.")
+    x64 = xu.astype(np.float64) if batched else xu.astype(np.float64)[None]
+    y64 = yu.astype(np.float64) if batched else yu.astype(np.float64)[None]
+    aw = _weights(a, "a", xu.shape[:-1], dtype)
+    bw = _weights(b, "b", yu.shape[:-1], dtype)
+    if not batched:
+        aw, bw = aw[None], bw[None]
+    sa, sb = aw.sum(axis=1), bw.sum(axis=1)
+    bad = np.abs(sa - sb) > WEIGHT_RTOL * np.maximum(sa, sb)
+    if np.any(bad):
+        k = int(np.argmax(bad))
+        where = f" (problem {k} of the batch)" if batched else ""
+        raise ValueError(f"a and b must have equal totals{where}; got sum(a) = {sa[k]:.12g} "
+                         f"and sum(b) = {sb[k]:.12g}. Normalise both (e.g. a / a.sum()).")
+    bw = bw * (sa / sb)[:, None]
+    return _Problem(x64, y64, aw, bw, sa, _cost_bound(x64, y64, cost), batched, cost, dtype,
+                    xu, yu)
+
+
+def _check_common(reg, cost, tol, max_iter, backend, callback) -> tuple[float, float, int, str]:
+    try:
+        reg = float(reg)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"reg must be a positive number; got {reg!r}.") from exc
+    if not (np.isfinite(reg) and reg > 0):
+        raise ValueError(f"reg must be a positive finite number (in units of the cost); got "
+                         f"{reg}.")
+    check_choice(cost, "cost", COSTS)
+    tol = float(tol)
+    if not (np.isfinite(tol) and tol > 0):
+        raise ValueError(f"tol must be a positive number; got {tol}.")
+    max_iter = check_positive_int(max_iter, "max_iter")
+    check_choice(backend, "backend", BACKENDS)
+    if callback is not None and not callable(callback):
+        raise TypeError("callback must be callable, e.g. callback(info) -> bool | None.")
+    return reg, tol, max_iter, ("numba" if backend == "auto" else backend)
+
+
+def _check_scaling(value: Any, name: str, default: float, warm: bool) -> float | None:
+    """``None``/``True``/``False``/factor -> the annealing factor in (0, 1), or None (off)."""
+    if value is None:
+        return None if warm else default
+    if value is True:
+        return default
+    if value is False:
+        return None
+    try:
+        q = float(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be None, a bool or a factor in (0, 1); got "
+                        f"{value!r}.") from exc
+    if not 0.0 < q < 1.0:
+        raise ValueError(f"{name} must be a factor in (0, 1) (or True / False); got {value}.")
+    return q
+
+
+def _warm(warm_start: Any, prob: _Problem) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(f, g)`` as (B, n), (B, m) float64 from a result or a pair of arrays."""
+    if warm_start is None:
+        return None
+    if isinstance(warm_start, RegularizedResult):
+        f, g = warm_start.f, warm_start.g
+    elif isinstance(warm_start, (tuple, list)) and len(warm_start) == 2:
+        f, g = warm_start
+    else:
+        raise TypeError("warm_start must be a RegularizedResult or a pair (f, g) of "
+                        f"potentials; got {type(warm_start).__name__}.")
+    f = as_finite_array(f, "warm_start f")
+    g = as_finite_array(g, "warm_start g")
+    lead = (prob.B,) if prob.batched else ()
+    want_f, want_g = (*lead, prob.x.shape[1]), (*lead, prob.y.shape[1])
+    if f.shape != want_f or g.shape != want_g:
+        raise ValueError(f"warm_start potentials must have shapes {want_f} and {want_g} (one "
+                         f"value per point); got {f.shape} and {g.shape}.")
+    return (f.reshape(prob.B, -1).copy(), g.reshape(prob.B, -1).copy())
+
+
+# ----------------------------------------------------------------------------- shared pieces
+def _normalise(f: np.ndarray, g: np.ndarray, prob: _Problem) -> tuple[np.ndarray, np.ndarray]:
+    """Shift ``(f + s, g - s)`` so that ``<a, f> = <b, g>`` for every problem."""
+    s = ((prob.a * f).sum(axis=1) - (prob.b * g).sum(axis=1)) / (2.0 * prob.mass)
+    return f - s[:, None], g + s[:, None]
+
+
+def _statistic(ops: CloudOps, prob: _Problem, f, g, mfun, n_samples: int, rng) -> np.ndarray:
+    """Sanjabi et al. eq. (15): mean of M(V) over pairs drawn independently from a and b."""
+    gen = as_rng(rng)
+    ii = np.stack([gen.choice(prob.x.shape[1], n_samples, p=prob.a[k] / prob.a[k].sum())
+                   for k in range(prob.B)])
+    jj = np.stack([gen.choice(prob.y.shape[1], n_samples, p=prob.b[k] / prob.b[k].sum())
+                   for k in range(prob.B)])
+    bi = np.arange(prob.B)[:, None]
+    v = f[bi, ii] + g[bi, jj] - ops.pair_costs(ii, jj)
+    return mfun(v).mean(axis=1)
+
+
+def _scalar(v: np.ndarray, prob: _Problem):
+    return v.astype(np.float64) if prob.batched else float(v[0])
+
+
+def _finish(prob: _Problem, *, f, g, r, c, transport, objective, primal, stat, iterations,
+            passes, status, tol, hist, t0, backend, method, regularizer, reg, fix,
+            warn_stack: int = 3) -> RegularizedResult:
+    """Package the final iterate (arrays with a batch axis) into a RegularizedResult.
+
+    ``hist``: ``(iteration, reg, marginal errors, objectives, seconds, float32)`` per
+    iteration; every float32 iteration is one float32 pass (``float32_passes``).
+    """
+    row_err = np.abs(r - prob.a).sum(axis=1) / prob.mass
+    col_err = np.abs(c - prob.b).sum(axis=1) / prob.mass
+    err = row_err + col_err
+    grad = np.sqrt(((prob.a - r) ** 2).sum(axis=1) + ((prob.b - c) ** 2).sum(axis=1))
+    converged = bool(np.all(err <= tol))
+    if converged:
+        status = "converged"
+    worst = float(err.max())
+    if status == "converged":
+        message = (f"Converged: marginal error {worst:.2e} <= tol {tol:.1e} after {iterations} "
+                   "iterations.")
+    elif status == "callback":
+        message = f"Stopped by the callback after {iterations} iterations (marginal error " \
+                  f"{worst:.2e})."
+    else:
+        message = (f"Stopped ({status}) after {iterations} iterations with marginal error "
+                   f"{worst:.2e} > tol {tol:.1e}; {fix}")
+        warnings.warn(message, ConvergenceWarning, stacklevel=warn_stack)
+    it, rg, me, ob, sec, low = (zip(*hist, strict=True) if hist else ((),) * 6)
+    me_arr = np.array(me, dtype=float).reshape(len(it), prob.B)
+    ob_arr = np.array(ob, dtype=float).reshape(len(it), prob.B)
+    history = RegularizedHistory(
+        np.array(it, dtype=int), np.array(rg, dtype=float),
+        me_arr if prob.batched else me_arr[:, 0], ob_arr if prob.batched else ob_arr[:, 0],
+        np.array(sec, dtype=float), np.array(low, dtype=bool))
+    out = (lambda v: v) if prob.batched else (lambda v: v[0])
+    return RegularizedResult(
+        f=out(f).astype(prob.dtype), g=out(g).astype(prob.dtype),
+        transport_cost=_scalar(transport, prob), objective=_scalar(objective, prob),
+        primal_objective=_scalar(primal, prob), marginal_error=_scalar(err, prob),
+        marginal_errors=(_scalar(row_err, prob), _scalar(col_err, prob)),
+        grad_norm=_scalar(grad, prob), termination_statistic=_scalar(stat, prob),
+        plan_mass=_scalar(r.sum(axis=1), prob), iterations=int(iterations), passes=int(passes),
+        converged=converged, status=status, message=message, history=history,
+        seconds=time.perf_counter() - t0, backend=backend, method=method,
+        regularizer=regularizer, reg=reg, cost=prob.cost, tol=tol, dtype=prob.dtype,
+        x=prob.x_user, y=prob.y_user, a=out(prob.a).astype(prob.dtype),
+        b=out(prob.b).astype(prob.dtype), float32_passes=int(history.float32.sum()))
+
+
+def _info_value(v: np.ndarray, batched: bool):
+    return v.copy() if batched else float(v[0])

@@ -1,0 +1,241 @@
+"""Tests of otgrid.auditing (og.audit): metrics on known critics, torch vs NumPy, errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import integrate, stats
+
+import otgrid as og
+from otgrid.auditing import AuditReport, audit
+from otgrid.sco.generators import LocationScale
+
+pytestmark = pytest.mark.filterwarnings("ignore::otgrid.errors.OutsideMassWarning")
+
+
+@pytest.fixture(scope="module")
+def shifted_1d():
+    grid = og.Grid((-7.0, 9.0), 256)
+    mu, nu = og.Normal(0.0, 1.0), og.Normal(2.0, 1.0)
+    exact = og.solve_critic(grid.discretize(mu), grid.discretize(nu), grid, tol=1e-8)
+    return grid, mu, nu, exact
+
+
+@pytest.fixture(scope="module")
+def shifted_2d():
+    grid = og.Grid([(-5.0, 7.0), (-5.0, 6.0)], 48)
+    mu, nu = og.Normal([0.0, 0.0], 1.0), og.Normal([2.0, 1.0], 1.0)
+    exact = og.solve_critic(grid.discretize(mu), grid.discretize(nu), grid, tol=1e-7)
+    return grid, mu, nu, exact
+
+
+# --------------------------------------------------------------------------- exact critic
+@pytest.mark.parametrize("case", ["shifted_1d", "shifted_2d"])
+def test_exact_critic_audits_perfectly(case, request):
+    grid, mu, nu, exact = request.getfixturevalue(case)
+    rep = audit(exact.interpolant(), mu, nu, grid, exact=exact, samples=2000)
+    assert rep.gradient_method == "value_and_grad"
+    # <mu - nu, f*> is the certified lower bound, W* the midpoint of the certificate
+    np.testing.assert_allclose(rep.w_ratio, 1.0, rtol=2 * exact.relative_gap + 1e-12)
+    np.testing.assert_allclose(rep.grad_cosine, 1.0, atol=1e-5)
+    np.testing.assert_allclose(rep.grad_cosine_pointwise, 1.0, atol=1e-5)
+    assert rep.grad_l2 < 1e-5
+    assert rep.shape_error < 1e-9
+    np.testing.assert_allclose(rep.shape_scale, 1.0, rtol=1e-9)
+    # |(D f*)_i| <= 1 in every cell; the interpolant's gradient at the centres equals D f*
+    # except on the last row/column (it takes the last pair there), where the masses vanish
+    assert rep.frac_above_mu < 1e-6 and rep.frac_above_nu < 1e-6
+    assert rep.w_star_lower <= rep.w_star <= rep.w_star_upper
+
+
+def test_constant_critic_gives_trivial_values(shifted_1d):
+    grid, mu, nu, exact = shifted_1d
+    rep = audit(lambda x: np.full(x.shape[0], 3.0), mu, nu, grid, exact=exact, samples=500)
+    assert rep.w_ratio == 0.0 and rep.w_ratio_samples == 0.0
+    assert rep.lipschitz == 0.0
+    assert math.isnan(rep.w_ratio_over_lipschitz)
+    assert rep.grad_cosine == 0.0
+    np.testing.assert_allclose(rep.grad_l2, 1.0, rtol=1e-12)   # |grad f*| = 1 on the flow
+    assert rep.shape_scale == 0.0
+    np.testing.assert_allclose(rep.shape_error, 1.0, rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- analytic critics
+def test_petzka_prop2_abs_critic_is_optimal():
+    # mu = N(0, 1), nu = (N(-1, 1) + N(1, 1)) / 2: f = -|x| is an optimal critic (Petzka et al.,
+    # Prop. 2). Independent W: integral of |F_mu - F_nu| (scipy quad); E_mu f - E_nu f in
+    # closed form from the folded normal mean.
+    grid = og.Grid((-9.0, 9.0), 1024)
+    mu = og.Normal(0.0, 1.0)
+    nu = og.Mixture([og.Normal(-1.0, 1.0), og.Normal(1.0, 1.0)])
+
+    def gap(x):
+        return abs(stats.norm.cdf(x) - 0.5 * (stats.norm.cdf(x + 1) + stats.norm.cdf(x - 1)))
+
+    w_ref = integrate.quad(gap, -12, 12, points=[-1, 0, 1], limit=200)[0]
+    folded = math.sqrt(2 / math.pi) * math.exp(-0.5) + (1 - 2 * stats.norm.cdf(-1.0))
+    w_abs = -math.sqrt(2 / math.pi) + folded
+    np.testing.assert_allclose(w_abs, w_ref, rtol=1e-8)       # the maths of Prop. 2 itself
+
+    rep = audit(lambda x: -np.abs(x[:, 0]), mu, nu, grid, samples=20_000, seed=1)
+    np.testing.assert_allclose(rep.w_star, w_ref, rtol=2e-4)
+    np.testing.assert_allclose(rep.w_critic, w_ref, rtol=2e-4)
+    np.testing.assert_allclose(rep.w_ratio, 1.0, atol=2e-4)
+    assert rep.grad_cosine > 0.999
+    assert rep.shape_error < 0.02
+    assert rep.lipschitz <= 1.0 + 1e-9
+    # at 20 000 samples the sample estimate is within a few standard errors
+    assert abs(rep.w_ratio_samples - 1.0) < 0.1
+
+
+def test_linear_critic_on_translation(shifted_2d):
+    grid, mu, nu, exact = shifted_2d
+    shift = np.array([2.0, 1.0])
+    a = -shift / np.linalg.norm(shift)
+    rng = np.random.default_rng(3)
+    x_mu, x_nu = mu.sample(3000, rng=rng), nu.sample(3000, rng=rng)
+    rep = audit(lambda x: x @ a, mu, nu, grid, exact=exact, samples=(x_mu, x_nu))
+    w_true = float(np.linalg.norm(shift))                      # W1 of a translation
+    np.testing.assert_allclose(rep.w_critic, w_true, rtol=2e-3)
+    np.testing.assert_allclose(rep.w_star, w_true, rtol=5e-3)
+    np.testing.assert_allclose(rep.w_ratio, 1.0, atol=5e-3)
+    np.testing.assert_allclose(rep.w_critic_samples, x_mu.mean(0) @ a - x_nu.mean(0) @ a,
+                               rtol=1e-12)
+    np.testing.assert_allclose(rep.lipschitz, 1.0, rtol=1e-6)
+    assert rep.grad_cosine > 0.99
+    assert rep.shape_error < 0.05
+    assert rep.n_samples == 3000
+
+
+def test_scaled_shifted_optimal_critic(shifted_1d):
+    grid, mu, nu, exact = shifted_1d
+    base = exact.interpolant()
+
+    class Scaled:
+        def __call__(self, x):
+            return 3.0 * base(x) + 2.0
+
+        def value_and_grad(self, x):
+            v, g = base.value_and_grad(x)
+            return 3.0 * v + 2.0, 3.0 * g
+
+    rep = audit(Scaled(), mu, nu, grid, exact=exact, samples=500)
+    np.testing.assert_allclose(rep.shape_scale, 1 / 3, rtol=1e-9)
+    np.testing.assert_allclose(rep.shape_shift, -2 / 3, atol=1e-9)
+    assert rep.shape_error < 1e-9
+    np.testing.assert_allclose(rep.w_ratio, 3.0, rtol=1e-6)
+    np.testing.assert_allclose(rep.lipschitz, 3.0, rtol=1e-6)
+    np.testing.assert_allclose(rep.w_ratio_over_lipschitz, 1.0, rtol=1e-6)
+    np.testing.assert_allclose(rep.frac_above_nu, 1.0, atol=1e-3)
+    np.testing.assert_allclose(rep.grad_cosine, 1.0, atol=1e-6)
+
+
+def test_masses_and_distributions_agree(shifted_1d):
+    grid, mu, nu, exact = shifted_1d
+    f = lambda x: -np.tanh(x[:, 0])  # noqa: E731
+    a = audit(f, mu, nu, grid, exact=exact, samples=100)
+    b = audit(f, grid.discretize(mu), grid.discretize(nu), grid, exact=exact, samples=100)
+    for key in ("w_ratio", "grad_cosine", "grad_l2", "shape_error", "frac_above_mu"):
+        np.testing.assert_allclose(getattr(a, key), getattr(b, key), rtol=1e-12)
+
+
+def test_finite_differences_match_analytic_gradient(shifted_2d):
+    grid, mu, nu, exact = shifted_2d
+    rep_fd = audit(lambda x: np.sin(x[:, 0]) - 0.5 * x[:, 1] ** 2 / 4, mu, nu, grid,
+                   exact=exact, samples=300)
+    g = rep_fd.grads
+    xs, ys = grid.mesh()
+    np.testing.assert_allclose(g[0], np.cos(xs), atol=1e-6)
+    np.testing.assert_allclose(g[1], -ys / 4, atol=1e-6)
+
+
+def test_generator_gradient(shifted_1d):
+    grid, mu, nu, exact = shifted_1d
+    gen = LocationScale(2.0, 1.0)
+    base = exact.interpolant()
+    rep = audit(base, mu, nu, grid, exact=exact, generator=gen, samples=500)
+    assert rep.generator_grad_rel_error < 1e-12
+    np.testing.assert_allclose(rep.generator_grad_cosine, 1.0, rtol=1e-12)
+    # half the optimal critic: the generator receives half the signal, same direction
+    rep2 = audit(lambda x: 0.5 * base(x), mu, nu, grid, exact=exact, generator=gen,
+                 samples=500)
+    np.testing.assert_allclose(rep2.generator_grad_rel_error, 0.5, atol=1e-4)
+    np.testing.assert_allclose(rep2.generator_grad_cosine, 1.0, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- output
+def test_report_outputs(shifted_1d, shifted_2d):
+    pytest.importorskip("matplotlib")
+    for grid, mu, nu, exact in (shifted_1d, shifted_2d):
+        rep = audit(lambda x: -np.tanh(x[:, 0]), mu, nu, grid, exact=exact, samples=200)
+        assert isinstance(rep, AuditReport)
+        d = json.loads(rep.to_json())
+        assert d["w_ratio"] == pytest.approx(rep.w_ratio)
+        assert d["generator_grad_cosine"] is None
+        text = str(rep)
+        for name in ("w_ratio", "lipschitz", "grad_cosine", "grad_l2", "shape_error"):
+            assert name in text
+        fig = rep.plot(title="tanh")
+        assert len(fig.axes) >= 3
+
+
+# --------------------------------------------------------------------------- bad critics
+@pytest.mark.parametrize(("critic", "exc", "match"), [
+    (lambda x: np.full(x.shape[0], np.nan), ValueError, "non-finite"),
+    (lambda x: np.zeros((x.shape[0], 2)), ValueError, r"shape \(n,\)"),
+    (lambda x: float(x[0, 0]), ValueError, "non-vectorised"),
+    (lambda x: math.exp(x), ValueError, "batch of points"),
+    ("not a function", TypeError, "callable"),
+])
+def test_bad_critics(shifted_1d, critic, exc, match):
+    grid, mu, nu, exact = shifted_1d
+    with pytest.raises(exc, match=match):
+        audit(critic, mu, nu, grid, exact=exact, samples=10)
+
+
+def test_bad_inputs(shifted_1d):
+    grid, mu, nu, exact = shifted_1d
+    f = lambda x: -x[:, 0]  # noqa: E731
+    with pytest.raises(ValueError, match="masses on the grid"):
+        audit(f, np.ones(7), nu, grid, exact=exact)
+    with pytest.raises(ValueError, match="shape"):
+        audit(f, mu, nu, grid, exact=exact, samples=(np.zeros((5, 2)), np.zeros((5, 2))))
+    with pytest.raises(ValueError, match="equal total mass"):
+        audit(f, grid.discretize(mu), 2 * grid.discretize(nu), grid, exact=exact)
+    with pytest.raises(TypeError, match="Grid"):
+        audit(f, mu, nu, "grid")
+
+
+# --------------------------------------------------------------------------- torch
+def test_torch_and_numpy_critics_agree(shifted_2d):
+    torch = pytest.importorskip("torch")
+    grid, mu, nu, exact = shifted_2d
+
+    class F(torch.nn.Module):
+        def forward(self, x):
+            return (-0.8 * x[:, 0] - 0.4 * x[:, 1] + 0.3 * torch.sin(x[:, 0])).unsqueeze(1)
+
+    def f_np(x):
+        return -0.8 * x[:, 0] - 0.4 * x[:, 1] + 0.3 * np.sin(x[:, 0])
+
+    rt = audit(F().double(), mu, nu, grid, exact=exact, samples=400)
+    rn = audit(f_np, mu, nu, grid, exact=exact, samples=400)
+    assert rt.critic_kind == "torch" and rt.gradient_method == "autograd"
+    for key in ("w_ratio", "w_ratio_samples", "lipschitz", "grad_cosine", "grad_l2",
+                "shape_error", "frac_above_between"):
+        np.testing.assert_allclose(getattr(rt, key), getattr(rn, key), rtol=1e-6, atol=1e-8)
+
+
+def test_torch_nan_critic_is_rejected(shifted_1d):
+    torch = pytest.importorskip("torch")
+    grid, mu, nu, exact = shifted_1d
+
+    class Bad(torch.nn.Module):
+        def forward(self, x):
+            return torch.log(x[:, 0] - 100.0)
+
+    with pytest.raises(ValueError, match="non-finite"):
+        audit(Bad(), mu, nu, grid, exact=exact, samples=10)

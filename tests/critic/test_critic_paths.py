@@ -1,0 +1,272 @@
+"""Every solver path of issue 3 keeps the first release's guarantees.
+
+Batches, adaptive restarts, the multilevel start, float32, time limits and Ctrl-C: the bounds
+must bracket independent references (POT's network simplex, cvxpy + Clarabel, the 1D closed
+form), and the batched kernels must agree with the NumPy reference operators.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from references import emd2_cityblock, socp_2d_euclidean_cvxpy, w1_1d_closed_form
+from scipy.stats import norm as normal
+
+import otgrid as og
+from otgrid.critic import operators as ops
+from otgrid.critic.backends import make_kernels
+from otgrid.critic.multilevel import coarsen as _coarsen
+from otgrid.critic.multilevel import prolong as _prolong
+
+EXACT_SLACK = 1e-9
+SOCP_SLACK = 1e-7
+
+
+def _gauss_2d(grid: og.Grid, mean, sd=1.0) -> np.ndarray:
+    (ax, bx), (ay, by) = grid.bounds
+    gx = np.diff(normal.cdf(np.linspace(ax, bx, grid.shape[0] + 1), loc=mean[0], scale=sd))
+    gy = np.diff(normal.cdf(np.linspace(ay, by, grid.shape[1] + 1), loc=mean[1], scale=sd))
+    m = np.outer(gx, gy)
+    return m / m.sum()
+
+
+def _centers(grid: og.Grid):
+    return tuple(a + (np.arange(n) + 0.5) * h
+                 for (a, _), n, h in zip(grid.bounds, grid.shape, grid.dx, strict=True))
+
+
+def _brackets(res, ref: float, slack: float) -> bool:
+    return res.lower <= ref * (1 + slack) + 1e-15 and res.upper >= ref * (1 - slack) - 1e-15
+
+
+# ------------------------------------------------------------------------- batched kernels
+@pytest.mark.parametrize("shape", [(9,), (7, 5)])
+@pytest.mark.parametrize("norm", ["euclidean", "cityblock"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_batched_numba_kernels_match_numpy_reference(shape, norm, dtype):
+    rng = np.random.default_rng(0)
+    nb, nd = 3, len(shape)
+    dx = (0.3, 0.7)[:nd]
+    ref = make_kernels("numpy", shape, dx, norm, dtype)
+    fast = make_kernels("numba", shape, dx, norm, dtype)
+    f = rng.standard_normal((nb, *shape)).astype(dtype)
+    u = rng.standard_normal((nb, *shape)).astype(dtype)
+    y = rng.standard_normal((nb, nd, *shape)).astype(dtype)
+    for k in range(nd):  # flows are zero on the last index of their axis
+        idx = [slice(None)] * (nd + 2)
+        idx[1], idx[2 + k] = k, -1
+        y[tuple(idx)] = 0
+    tau = np.array([0.5, 2.0, 7.0])
+    rtol = 1e-12 if dtype == np.float64 else 2e-5
+    outs = []
+    for kern in (ref, fast):
+        yy, fo, r = y.copy(), np.empty_like(f), np.empty_like(f)
+        kern.dual_step(f, u, yy, fo, tau, 1.0 / tau)
+        kern.residual(f, y, r)
+        outs.append((yy, fo, r, kern.max_grad_norm(f), kern.grad_sq(f), kern.flow_cost(y, u),
+                     kern.corrected_flow(y, u), kern.repair(f.astype(np.float64))))
+    for a, b in zip(*outs, strict=True):
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol)
+    # each problem of the batch is the same as solving it alone
+    for b in range(nb):
+        yy, fo = y[b:b + 1].copy(), np.empty_like(f[b:b + 1])
+        fast.dual_step(f[b:b + 1], u[b:b + 1], yy, fo, tau[b:b + 1], 1.0 / tau[b:b + 1])
+        np.testing.assert_allclose(yy[0], outs[1][0][b], rtol=rtol, atol=rtol)
+    # plain-NumPy check of one reduction, independent of both backends
+    g = np.stack([ops.grad(fb.astype(np.float64), [1 / h for h in dx]) for fb in f])
+    np.testing.assert_allclose(fast.grad_sq(f), (g ** 2).reshape(nb, -1).sum(1), rtol=rtol)
+
+
+def test_batched_poisson_solves_each_problem():
+    rng = np.random.default_rng(1)
+    kern = make_kernels("numpy", (6, 5), (0.5, 0.25), "euclidean", np.float64)
+    r = rng.standard_normal((2, 6, 5))
+    r -= r.mean(axis=(1, 2), keepdims=True)
+    u = kern.poisson(r)
+    for b in range(2):
+        lap = ops.div_adjoint(ops.grad(u[b], (2.0, 4.0)), (2.0, 4.0))
+        np.testing.assert_allclose(lap, r[b], atol=1e-10)
+
+
+# ----------------------------------------------------------------------------------- batches
+def _batch_problem():
+    grid = og.Grid([(-3.0, 3.0), (-3.0, 3.0)], (20, 20))
+    nu = _gauss_2d(grid, (0.0, 0.0))
+    mus = np.stack([_gauss_2d(grid, m) for m in [(1.0, 0.0), (0.0, -1.5), (0.5, 0.5)]])
+    return grid, mus, nu
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("norm", ["euclidean", "cityblock"])
+def test_batch_brackets_references_and_matches_single_solves(backend, norm):
+    grid, mus, nu = _batch_problem()
+    res = og.solve_critic(mus, nu, grid, norm=norm, tol=1e-6, backend=backend)
+    assert isinstance(res, list) and len(res) == 3
+    for b, r in enumerate(res):
+        assert r.converged and r.critic.shape == grid.shape
+        if norm == "cityblock":
+            ref, slack = emd2_cityblock(mus[b], nu, _centers(grid)), EXACT_SLACK
+        else:
+            ref, slack = socp_2d_euclidean_cvxpy(mus[b], nu, grid.dx).value, SOCP_SLACK
+        assert _brackets(r, ref, slack), (b, r.lower, r.upper, ref)
+        single = og.solve_critic(mus[b], nu, grid, norm=norm, tol=1e-6, backend=backend)
+        assert single.lower <= r.upper * (1 + 1e-12) and r.lower <= single.upper * (1 + 1e-12)
+
+
+def test_batch_stops_each_problem_on_its_own():
+    grid, mus, nu = _batch_problem()
+    mus = np.concatenate([mus, nu[None]])  # problem 3: mu == nu, W = 0
+    seen: dict[int, int] = {}
+
+    def cb(info):
+        seen[info.problem] = info.iteration
+
+    res = og.solve_critic(mus, nu, grid, tol=1e-6, callback=cb)
+    assert res[3].w1 == 0.0 and res[3].converged
+    iters = [r.iterations for r in res[:3]]
+    assert len(set(iters)) > 1  # different problems stop at different iterations
+    assert all(seen[b] == res[b].iterations for b in range(3))
+
+
+def test_batch_broadcasts_either_side_and_checks_shapes():
+    grid, mus, nu = _batch_problem()
+    a = og.solve_critic(mus, nu, grid, tol=1e-5)
+    b = og.solve_critic(nu, mus, grid, tol=1e-5)  # W is symmetric
+    for ra, rb in zip(a, b, strict=True):
+        assert ra.lower <= rb.upper * (1 + 1e-12) and rb.lower <= ra.upper * (1 + 1e-12)
+    with pytest.raises(ValueError, match="same number"):
+        og.solve_critic(mus, mus[:2], grid)
+    with pytest.raises(ValueError, match=r"\(B, \*"):
+        og.solve_critic(mus[None], nu, grid)
+    bad = mus.copy()
+    bad[1] *= 2
+    with pytest.raises(ValueError, match="problem 1"):
+        og.solve_critic(bad, nu, grid)
+
+
+def test_batch_warm_start_takes_a_list():
+    grid, mus, nu = _batch_problem()
+    first = og.solve_critic(mus, nu, grid, tol=1e-5)
+    again = og.solve_critic(mus, nu, grid, tol=1e-5, warm_start=first)
+    assert all(a.iterations <= f.iterations for a, f in zip(again, first, strict=True))
+    with pytest.raises(TypeError, match="list of CriticResult"):
+        og.solve_critic(mus, nu, grid, warm_start=first[0])
+    with pytest.raises(ValueError, match="2 results for 3"):
+        og.solve_critic(mus, nu, grid, warm_start=first[:2])
+
+
+# ---------------------------------------------------------------- restarts and multilevel
+@pytest.mark.parametrize("adaptive", [True, False])
+@pytest.mark.parametrize("multilevel", [True, False])
+def test_paths_bracket_the_cityblock_reference(adaptive, multilevel):
+    grid = og.Grid([(-3.0, 3.0), (-3.0, 3.0)], (64, 66))
+    mu, nu = _gauss_2d(grid, (-0.5, 0.0), 0.8), _gauss_2d(grid, (1.0, 0.5), 0.8)
+    ref = emd2_cityblock(mu, nu, _centers(grid))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", og.ConvergenceWarning)
+        res = og.solve_critic(mu, nu, grid, norm="cityblock", tol=1e-6, max_iter=4000,
+                              adaptive_step=adaptive, multilevel=multilevel)
+    assert _brackets(res, ref, EXACT_SLACK)
+    assert res.levels == (2 if multilevel else 1)
+    if not adaptive:
+        assert res.restarts == 0
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (67, 65)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_multilevel_brackets_the_socp_reference(shape, dtype):
+    grid = og.Grid([(-4.0, 4.0), (-4.0, 4.0)], shape)
+    mu, nu = _gauss_2d(grid, (0.0, 0.0)), _gauss_2d(grid, (2.0, 1.0))
+    ref = socp_2d_euclidean_cvxpy(mu, nu, grid.dx, tol=1e-9)
+    res = og.solve_critic(mu, nu, grid, tol=1e-5, multilevel=True, dtype=dtype)
+    assert res.converged and res.levels == 2
+    assert _brackets(res, ref.value, SOCP_SLACK)
+
+
+def test_adaptive_restarts_beat_the_fixed_step_on_the_gaussian_pair():
+    grid = og.Grid([(-4.0, 4.0), (-4.0, 4.0)], (48, 48))
+    mu, nu = _gauss_2d(grid, (0.0, 0.0)), _gauss_2d(grid, (2.0, 1.0))
+    fixed = og.solve_critic(mu, nu, grid, tol=1e-6, adaptive_step=False, multilevel=False)
+    adapt = og.solve_critic(mu, nu, grid, tol=1e-6, multilevel=False)
+    assert fixed.converged and adapt.converged
+    assert adapt.restarts > 0 and adapt.iterations < fixed.iterations / 2
+
+
+def test_coarsen_and_prolong():
+    rng = np.random.default_rng(3)
+    c = rng.standard_normal((2, 7, 6))
+    cc = _coarsen(c)
+    assert cc.shape == (2, 4, 3)
+    np.testing.assert_allclose(cc.sum(axis=(1, 2)), c.sum(axis=(1, 2)))
+    np.testing.assert_allclose(cc[:, 0, 0], c[:, :2, :2].sum(axis=(1, 2)))
+    # a linear critic is reproduced exactly away from the boundary; the flow is scaled by 1/4
+    xc = (np.arange(8) + 0.5) * 2.0
+    lin = np.broadcast_to(3.0 * xc[:, None] + 0 * xc[None, :8], (8, 8))[None]
+    flow = np.ones((1, 2, 8, 8))
+    f, y = _prolong(lin, flow, (16, 16))
+    xf = np.arange(16) + 0.5
+    np.testing.assert_allclose(f[0, 1:-1, 5], 3.0 * xf[1:-1])
+    np.testing.assert_allclose(y[0, 0, :-1, 3], 0.25)
+    np.testing.assert_allclose(y[0, 0, -1], 0.0)
+    np.testing.assert_allclose(y[0, 1, :, -1], 0.0)
+
+
+# ------------------------------------------------------------------------- stopping rules
+def test_time_limit_stops_with_valid_bounds():
+    grid = og.Grid([(-4.0, 4.0), (-4.0, 4.0)], (64, 64))
+    mu, nu = _gauss_2d(grid, (0.0, 0.0)), _gauss_2d(grid, (2.0, 1.0))
+    ref = socp_2d_euclidean_cvxpy(mu, nu, grid.dx, tol=1e-9).value
+    with pytest.warns(og.ConvergenceWarning, match="time_limit"):
+        res = og.solve_critic(mu, nu, grid, tol=1e-12, time_limit=0.3, multilevel=False)
+    assert res.status == "time_limit" and not res.converged
+    assert _brackets(res, ref, SOCP_SLACK)
+    with pytest.raises(ValueError, match="time_limit"):
+        og.solve_critic(mu, nu, grid, time_limit=-1)
+
+
+@pytest.mark.parametrize("multilevel", [False, True])
+def test_keyboard_interrupt_returns_the_best_result_when_asked(multilevel):
+    grid = og.Grid((-6.0, 6.0), 200)
+    edges = np.linspace(-6, 6, 201)
+    mu = np.diff(normal.cdf(edges, 0, 1))
+    nu = np.diff(normal.cdf(edges, 1.5, 0.7))
+    nu *= mu.sum() / nu.sum()
+    calls = []
+
+    def cb(info):
+        calls.append(info.iteration)
+        raise KeyboardInterrupt
+
+    res = og.solve_critic(mu, nu, grid, tol=1e-14, callback=cb, interrupt="return",
+                          multilevel=multilevel)
+    assert res.status == "interrupted" and not res.converged and "Interrupted" in res.message
+    assert _brackets(res, w1_1d_closed_form(mu, nu, grid.dx[0]), EXACT_SLACK)
+    with pytest.raises(KeyboardInterrupt):
+        og.solve_critic(mu, nu, grid, tol=1e-14, callback=cb)
+    with pytest.raises(ValueError, match="interrupt"):
+        og.solve_critic(mu, nu, grid, interrupt="ignore")
+
+
+# ------------------------------------------------------------------------- float32 floor
+def test_float32_precision_floor_goes_on_in_float64():
+    """8gaussians vs N(0, I) at 64^2: float32 iterates stall near a relative gap of 2e-6 (they
+    ran 10^6 iterations there); the solve continues in float64 and converges, bracketing the
+    SOCP value; the Gaussian pair reaches 1e-6 in float32 alone."""
+    grid = og.Grid([(-4, 4), (-4, 4)], (64, 64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", og.OutsideMassWarning)
+        mu = grid.discretize(og.datasets.eight_gaussians())
+        nu = grid.discretize(og.Normal([0, 0], 1.0))
+    res = og.solve_critic(mu, nu, grid, tol=1e-6, dtype=np.float32)
+    assert res.converged and res.dtype == np.float32
+    assert res.float64_from is not None and 0 < res.float64_from < res.iterations
+    assert res.history.iteration[-1] == res.iterations
+    assert np.all(np.diff(res.history.iteration) > 0)
+    ref = socp_2d_euclidean_cvxpy(mu, nu, grid.dx).value
+    assert _brackets(res, ref, SOCP_SLACK), (res.lower, res.upper, ref)
+    assert np.abs(np.diff(res.critic, axis=0) / grid.dx[0]).max() <= 1 + 1e-9
+    gauss = og.solve_critic(_gauss_2d(grid, (2, 1)), _gauss_2d(grid, (0, 0)), grid, tol=1e-6,
+                            dtype=np.float32)
+    assert gauss.converged and gauss.float64_from is None
