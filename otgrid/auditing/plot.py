@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from otgrid.auditing.reference import KIND_DETERMINED
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -61,7 +63,9 @@ def plot_audit(report: Any, *, fig: Figure | None = None, title: str | None = No
                         f"{type(report).__name__}.")
     grid = report.grid
     line = (f"w_ratio {report.w_ratio:.3f}   lipschitz {report.lipschitz:.3f}   "
-            f"grad_cosine {report.grad_cosine:.3f}   shape_error {report.shape_error:.3f}")
+            f"grad_cosine {report.grad_cosine:.3f} (determined {report.grad_cosine_determined:.3f}"
+            f" on {report.determined_mass:.1%} of nu)   shape_error {report.shape_error:.3f}")
+    undetermined = report.reference_kind != KIND_DETERMINED
     head = line if title is None else f"{title}\n{line}"
     if grid.ndim == 1:
         fig = _new_figure(fig, (10.0, 4.0))
@@ -90,6 +94,10 @@ def plot_audit(report: Any, *, fig: Figure | None = None, title: str | None = No
         ax2.plot(x, report.grads[0], color="C2", label="f'")
         ax2.axhline(1.0, color="0.6", lw=0.8, ls=":")
         ax2.axhline(-1.0, color="0.6", lw=0.8, ls=":")
+        ax2.fill_between(x, -1.2, 1.2, where=undetermined, color="0.85", lw=0, step="mid",
+                         label="grad f* not determined")
+        for c in np.asarray(report.sinks).reshape(-1):
+            ax2.axvline(c, color="C3", lw=0.8, ls="--")
         ax2.set_xlabel("x")
         ax2.set_title("gradients")
         ax2.legend(fontsize=8)
@@ -113,6 +121,13 @@ def plot_audit(report: Any, *, fig: Figure | None = None, title: str | None = No
         im = axes[2].imshow(cos.T, origin="lower", extent=ext, cmap="RdBu", vmin=-1, vmax=1,
                             aspect="equal")
         fig.colorbar(im, ax=axes[2], shrink=0.8)
-        axes[2].set_title("cos(grad f, grad f*)\n(where the optimal flow is non-zero)")
+        shade = (undetermined & np.isfinite(cos)).astype(float)
+        if shade.any():
+            axes[2].contourf(xs, ys, shade, levels=[0.5, 1.5], colors="none", hatches=["////"])
+        sinks = np.asarray(report.sinks).reshape(-1, 2)
+        if len(sinks):
+            axes[2].plot(sinks[:, 0], sinks[:, 1], "x", color="k", ms=5, label="sinks")
+        axes[2].set_title("cos(grad f, grad f*) where the flow is non-zero\n"
+                          "(hatched: not determined by the grid; x: located sinks)")
     fig.suptitle(head, fontsize=10)
     return fig

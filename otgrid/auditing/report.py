@@ -36,9 +36,13 @@ _TABLE = (
     ("frac_above_between", "  fraction > 1+tau, between mu and nu", ".4f"),
     ("w_ratio_over_lipschitz", "w_ratio / lipschitz", ".4f"),
     ("grad_cosine", "grad_cosine (E_nu, L2)", ".4f"),
+    ("grad_cosine_determined", "  where the grid determines grad f*", ".4f"),
     ("grad_cosine_pointwise", "  mean pointwise cosine", ".4f"),
     ("grad_l2", "grad_l2 (E_nu |grad f - grad f*|^2)", ".4g"),
-    ("flow_coverage", "  nu mass where the flow is non-zero", ".4f"),
+    ("grad_l2_determined", "  where the grid determines grad f*", ".4g"),
+    ("determined_mass", "nu mass where grad f* is determined", ".4f"),
+    ("sink_mass", "nu mass with a radial (sink) reference", ".4f"),
+    ("flow_coverage", "nu mass with a reference (flow > 0)", ".4f"),
     ("shape_error", "shape_error", ".4f"),
     ("shape_scale", "  best scale s", ".4g"),
     ("shape_shift", "  best shift c", ".4g"),
@@ -74,11 +78,19 @@ class AuditReport:
         ``w_ratio / lipschitz``: the ratio of the critic rescaled to be 1-Lipschitz (a lower
         bound on what it certifies about ``W``).
     grad_cosine, grad_l2 : float
-        Korotin et al.'s gradient metrics under ``nu``: the :math:`L^2(\\nu)` cosine
-        ``<grad f, grad f*> / (|grad f| |grad f*|)`` and ``E_nu |grad f - grad f*|^2``, with
-        ``grad f* = -flow / |flow|`` (the unit direction against the optimal transport flow)
-        on the cells where the flow is non-zero; ``grad_cosine_pointwise`` is ``E_nu`` of the
-        pointwise cosine and ``flow_coverage`` the mass of ``nu`` on those cells.
+        Korotin et al.'s gradient metrics under ``nu``, at the samples of ``nu``: the
+        :math:`L^2(\\nu)` cosine ``E<grad f, grad f*> / sqrt(E|grad f|^2 E|grad f*|^2)`` and
+        ``E_nu |grad f - grad f*|^2``, where ``grad f*`` is the best available reference at
+        each sample (:mod:`otgrid.auditing.reference`): the unit direction against the
+        optimal flow, interpolated from the cell centres like the critic, or the radial
+        direction from a located sink; samples with no reference (no transport through them)
+        are left out. ``grad_cosine_pointwise`` is the mean pointwise cosine.
+    grad_cosine_determined, grad_l2_determined : float
+        The same on the samples where the grid determines the reference (the cell directions
+        around the sample agree); the headline values above include the rest.
+    determined_mass, sink_mass, flow_coverage : float
+        Fractions of the samples of ``nu``: where the reference is determined by the grid,
+        where it is radial around a located sink, and where there is one at all.
     shape_error, shape_scale, shape_shift : float
         ``min_{s, c} |s f + c - f*| / |f* - mean f*|`` in :math:`L^2((\\mu + \\nu)/2)` (the
         support of ``mu + nu`` only), and the minimising ``s`` and ``c``.
@@ -88,13 +100,29 @@ class AuditReport:
         ``f*``.
     tau, n_samples, seed, gradient_method, critic_kind, exact_converged, exact_gap
         Settings and provenance.
+    exact_seconds : float
+        Wall time of the exact solve at the resolution reported (``exact.seconds``).
+    levels : tuple of dict
+        One row per resolution audited (one unless ``resolution="auto"``): ``shape``,
+        ``solve_seconds``, ``seconds`` (solve and metrics), ``w_star`` and the headline
+        metrics ``grad_cosine``, ``grad_cosine_determined``, ``determined_mass``, ``w_ratio``.
+        The report's other fields are those of the last row.
+    refinement : {"fixed", "converged", "time_budget", "max_cells"}
+        Why there are no more rows: the grid was fixed (``resolution="grid"``), the metrics
+        stopped changing, the next resolution would exceed ``time_budget``, or the largest
+        grid was reached.
     exact : CriticResult
         The exact solve (critic, flow, certificate).
     values, optimal_values : ndarray, shape grid.shape
         ``f`` and ``f*`` at the cell centres.
     grads, optimal_grads : ndarray, shape (ndim, \\*grid.shape)
-        ``grad f`` at the cell centres and ``grad f*`` from the flow (NaN where the flow is
-        zero).
+        ``grad f`` at the cell centres and the reference ``grad f*`` at the cell centres (from
+        the cell-centred flow; NaN where the flow is negligible).
+    reference_kind : ndarray of int8, shape grid.shape
+        The kind of reference at each cell centre: ``KIND_DETERMINED``, ``KIND_SINK``,
+        ``KIND_UNDETERMINED`` or ``KIND_NONE`` of :mod:`otgrid.auditing.reference`.
+    sinks : ndarray, shape (k, ndim)
+        The located sink apexes.
     mu, nu : ndarray, shape grid.shape
         The grid masses.
     """
@@ -117,6 +145,10 @@ class AuditReport:
     grad_cosine: float
     grad_cosine_pointwise: float
     grad_l2: float
+    grad_cosine_determined: float
+    grad_l2_determined: float
+    determined_mass: float
+    sink_mass: float
     flow_coverage: float
     shape_error: float
     shape_scale: float
@@ -130,11 +162,16 @@ class AuditReport:
     critic_kind: str
     exact_converged: bool
     exact_gap: float
+    exact_seconds: float
+    levels: tuple
+    refinement: str
     exact: CriticResult = field(repr=False)
     values: np.ndarray = field(repr=False)
     optimal_values: np.ndarray = field(repr=False)
     grads: np.ndarray = field(repr=False)
     optimal_grads: np.ndarray = field(repr=False)
+    reference_kind: np.ndarray = field(repr=False)
+    sinks: np.ndarray = field(repr=False)
     mu: np.ndarray = field(repr=False)
     nu: np.ndarray = field(repr=False)
 
@@ -158,6 +195,10 @@ class AuditReport:
         out.update(tau=self.tau, n_samples=self.n_samples, seed=self.seed,
                    gradient_method=self.gradient_method, critic_kind=self.critic_kind,
                    exact_converged=bool(self.exact_converged), exact_gap=float(self.exact_gap),
+                   exact_seconds=float(self.exact_seconds), refinement=self.refinement,
+                   levels=[{k: (list(v) if k == "shape" else v) for k, v in row.items()}
+                           for row in self.levels],
+                   sinks=len(self.sinks),
                    grid={"bounds": [list(b) for b in self.grid.bounds],
                          "shape": list(self.grid.shape)})
         return out
@@ -171,6 +212,10 @@ class AuditReport:
         lines = [f"otgrid audit ({self.critic_kind} critic, gradients by "
                  f"{self.gradient_method}; grid {' x '.join(map(str, self.grid.shape))}, "
                  f"{self.n_samples} samples, tau = {self.tau:g})"]
+        if len(self.levels) > 1:
+            shapes = ", ".join(" x ".join(map(str, row["shape"])) for row in self.levels)
+            lines.append(f"  resolutions {shapes} ({self.refinement}); exact solve "
+                         f"{self.exact_seconds:.3g} s at the last")
         width = max(len(label) for _, label, _ in _TABLE)
         for key, label, fmt in _TABLE:
             v = float(getattr(self, key))

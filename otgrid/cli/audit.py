@@ -67,8 +67,13 @@ def add_audit_parser(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling (default: 0)")
     p.add_argument("--tau", type=float, default=0.05,
                    help="Lipschitz tolerance: |grad f| > 1 + tau is a violation (default 0.05)")
-    p.add_argument("--tol", type=float, default=1e-6,
-                   help="relative gap of the exact solve (default: 1e-6)")
+    p.add_argument("--tol", type=float, default=1e-4,
+                   help="relative gap of the exact solve (default: 1e-4)")
+    p.add_argument("--resolution", choices=("grid", "auto"), default="grid",
+                   help="'auto': refine the grid (twice the cells per axis) until the metrics "
+                        "settle or --time-budget is spent (default: grid)")
+    p.add_argument("--time-budget", type=float, default=60.0, dest="time_budget",
+                   metavar="SECONDS", help="seconds for --resolution auto (default: 60)")
     p.add_argument("--outside", choices=("renormalize", "fold", "raise"),
                    default="renormalize", help="mass outside the bounds (default: renormalize)")
     p.add_argument("--figure", default="audit.png", metavar="PATH",
@@ -207,10 +212,16 @@ def run_audit(args: argparse.Namespace) -> int:
         print(f"mass outside the bounds: MU {out_mu:.3g}, NU {out_nu:.3g} ({args.outside})")
     from otgrid.critic.solve import solve_critic
 
+    if not (args.time_budget > 0 and args.time_budget < float("inf")):
+        raise _usage(f"--time-budget must be a positive number of seconds; got "
+                     f"{args.time_budget}.")
+    if not (0 < args.tol < 1):
+        raise _usage(f"--tol must be in (0, 1); got {args.tol}.")
     try:
         exact = solve_critic(mu_m, nu_m, grid, tol=args.tol)
-        rep = audit(net, mu_m, nu_m, grid, exact=exact, samples=args.samples, tau=args.tau,
-                    seed=args.seed)
+        rep = audit(net, mu, nu, grid, exact=exact, samples=args.samples, tau=args.tau,
+                    tol=args.tol, resolution=args.resolution, time_budget=args.time_budget,
+                    outside=args.outside, seed=args.seed)
     except (ValueError, RuntimeError) as exc:
         raise _usage(f"critic: {str(exc).splitlines()[0]}") from None
     print(rep)

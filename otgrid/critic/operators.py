@@ -18,6 +18,7 @@ import numpy as np
 import scipy.fft
 
 __all__ = [
+    "centred_flow",
     "div_adjoint",
     "flow_norms",
     "grad",
@@ -176,3 +177,26 @@ def inverse_eigenvalues(shape: Sequence[int], inv_dx: Sequence[float],
     with np.errstate(divide="ignore"):
         inv = np.where(lam > 0, 1.0 / np.where(lam > 0, lam, 1.0), 0.0)
     return inv.astype(dtype)
+
+
+def centred_flow(flow: np.ndarray) -> np.ndarray:
+    """Flow vectors at the cell centres: the mean of the flux on the two faces along each axis.
+
+    ``flow[k][i]`` lives on the face between cells ``i`` and ``i + e_k``; the cell-centred value
+    is ``(flow[k][i - e_k] + flow[k][i]) / 2`` (the missing face outside the grid counts 0).
+
+    Parameters
+    ----------
+    flow : ndarray, shape (ndim, \\*s)
+        A staggered flow (a :class:`~otgrid.critic.result.CriticResult`'s ``flow``).
+
+    Returns
+    -------
+    ndarray, shape (ndim, \\*s)
+    """
+    out = np.empty_like(flow)
+    for k in range(flow.shape[0]):
+        f = np.moveaxis(flow[k], k, 0)
+        before = np.concatenate([np.zeros_like(f[:1]), f[:-1]], axis=0)
+        out[k] = np.moveaxis(0.5 * (f + before), 0, k)
+    return out

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from otgrid.critic.operators import centred_flow
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -73,20 +75,6 @@ def _block_sums(a: np.ndarray, blocks: tuple[int, ...]) -> np.ndarray:
     return a
 
 
-def _cell_flow(flow: np.ndarray) -> np.ndarray:
-    """Flow vectors at the cell centres: the mean of the flux on the two faces along each axis.
-
-    ``flow[k][i]`` lives on the face between cells ``i`` and ``i + e_k``; the cell-centred value
-    is ``(flow[k][i - e_k] + flow[k][i]) / 2`` (the missing face outside the grid counts 0).
-    """
-    out = np.empty_like(flow)
-    for k in range(flow.shape[0]):
-        f = np.moveaxis(flow[k], k, 0)
-        before = np.concatenate([np.zeros_like(f[:1]), f[:-1]], axis=0)
-        out[k] = np.moveaxis(0.5 * (f + before), 0, k)
-    return out
-
-
 def _arrow_proxy(line_cls: Any) -> Any:
     """A legend entry for the flow arrows (a quiver's own legend handle is a plain box)."""
     return line_cls([], [], color="0.15", marker=r"$\rightarrow$", markersize=12,
@@ -120,7 +108,7 @@ def _plot_1d(result: Any, mu: np.ndarray | None, nu: np.ndarray | None, ax: Axes
     if flow and getattr(result, "flow", None) is not None:
         y = np.asarray(result.flow)[0]
         b = max(1, math.ceil(y.size / _ARROWS))
-        u = _block_sums(_cell_flow(y[None])[0], (b,))
+        u = _block_sums(centred_flow(y[None])[0], (b,))
         xc = _block_sums(x, (b,)) / _block_sums(np.ones_like(x), (b,))
         top = float(np.abs(u).max())
         big = np.abs(u) > _NEGLIGIBLE * top
@@ -176,7 +164,7 @@ def _plot_2d(result: Any, mu: np.ndarray | None, nu: np.ndarray | None, ax: Axes
         ax.contour(X, Y, dens, levels=levels, colors=color, linewidths=1.0, linestyles=style)
         proxies.append(Line2D([], [], color=color, lw=1.0, label=f"{label} density"))
     if flow and getattr(result, "flow", None) is not None:
-        y = _cell_flow(np.asarray(result.flow))
+        y = centred_flow(np.asarray(result.flow))
         blocks = tuple(max(1, math.ceil(n / _ARROWS)) for n in grid.shape)
         u = _block_sums(y[0], blocks)
         v = _block_sums(y[1], blocks)

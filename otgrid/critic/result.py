@@ -152,17 +152,52 @@ class CriticResult:
         """``gap / upper`` (0 when ``upper == 0``)."""
         return self.gap / self.upper if self.upper > 0 else 0.0
 
-    def interpolant(self) -> GridFunction:
-        """The critic as a function of points: (bi)linear inside, 1-Lipschitz extension outside.
+    def interpolant(self, *, lipschitz: bool = False) -> GridFunction:
+        """The critic as a function of points: (bi)linear between the cell centres, extended
+        outside their box.
+
+        The plain interpolant (``lipschitz=False``) goes through the critic's values. In 1D
+        it is 1-Lipschitz, and in 2D it has ``|d_k f| <= 1`` along each axis, i.e. it is
+        1-Lipschitz for the cityblock distance ``|x - y|_1`` (what a ``norm="cityblock"``
+        critic should be). For ``norm="euclidean"`` in 2D it is only sqrt(2)-Lipschitz: the
+        gradient at a corner of a square pairs difference quotients of two different cells,
+        and optimal critics reach ``lipschitz_constant`` of 1.32-1.41 (see
+        :class:`~otgrid.grid.interp.GridFunction`).
+
+        With ``lipschitz=True`` the values are first moved so that the interpolant is
+        1-Lipschitz on the whole space (:meth:`GridFunction.to_lipschitz
+        <otgrid.grid.interp.GridFunction.to_lipschitz>`: repair sweeps towards the corner
+        constraints, then a division by the remaining Lipschitz constant; in 1D and for the
+        cityblock norm only the division by ``max(1, lipschitz_constant)``, which keeps a
+        feasible critic). Its values ``g`` give ``<mu - nu, g>``: a certified lower bound on
+        ``W_grid`` and on the exact W1 between the discrete measures at the cell centres,
+        and, minus the cell diameter, on the W1 of distributions supported in the grid whose
+        cell masses are ``mu`` and ``nu``. It keeps 0.895-0.942 of ``W`` for 8 gaussians vs
+        N(0, I) and 0.991-0.993 for N(0, I) vs N((2, 1), I) at 64^2-256^2 cells (the plain
+        rescaling ``f / lipschitz_constant`` keeps 0.71-0.76). The values are not
+        re-centred: their unweighted mean is that of the critic divided by the final
+        rescaling, so the weighted mean of ``critic`` (zero) is kept only approximately;
+        constants do not change gradients.
+
+        Parameters
+        ----------
+        lipschitz : bool, optional
+            Whether to return the 1-Lipschitz interpolant of a repaired critic instead of the
+            interpolant of ``critic`` itself.
 
         Returns
         -------
         otgrid.grid.interp.GridFunction
-            ``f(x)`` and ``f.grad(x)`` for points ``x`` of shape ``(n, ndim)``.
+            ``f(x)`` and ``f.grad(x)`` for points ``x`` of shape ``(n, ndim)``; its ``norm``
+            is the critic's and ``f.lipschitz_constant`` its exact Lipschitz constant.
         """
         from otgrid.grid.interp import GridFunction
 
-        return GridFunction(self.grid, self.critic)
+        if not isinstance(lipschitz, (bool, np.bool_)):
+            raise TypeError(f"lipschitz must be True or False; got {type(lipschitz).__name__} "
+                            f"{lipschitz!r}.")
+        f = GridFunction(self.grid, self.critic, norm=self.norm)
+        return f.to_lipschitz() if lipschitz else f
 
     def __str__(self) -> str:
         return (f"W = {self.w1:.10g} in [{self.lower:.10g}, {self.upper:.10g}] "

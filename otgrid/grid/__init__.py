@@ -5,6 +5,8 @@
 - :mod:`~otgrid.grid.distributions`: :class:`Normal`, :class:`Uniform`, :class:`PointMass`,
   :class:`Empirical`, :class:`Mixture`, each able to integrate itself over cells.
 - :mod:`~otgrid.grid.datasets`: the toy datasets of the WGAN papers, with exact cell masses.
+- :mod:`~otgrid.grid.funnels`: :class:`FunnelPair`, benchmark pairs with a known optimal critic
+  and :math:`W_1` (Korotin et al., 2022).
 - :mod:`~otgrid.grid.interp`: :class:`GridFunction`, a grid function (a critic) as a function
   of points, with its gradient.
 - :mod:`~otgrid.grid.spec`: the safe grammar ``"normal([0, 0], 1)"``, ``"8gaussians"``, ... that
@@ -23,6 +25,7 @@ from otgrid.grid.distributions import (
     PointMass,
     Uniform,
 )
+from otgrid.grid.funnels import FunnelPair
 from otgrid.grid.grid import Grid
 from otgrid.grid.interp import GridFunction
 from otgrid.grid.spec import parse_distribution
@@ -31,6 +34,7 @@ __all__ = [
     "Dirac",
     "Distribution",
     "Empirical",
+    "FunnelPair",
     "Grid",
     "GridFunction",
     "Mixture",

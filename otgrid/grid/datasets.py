@@ -24,9 +24,10 @@ from otgrid.grid.distributions import (
     _check_edges,
     _normal_cells,
 )
+from otgrid.grid.funnels import FunnelPair
 
-__all__ = ["SwissRoll", "eight_gaussians", "parallel_lines", "swissroll",
-           "twentyfive_gaussians"]
+__all__ = ["FunnelPair", "SwissRoll", "eight_gaussians", "funnel_pair", "parallel_lines",
+           "swissroll", "twentyfive_gaussians"]
 
 _T_LOW, _T_HIGH = 1.5 * np.pi, 4.5 * np.pi
 _SR_NODES = 8          # Gauss–Legendre nodes per sub-interval of t
@@ -143,6 +144,47 @@ def parallel_lines(theta: float) -> tuple[Uniform, Uniform]:
     if not np.isfinite(theta):
         raise ValueError(f"theta must be finite; got {theta}.")
     return Uniform([0.0, 0.0], [0.0, 1.0]), Uniform([theta, 0.0], [theta, 1.0])
+
+
+def funnel_pair(n_funnels: int = 4, *, deg: float = 8.0, half_width: float = 2.5,
+                offset: float | None = None, seed: int | None = 0) -> FunnelPair:
+    r"""A "funnels" pair with a known optimal critic and :math:`W_1` (Korotin et al., 2022).
+
+    ``Q`` is uniform on :math:`[-L, L]^2`, ``u(x) = min_k |x - c_k| + b_k`` (random apexes
+    :math:`c_k` and small offsets :math:`b_k`), and ``P`` is ``Q`` pushed along the rays of
+    ``u`` towards the apexes by :math:`T(x) = c_k + s (r/s)^{deg} e`. Then ``u`` is an optimal
+    critic (high on ``Q``) and :math:`W_1(Q, P) = E_Q|x - T(x)|`, known in closed form. From
+    Korotin, Kolesov and Burnaev, *Kantorovich Strikes Back! Wasserstein GANs are not Optimal
+    Transport?*, NeurIPS 2022 Datasets and Benchmarks. See
+    :class:`~otgrid.grid.funnels.FunnelPair` for the construction and its accuracy.
+
+    Parameters
+    ----------
+    n_funnels : int, optional
+        Number of funnels (>= 1).
+    deg : float, optional
+        Radial contraction exponent (> 1; ``numpy.inf``: ``P`` has an atom at each apex).
+    half_width : float, optional
+        ``L`` (> 0).
+    offset : float, optional
+        Offsets uniform in ``[0, offset]``; default ``0.1 * 2L / sqrt(n_funnels)``.
+    seed : int or None, optional
+        Seed of the draw.
+
+    Returns
+    -------
+    FunnelPair
+        With ``source`` (``Q``), ``target`` (``P``), ``potential``, ``critic``, ``sample``
+        (coupled samples) and ``w1()``.
+
+    Examples
+    --------
+    >>> import otgrid as og
+    >>> pair = og.datasets.funnel_pair(16)
+    >>> pair.apexes.shape, round(pair.w1(), 6)
+    ((16, 2), 0.559403)
+    """
+    return FunnelPair(n_funnels, deg=deg, half_width=half_width, offset=offset, seed=seed)
 
 
 class SwissRoll(Distribution):

@@ -2,10 +2,15 @@
 
 References are independent of the code under test: closed forms (linear and bilinear functions),
 ``scipy.interpolate.RegularGridInterpolator``, ``np.interp``, central finite differences, and a
-brute-force maximum over a dense sampling of the boundary of the box of centres.
+brute-force maximum over a dense sampling of the boundary of the box of centres. The Lipschitz
+constants are checked against sampled gradients and difference quotients between random point
+pairs, the 1-Lipschitz critic against POT's exact W1 between the discrete measures and against
+the best corner-feasible critic computed by cvxpy + Clarabel.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pytest
@@ -13,7 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.interpolate import RegularGridInterpolator
 
+import otgrid as og
 from otgrid.grid import Grid, GridFunction
+from otgrid.kernels.interp_numba import lipschitz_repair_2d
 
 SETTINGS = settings(max_examples=25, deadline=None)
 
@@ -451,3 +458,330 @@ def test_bad_input():
         f1(np.zeros((3, 2)))
     with pytest.raises(TypeError, match="x"):
         f1("abc")
+
+
+# --------------------------------------------------------------------------------------------
+# Lipschitz constant of the interpolant, and the 1-Lipschitz interpolant of a critic
+
+
+def dual_norm(g, norm):
+    """Norm of gradients dual to the distance: 2-norm (euclidean), max-norm (cityblock)."""
+    return np.linalg.norm(g, axis=1) if norm == "euclidean" else np.abs(g).max(axis=1)
+
+
+def distance(x, y, norm):
+    d = np.atleast_2d(x - y) if x.ndim > 1 else (x - y)[:, None]
+    return np.linalg.norm(d, axis=1) if norm == "euclidean" else np.abs(d).sum(axis=1)
+
+
+def near_corner_points(grid, eps=1e-7):
+    """Points just inside every interpolation cell, next to each of its corners."""
+    offs = (eps, 1.0 - eps)
+    if grid.ndim == 1:
+        c = grid.centers[0][:-1]
+        return np.concatenate([c + o * grid.dx[0] for o in offs])
+    c0 = grid.centers[0][:-1]
+    c1 = grid.centers[1][:-1]
+    pts = []
+    for o0 in offs:
+        for o1 in offs:
+            X, Y = np.meshgrid(c0 + o0 * grid.dx[0], c1 + o1 * grid.dx[1], indexing="ij")
+            pts.append(np.column_stack([X.ravel(), Y.ravel()]))
+    return np.concatenate(pts)
+
+
+def random_pairs(grid, rng, n):
+    """Pairs of points: inside B, outside, near and far (up to 1e6 away), and across dB."""
+    lo, hi = centre_box(grid)
+    size = (n, grid.ndim)
+    inside = rng.uniform(lo, hi, size=size)
+    near = rng.uniform(lo - 1.0, hi + 1.0, size=size)
+    far = rng.normal(size=size) * 10.0 ** rng.uniform(1, 6, size=(n, 1))
+    close = inside + rng.normal(scale=0.1 * min(grid.dx), size=size)
+    xs = np.concatenate([inside, inside, near, far, near, close])
+    ys = np.concatenate([rng.uniform(lo, hi, size=size), near, rng.uniform(lo - 1.0, hi + 1.0,
+                                                                      size=size),
+                         rng.normal(size=size) * 10.0 ** rng.uniform(0, 6, size=(n, 1)), far,
+                         inside])
+    if grid.ndim == 1:
+        return xs[:, 0], ys[:, 0]
+    return xs, ys
+
+
+def assert_lipschitz(f, x, y, bound, norm="euclidean"):
+    """|f(x) - f(y)| <= bound d(x, y) (1 + 1e-12) for every pair, up to the rounding of the two
+    evaluations (4 eps (|f(x)| + |f(y)|), which matters for pairs very close together)."""
+    fx, fy = f(x), f(y)
+    slack = 4 * np.finfo(np.float64).eps * (np.abs(fx) + np.abs(fy))
+    excess = np.abs(fx - fy) - bound * distance(x, y, norm) * (1 + 1e-12) - slack
+    assert excess.max() <= 0, f"slope above {bound}: excess {excess.max():.3g}"
+
+
+def corner_feasible_example():
+    """The feasible critic of the docs: f00 = 0, f10 = f01 = 1/sqrt2, f11 = 1 + 1/sqrt2, unit
+    spacing; its bilinear interpolant has gradient (1, 1) at the corner (1, 1)."""
+    s = np.sqrt(0.5)
+    return GridFunction(Grid([(0.0, 2.0), (0.0, 2.0)], 2), [[0.0, s], [s, 1.0 + s]])
+
+
+@pytest.fixture(scope="module")
+def eight_gaussians_64():
+    """The optimal critic of 8 gaussians vs N(0, I) on [-4, 4]^2, 64^2 cells, with its masses."""
+    grid = Grid([(-4.0, 4.0), (-4.0, 4.0)], 64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", og.OutsideMassWarning)
+        mu = grid.discretize(og.datasets.eight_gaussians())
+        nu = grid.discretize(og.Normal([0.0, 0.0], 1.0))
+    return og.solve_critic(mu, nu, grid, tol=1e-6), mu, nu
+
+
+def test_lipschitz_constant_of_the_feasible_example():
+    f = corner_feasible_example()
+    # feasible for the grid constraint: forward differences, zero on the last index
+    v = f.values
+    a = np.append(np.diff(v, axis=0), np.zeros((1, 2)), axis=0)
+    b = np.append(np.diff(v, axis=1), np.zeros((2, 1)), axis=1)
+    assert np.hypot(a, b).max() <= 1 + 1e-15
+    np.testing.assert_allclose(f.grad(np.array([1.5 - 1e-9, 1.5 - 1e-9])), [1.0, 1.0],
+                               atol=1e-8)
+    np.testing.assert_allclose(f.lipschitz_constant, np.sqrt(2.0), rtol=1e-15)
+    assert GridFunction(f.grid, v, norm="cityblock").lipschitz_constant == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(("ndim", "norm"), [(1, "euclidean"), (2, "euclidean"),
+                                            (2, "cityblock")])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_lipschitz_constant_is_max_of_sampled_gradients(ndim, norm, seed):
+    rng = np.random.default_rng(seed)
+    grid = Grid((-1.0, 2.0), 13) if ndim == 1 else grid2d((9, 7))
+    values = rng.normal(size=grid.shape) * (0.05 if seed == 2 else 1.0)  # seed 2: L < 1
+    f = GridFunction(grid, values, norm=norm)
+    lip = f.lipschitz_constant
+    lo, hi = centre_box(grid)
+    x = rng.uniform(lo, hi, size=(200_000, ndim))
+    x = np.concatenate([x[:, 0] if ndim == 1 else x, near_corner_points(grid)])
+    g = f.grad(x).reshape(len(x), ndim)
+    sampled = dual_norm(g, norm)
+    assert sampled.max() <= lip * (1 + 1e-12)
+    assert sampled.max() >= lip * (1 - 1e-6)  # attained next to a corner
+    # difference quotients between random points of B never exceed it
+    xs = rng.uniform(lo, hi, size=(20_000, ndim))
+    ys = xs + rng.normal(scale=0.3, size=xs.shape) * np.array(grid.dx)
+    ys = np.clip(ys, lo, hi)
+    far = rng.uniform(lo, hi, size=(20_000, ndim))
+    xs, ys = np.concatenate([xs, xs]), np.concatenate([ys, far])
+    if ndim == 1:
+        xs, ys = xs[:, 0], ys[:, 0]
+    assert_lipschitz(f, xs, ys, lip, norm)
+
+
+@pytest.mark.parametrize(("ndim", "norm"), [(1, "euclidean"), (2, "cityblock")])
+@pytest.mark.parametrize("scale", [0.2, 3.0])
+def test_lipschitz_on_whole_space_is_max_1_L(ndim, norm, scale):
+    """In 1D and for the cityblock distance the extension keeps the constant max(1, L)."""
+    rng = np.random.default_rng(20)
+    grid = Grid((-1.0, 2.0), 11) if ndim == 1 else grid2d((8, 6))
+    f = GridFunction(grid, scale * rng.normal(size=grid.shape), norm=norm)
+    bound = max(1.0, f.lipschitz_constant)
+    x, y = random_pairs(grid, rng, 20_000)
+    assert_lipschitz(f, x, y, bound, norm)
+    out = outside_points(grid, rng, 20_000, margin=50.0)
+    if ndim == 1:
+        out = out[:, 0]
+    sampled = dual_norm(f.grad(out).reshape(len(out), ndim), norm)
+    assert sampled.max() <= bound * (1 + 1e-12)
+    assert sampled.max() >= 0.99  # the extension has unit slope far away
+
+
+@pytest.mark.parametrize("seed", [21, 22])
+def test_lipschitz_on_whole_space_euclidean_2d(seed):
+    """L <= 1: the whole function is 1-Lipschitz; L > 1: at most max(L, sqrt(1 + L_dB^2))."""
+    rng = np.random.default_rng(seed)
+    grid = grid2d((10, 7))
+    lip_values = lipschitz_values(grid, rng)
+    for values in (lip_values, 2.0 * rng.normal(size=grid.shape)):
+        f = GridFunction(grid, values)
+        lip = f.lipschitz_constant
+        v = f.values
+        edge = max(np.abs(np.diff(v[:, [0, -1]], axis=0)).max() / grid.dx[0],
+                   np.abs(np.diff(v[[0, -1], :], axis=1)).max() / grid.dx[1])
+        bound = 1.0 if lip <= 1 else max(lip, np.sqrt(1 + edge**2))
+        x, y = random_pairs(grid, rng, 20_000)
+        assert_lipschitz(f, x, y, bound, "euclidean")
+        g = f.grad(outside_points(grid, rng, 20_000, margin=30.0))
+        assert np.linalg.norm(g, axis=1).max() <= bound * (1 + 1e-12)
+
+
+def test_plain_bilinear_critic_is_not_1_lipschitz(eight_gaussians_64):
+    """Documents the issue: a feasible optimal critic, but its bilinear interpolant has slopes
+    near sqrt(2) (measured 1.402)."""
+    res, _, _ = eight_gaussians_64
+    v = res.critic
+    dx = res.grid.dx
+    a = np.append(np.diff(v, axis=0), np.zeros((1, 64)), axis=0) / dx[0]
+    b = np.append(np.diff(v, axis=1), np.zeros((64, 1)), axis=1) / dx[1]
+    assert np.hypot(a, b).max() <= 1 + 1e-9  # feasible for the grid constraint
+    f = res.interpolant()
+    assert f.norm == "euclidean"
+    assert 1.2 < f.lipschitz_constant <= np.sqrt(2) + 1e-9
+    # an explicit pair of points with slope > 1.2, found from sampled gradients
+    rng = np.random.default_rng(23)
+    lo, hi = centre_box(res.grid)
+    x = rng.uniform(lo, hi, size=(400_000, 2))
+    g = f.grad(x)
+    k = np.argmax(np.linalg.norm(g, axis=1))
+    u = g[k] / np.linalg.norm(g[k])
+    h = 1e-4 * dx[0]
+    p, q = x[k] + h * u, x[k] - h * u
+    assert abs(f(p) - f(q)) / np.linalg.norm(p - q) > 1.2
+    # it is 1-Lipschitz for the cityblock distance, and sqrt(2)-Lipschitz, on the whole space
+    xs, ys = random_pairs(res.grid, rng, 20_000)
+    assert_lipschitz(f, xs, ys, 1 + 1e-9, "cityblock")
+    assert_lipschitz(f, xs, ys, np.sqrt(2) + 1e-9, "euclidean")
+
+
+def test_lipschitz_interpolant_of_optimal_critic(eight_gaussians_64):
+    res, mu, nu = eight_gaussians_64
+    g = res.interpolant(lipschitz=True)
+    assert g.grid == res.grid
+    assert g.lipschitz_constant <= 1 + 1e-12
+    rng = np.random.default_rng(24)
+    x, y = random_pairs(res.grid, rng, 50_000)
+    assert_lipschitz(g, x, y, 1.0)
+    pts = np.concatenate([x, y, near_corner_points(res.grid)])
+    assert np.linalg.norm(g.grad(pts), axis=1).max() <= 1 + 1e-12
+    # the values are feasible for the grid constraint too, so <mu - nu, g> <= W_grid <= upper
+    v = g.values
+    a = np.append(np.diff(v, axis=0), np.zeros((1, 64)), axis=0) / res.grid.dx[0]
+    b = np.append(np.diff(v, axis=1), np.zeros((64, 1)), axis=1) / res.grid.dx[1]
+    assert np.hypot(a, b).max() <= 1 + 1e-12
+    kept = np.vdot(mu - nu, v) / res.w1
+    assert kept <= res.upper / res.w1
+    # measured 0.895 (to_lipschitz docstring); the plain rescaling keeps 0.713
+    assert kept >= 0.885
+    plain = np.vdot(mu - nu, res.critic) / res.interpolant().lipschitz_constant / res.w1
+    assert plain < 0.72
+
+
+def test_lipschitz_critic_is_below_discrete_w1_and_corner_optimum():
+    """<mu - nu, g> is below POT's exact W1 between the discrete measures at the centres and
+    below the best corner-feasible critic (cvxpy + Clarabel), and not far from the latter."""
+    ot = pytest.importorskip("ot")
+    cp = pytest.importorskip("cvxpy")
+    n = 16
+    grid = Grid([(-4.0, 4.0), (-4.0, 4.0)], n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", og.OutsideMassWarning)
+        mu = grid.discretize(og.datasets.eight_gaussians())
+        nu = grid.discretize(og.Normal([0.0, 0.0], 1.0))
+    res = og.solve_critic(mu, nu, grid, tol=1e-8)
+    g = res.interpolant(lipschitz=True).values
+    lower = float(np.vdot(mu - nu, g))
+    pts = grid.points()
+    w_discrete = ot.emd2(mu.ravel(), nu.ravel(), ot.dist(pts, pts, metric="euclidean"))
+    assert lower <= w_discrete + 1e-12
+    h = grid.dx[0]
+    var = cp.Variable((n, n))
+    a = (var[1:, :] - var[:-1, :]) / h
+    b = (var[:, 1:] - var[:, :-1]) / h
+    cons = []
+    for rows, cols in ((slice(0, n - 1), slice(0, n - 1)), (slice(1, n), slice(0, n - 1)),
+                       (slice(0, n - 1), slice(1, n)), (slice(1, n), slice(1, n))):
+        pair = cp.vstack([cp.vec(a[:, rows], order="C"), cp.vec(b[cols, :], order="C")])
+        cons.append(cp.norm(pair, 2, axis=0) <= 1)
+    prob = cp.Problem(cp.Maximize(cp.sum(cp.multiply(mu - nu, var))), cons)
+    prob.solve(solver="CLARABEL")
+    assert lower <= prob.value * (1 + 1e-6)
+    assert lower >= 0.85 * prob.value  # measured 0.90
+
+
+def test_lipschitz_interpolant_cityblock_keeps_feasible_critic():
+    grid = Grid([(-5.0, 5.0), (-5.0, 5.0)], 24)
+    mu = grid.discretize(og.Normal([-0.5, 0.0], 0.2))
+    nu = grid.discretize(og.Normal([0.7, 0.4], 0.3))
+    res = og.solve_critic(mu, nu, grid, tol=1e-6, norm="cityblock")
+    f = res.interpolant()
+    assert f.norm == "cityblock"
+    assert f.lipschitz_constant <= 1 + 1e-9
+    g = res.interpolant(lipschitz=True)
+    assert g.lipschitz_constant <= 1 + 1e-12
+    np.testing.assert_allclose(g.values, res.critic / max(1.0, f.lipschitz_constant),
+                               rtol=1e-12, atol=1e-15)
+    rng = np.random.default_rng(25)
+    x, y = random_pairs(grid, rng, 20_000)
+    assert_lipschitz(g, x, y, 1, "cityblock")
+    assert np.abs(g.grad(x)).max() <= 1 + 1e-12
+
+
+def test_plain_interpolant_is_1_lipschitz_in_1d():
+    grid = Grid((-8.0, 9.0), 300)
+    mu = grid.discretize(og.Normal(0.0, 1.0))
+    nu = grid.discretize(og.Mixture([og.Normal(-1.0, 0.25), og.Normal(2.0, 0.5)], [0.3, 0.7]))
+    res = og.solve_critic(mu, nu, grid, tol=1e-8)
+    f = res.interpolant()
+    assert np.abs(np.diff(res.critic)).max() / grid.dx[0] <= 1 + 1e-12
+    assert f.lipschitz_constant <= 1 + 1e-12
+    rng = np.random.default_rng(26)
+    x, y = random_pairs(grid, rng, 20_000)
+    assert_lipschitz(f, x, y, 1, "euclidean")
+    g = res.interpolant(lipschitz=True)
+    np.testing.assert_allclose(g.values, res.critic / max(1.0, f.lipschitz_constant),
+                               rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("seed", [27, 28])
+def test_to_lipschitz_keeps_1_lipschitz_values_and_sweeps_0_rescales(seed):
+    rng = np.random.default_rng(seed)
+    grid = grid2d((12, 9))
+    f = GridFunction(grid, lipschitz_values(grid, rng))
+    assert f.lipschitz_constant < 1
+    np.testing.assert_array_equal(f.to_lipschitz().values, f.values)
+    rough = GridFunction(grid, rng.normal(size=grid.shape))
+    lip = rough.lipschitz_constant
+    np.testing.assert_allclose(rough.to_lipschitz(sweeps=0).values, rough.values / lip,
+                               rtol=1e-12)
+    repaired = rough.to_lipschitz(sweeps=64)
+    assert repaired.lipschitz_constant <= 1 + 1e-12
+    x, y = random_pairs(grid, rng, 20_000)
+    assert_lipschitz(repaired, x, y, 1, "euclidean")
+
+
+def test_repair_kernel_moves_towards_corner_constraints():
+    """Each sweep keeps the sum of the values; sweeps reduce the worst corner gradient, which
+    is computed here from the four corners of every square."""
+    rng = np.random.default_rng(29)
+    dx0, dx1 = 0.3, 0.2
+    values = np.cumsum(rng.normal(scale=0.3, size=(20, 15)), axis=0)
+
+    def worst_corner(v):
+        a = np.abs(np.diff(v, axis=0)) / dx0
+        b = np.abs(np.diff(v, axis=1)) / dx1
+        corners = [np.hypot(a[:, r:r + 14], b[c:c + 19, :]) for r in (0, 1) for c in (0, 1)]
+        return max(x.max() for x in corners)
+
+    before = worst_corner(values)
+    prev = before
+    for sweeps in (1, 4, 16, 64):
+        g = lipschitz_repair_2d(values, dx0, dx1, sweeps, 0.0)
+        np.testing.assert_allclose(g.sum(), values.sum(), rtol=1e-12)
+        assert worst_corner(g) <= prev + 1e-12
+        prev = worst_corner(g)
+    assert prev < 1.1 < before
+    np.testing.assert_array_equal(lipschitz_repair_2d(values, dx0, dx1, 0, 0.0), values)
+
+
+def test_lipschitz_bad_input():
+    grid = grid2d((4, 5))
+    with pytest.raises(ValueError, match="norm must be one of"):
+        GridFunction(grid, np.zeros((4, 5)), norm="l2")
+    f = GridFunction(grid, np.zeros((4, 5)))
+    with pytest.raises(ValueError, match="sweeps"):
+        f.to_lipschitz(sweeps=-1)
+    with pytest.raises(TypeError, match="sweeps"):
+        f.to_lipschitz(sweeps=2.5)
+    res = og.solve_critic(np.array([0.5, 0.5, 0.0]), np.array([0.0, 0.5, 0.5]),
+                          Grid((0.0, 1.0), 3))
+    with pytest.raises(TypeError, match="lipschitz"):
+        res.interpolant(lipschitz="yes")
+    with pytest.raises(TypeError):
+        res.interpolant(True)  # keyword-only
