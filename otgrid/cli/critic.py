@@ -175,7 +175,12 @@ def run_critic(args: argparse.Namespace) -> int:
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
-    print(f"W {approx} {res.w1:.10g}  in [{res.lower:.10g}, {res.upper:.10g}]")
+    if res.iterations == 0 and res.status == "interrupted":
+        # the bounds of the starting point hold, but their midpoint is no estimate of W
+        print(f"W in [{res.lower:.10g}, {res.upper:.10g}] (interrupted before the first "
+              "iteration: no estimate)")
+    else:
+        print(f"W {approx} {res.w1:.10g}  in [{res.lower:.10g}, {res.upper:.10g}]")
     print(f"  relative gap: {res.relative_gap:.3e} (tol {res.tol:.1e})")
     print(f"  iterations:   {res.iterations}")
     print(f"  seconds:      {res.seconds:.3g}")

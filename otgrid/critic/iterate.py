@@ -17,7 +17,11 @@ from otgrid.critic.certificate import Best
 from otgrid.critic.restart import RESTART_EVERY, decide_restarts, restart
 from otgrid.critic.result import CheckInfo
 
-__all__ = ["Outcome", "continue_in_float64", "default_steps", "iterate"]
+__all__ = ["FLOOR_FACTOR", "Outcome", "continue_in_float64", "default_steps", "iterate",
+           "rounding_floor"]
+
+# Multiple of eps (sum |c| |f| + upper) below which a gap counts as rounding (status "floor").
+FLOOR_FACTOR = 64.0
 
 # Default primal step tau = kappa_d * (number of cells) / W0, where W0 = sum_i |(D u0)_i| is the
 # cost of the least-squares flow u0 = (D^T D)^+ c (an upper bound on W). tau scales like the
@@ -62,7 +66,7 @@ def default_steps(kern, c64) -> np.ndarray:
 
 
 def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive, deadline,
-             callback, scale, t0, verbose, flow_candidates, floor, interrupt, problem_ids=None,
+             callback, scale, t0, verbose, flow_candidates, interrupt, problem_ids=None,
              k0=0):
     """Run the preconditioned Chambolle–Pock loop on a batch; return (best, outcomes).
 
@@ -116,6 +120,7 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
                                 flow_candidates)
                 now = time.perf_counter() - t0
                 done = np.zeros(len(ids), dtype=bool)
+                floor = rounding_floor(cert, c64, best, ids)
                 for j, b in enumerate(ids):
                     lo, up = best.lower[b], best.upper[b]
                     gap = up - lo
@@ -128,8 +133,10 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
                             stall_ref[b], stall_count[b] = gap, 0
                         else:
                             stall_count[b] += 1
-                    if gap <= tol * up or gap <= floor[b]:
+                    if gap <= tol * up:
                         status = "converged"
+                    elif gap <= floor[j]:
+                        status = "floor"
                     elif stop:
                         status = "callback"
                     elif k >= max_iter:
@@ -184,6 +191,17 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
             out[b].history.append((k, scale[b] * best.lower[b], scale[b] * best.upper[b], now))
     return best, out
 
+
+
+def rounding_floor(cert, c64, best: Best, ids: np.ndarray) -> np.ndarray:
+    """The gap below which the float64 bounds cannot be trusted to improve, per active problem:
+    ``FLOOR_FACTOR eps (sum_i |c_i| |f_i| + upper)`` for the best critic ``f`` (the rounding
+    of ``<c, f>`` and of the flow's cost). It follows ``W``'s scale, not the box's: 0.1.0 used
+    ``1e3 eps sum|c| diameter``, which stopped a thin anisotropic problem (64 x 64 on
+    (0, 0.01) x (0, 100), cityblock) at a relative gap of 1.5e-7 instead of 1e-9."""
+    ix = cert.xp.asarray(ids)
+    size = cert.dot(cert.xp.abs(c64), cert.xp.abs(best.critic[ix])) + best.upper[ids]
+    return FLOOR_FACTOR * np.finfo(np.float64).eps * size
 
 
 def continue_in_float64(cert, c64, best, outs, *, problem_ids, scale, **kw) -> None:

@@ -69,7 +69,7 @@ def prolong(critic: np.ndarray, flow: np.ndarray, shape: tuple[int, ...]):
 
 
 def multilevel_start(backend, grid_shape, dx, norm, dtype, c64_host, tol, check_every,
-                      flow_candidates, floor_scale, max_iter, deadline):
+                      flow_candidates, max_iter, deadline):
     """Solve the coarsened problems (recursively) and prolong: starting iterates and steps."""
     shape_c = tuple((n + 1) // 2 for n in grid_shape)
     dx_c = tuple(2.0 * h for h in dx)
@@ -82,7 +82,7 @@ def multilevel_start(backend, grid_shape, dx, norm, dtype, c64_host, tol, check_
         c_dev = cert.to_device(cc, np.float64)
         if min(shape_c) >= 2 * ML_MIN_CELLS:
             f0, y0, tau, _ = multilevel_start(backend, shape_c, dx_c, norm, dtype, cc, tol,
-                                            check_every, flow_candidates, floor_scale, max_iter,
+                                            check_every, flow_candidates, max_iter,
                                             deadline)
             f0, y0 = kern.to_device(f0), kern.to_device(y0)
         else:
@@ -94,7 +94,6 @@ def multilevel_start(backend, grid_shape, dx, norm, dtype, c64_host, tol, check_
                               deadline=deadline,
                               callback=None, scale=np.ones(nb), t0=time.perf_counter(),
                               verbose=False, flow_candidates=flow_candidates,
-                              floor=floor_scale * np.abs(cc).reshape(nb, -1).sum(1),
                               interrupt="raise")
         critic = cert.to_host(best.critic)
         flow = cert.to_host(cert.corrected_flow(best.flow_y, best.flow_u))

@@ -79,9 +79,11 @@ class CriticResult:
     w1 : float
         Estimate ``(lower + upper) / 2``; ``|w1 - W_grid| <= gap / 2``.
     lower : float
-        Certified lower bound: ``<mu - nu, critic>`` for the feasible ``critic``.
+        Certified lower bound: ``<mu - nu, g>`` for a critic ``g`` certified feasible, rounded
+        outward (:func:`otgrid.critic.certify.certify`; ``critic`` is ``g`` re-centred).
     upper : float
-        Certified upper bound: the cost ``sum_i |flow_i|`` of an exactly feasible flow.
+        Certified upper bound: the cost ``sum_i |flow_i|`` of the flow plus a bound on the cost
+        of routing its floating-point residual, rounded outward.
     gap : float
         ``upper - lower``.
     critic : ndarray, shape grid.shape
@@ -95,13 +97,14 @@ class CriticResult:
     iterations : int
         Iterations run.
     converged : bool
-        Whether ``gap <= tol * upper`` (or the gap reached rounding level).
-    status : {"converged", "max_iter", "time_limit", "callback", "interrupted"}
-        Why the solve stopped.
+        Whether the certified ``gap <= tol * upper``.
+    status : {"converged", "floor", "max_iter", "time_limit", "callback", "interrupted"}
+        Why the solve stopped; ``"floor"``: float64 rounding keeps the certified gap above
+        ``tol`` (see the docs' certificate page).
     message : str
         Human-readable status.
     history : SolveHistory
-        The bounds at every check.
+        The bounds at every check (those of the iteration, not rounded outward).
     seconds : float
         Wall time of the solve.
     backend : str

@@ -34,6 +34,7 @@ import numpy as np
 from otgrid._device import is_cupy_array
 from otgrid._validation import as_finite_array, check_choice, check_positive_int
 from otgrid.critic.backends import BACKENDS, make_kernels, resolve_backend
+from otgrid.critic.certify import CertifiedBounds, certify
 from otgrid.critic.iterate import continue_in_float64, default_steps, iterate
 from otgrid.critic.multilevel import ML_AUTO_CELLS, ML_MIN_CELLS, multilevel_start
 from otgrid.critic.result import CheckInfo, CriticResult, SolveHistory
@@ -46,12 +47,22 @@ Norm = Literal["euclidean", "cityblock"]
 NORMS = ("euclidean", "cityblock")
 
 
-def _trivial_result(grid, norm, tol, backend, dtype, t0) -> CriticResult:
+def _trivial_result(mu, nu, ratio, grid, norm, tol, backend, dtype, t0) -> CriticResult:
+    """The result of a problem whose ``c`` rounded to zero: the zero critic and flow,
+    certified (``W = 0`` exactly when ``mu == ratio nu`` in float64; otherwise the upper bound
+    covers what the rounding hid)."""
     z = np.zeros(grid.shape)
-    hist = SolveHistory(np.array([0]), np.array([0.0]), np.array([0.0]), np.array([0.0]))
-    return CriticResult(0.0, 0.0, 0.0, 0.0, z, np.zeros((grid.ndim, *grid.shape)), 0, True,
-                        "converged", "mu and nu are equal: W = 0.", hist,
-                        time.perf_counter() - t0, backend, grid, norm, tol, np.dtype(dtype), 0.0)
+    flow = np.zeros((grid.ndim, *grid.shape))
+    cb = certify(mu, nu, ratio, z, flow, grid.dx, norm)
+    hist = SolveHistory(np.array([0]), np.array([cb.lower]), np.array([cb.upper]),
+                        np.array([0.0]))
+    gap = cb.upper - cb.lower
+    ok = gap <= tol * cb.upper
+    msg = ("mu and nu are equal: W = 0." if cb.upper == 0 else
+           f"mu and nu are equal up to rounding: W in [{cb.lower:.3g}, {cb.upper:.3g}].")
+    return CriticResult(0.5 * (cb.lower + cb.upper), cb.lower, cb.upper, gap, z, flow, 0, ok,
+                        "converged" if ok else "floor", msg, hist, time.perf_counter() - t0,
+                        backend, grid, norm, tol, np.dtype(dtype), 0.0)
 
 
 def _check_masses(x: Any, name: str, grid: Grid) -> tuple[np.ndarray, bool]:
@@ -98,6 +109,11 @@ def _message(status: str, k: int, rel: float, tol: float, max_iter: int,
              time_limit: float | None) -> str:
     if status == "converged":
         return f"Converged: relative gap {rel:.2e} <= tol {tol:.1e} after {k} iterations."
+    if status == "floor":
+        return (f"Stopped at the rounding floor after {k} iterations: the certified relative gap "
+                f"{rel:.2e} is above tol {tol:.1e}, and float64 rounding (of <c, f>, of the "
+                "flow's cost and of its divergence) does not let it shrink further. The bounds "
+                "hold; loosen tol.")
     if status == "callback":
         return f"Stopped by the callback after {k} iterations (relative gap {rel:.2e})."
     if status == "interrupted":
@@ -296,6 +312,9 @@ class _Problems:
     ``on_gpu`` whether the results go back to the GPU as CuPy arrays."""
 
     nb: int
+    mu: np.ndarray
+    nu: np.ndarray
+    ratio: np.ndarray
     c64: np.ndarray
     weights: np.ndarray
     scale: np.ndarray
@@ -395,7 +414,8 @@ def _prepare_problems(mu: Any, nu: Any, grid: Grid, warm_start: Any, backend: st
     scale = np.abs(c64).reshape(nb, -1).max(axis=1)
     live = np.flatnonzero(scale > 0)  # scale == 0: mu == nu, W = 0
     c64 = c64 / np.where(scale > 0, scale, 1.0).reshape((nb,) + (1,) * grid.ndim)
-    return _Problems(nb, c64, weights, scale, live, warm, backend, batched, on_gpu)
+    return _Problems(nb, mu, nu, ratio.reshape(nb), c64, weights, scale, live, warm, backend,
+                     batched, on_gpu)
 
 
 def _solve_live(prob: _Problems, grid: Grid, opts: _Options) -> list[CriticResult]:
@@ -404,8 +424,6 @@ def _solve_live(prob: _Problems, grid: Grid, opts: _Options) -> list[CriticResul
     :class:`CriticResult` per live problem, in the order of ``prob.live``."""
     live, scale = prob.live, prob.scale
     cl = np.ascontiguousarray(prob.c64[live])
-    diameter = float(np.sqrt(sum((b - a) ** 2 for a, b in grid.bounds)))
-    floor_scale = 1e3 * np.finfo(np.float64).eps * diameter
     # The critic recovered from the flow (complementary slackness) is exact in 1D and becomes
     # exact for the cityblock LP once the flow's sign pattern is right (measured: 5e3 instead of
     # > 4e4 iterations to 1e-7 at 32^2); for the euclidean norm in 2D it never beat the iterate
@@ -419,16 +437,19 @@ def _solve_live(prob: _Problems, grid: Grid, opts: _Options) -> list[CriticResul
     cert.with_batch(live.size)
     with kern.session():
         c_dev = cert.to_device(cl, np.float64)
-        start = _build_start(kern, cert, c_dev, cl, prob, grid, opts, flow_candidates,
-                             floor_scale)
+        start = _build_start(kern, cert, c_dev, cl, prob, grid, opts, flow_candidates)
         best, outs = _run_iterations(kern, cert, c_dev, cl, start, prob, opts,
-                                     flow_candidates, floor_scale)
+                                     flow_candidates)
         critics = cert.to_host(best.critic)
         flows = cert.to_host(cert.corrected_flow(best.flow_y, best.flow_u))
-    return [_result(best.lower[j], best.upper[j], critics[j], flows[j], outs[j], scale[b],
-                    prob.weights[b], grid, opts.norm, opts.tol, prob.backend, dtype,
-                    start.max_iter, opts.time_limit, start.levels)
-            for j, b in enumerate(live)]
+    results = []
+    for j, b in enumerate(live):
+        cb = certify(prob.mu[b], prob.nu[b], float(prob.ratio[b]), critics[j],
+                     flows[j] * scale[b], grid.dx, opts.norm)
+        results.append(_result(cb, outs[j], prob.weights[b], grid, opts.norm, opts.tol,
+                               prob.backend, dtype, start.max_iter, opts.time_limit,
+                               start.levels))
+    return results
 
 
 def _use_multilevel(multilevel: bool | str, grid: Grid, warm: list) -> bool:
@@ -440,8 +461,7 @@ def _use_multilevel(multilevel: bool | str, grid: Grid, warm: list) -> bool:
 
 
 def _build_start(kern: Any, cert: Any, c_dev: Any, cl: np.ndarray, prob: _Problems,
-                 grid: Grid, opts: _Options, flow_candidates: bool,
-                 floor_scale: float) -> _Start:
+                 grid: Grid, opts: _Options, flow_candidates: bool) -> _Start:
     """Starting iterates and steps of the live problems: the multilevel start when it applies
     (a ``KeyboardInterrupt`` during it, with ``interrupt="return"``, falls back to the zero
     start with no iterations left), else the warm starts or zeros; the step is ``opts.step``
@@ -454,7 +474,7 @@ def _build_start(kern: Any, cert: Any, c_dev: Any, cl: np.ndarray, prob: _Proble
         try:
             f0, y0, tau, _ = multilevel_start(
                 prob.backend, grid.shape, grid.dx, opts.norm, dtype, cl, opts.tol,
-                opts.check_every, flow_candidates, floor_scale, max_iter, opts.deadline)
+                opts.check_every, flow_candidates, max_iter, opts.deadline)
             f0, y0 = kern.to_device(f0), kern.to_device(y0)
             levels = 1 + int(np.floor(np.log2(min(grid.shape) / ML_MIN_CELLS)))
         except KeyboardInterrupt:
@@ -476,8 +496,8 @@ def _build_start(kern: Any, cert: Any, c_dev: Any, cl: np.ndarray, prob: _Proble
 
 
 def _run_iterations(kern: Any, cert: Any, c_dev: Any, cl: np.ndarray, start: _Start,
-                    prob: _Problems, opts: _Options, flow_candidates: bool,
-                    floor_scale: float) -> tuple[Any, list]:
+                    prob: _Problems, opts: _Options, flow_candidates: bool
+                    ) -> tuple[Any, list]:
     """Run the iteration from ``start`` and, in float32, go on in float64 for the problems
     that stalled at float32's precision floor; after an interrupted multilevel start every
     problem is marked ``"interrupted"``. Returns the best certified iterates and the outcome
@@ -488,7 +508,6 @@ def _run_iterations(kern: Any, cert: Any, c_dev: Any, cl: np.ndarray, start: _St
         max_iter=start.max_iter, check_every=opts.check_every, adaptive=opts.adaptive_step,
         deadline=opts.deadline, callback=opts.callback, scale=prob.scale[live], t0=opts.t0,
         verbose=opts.verbose, flow_candidates=flow_candidates,
-        floor=floor_scale * np.abs(cl).reshape(live.size, -1).sum(1),
         interrupt=opts.interrupt, problem_ids=live)
     if opts.dtype == np.float32:
         continue_in_float64(cert, c_dev, best, outs, tol=opts.tol, max_iter=start.max_iter,
@@ -496,7 +515,6 @@ def _run_iterations(kern: Any, cert: Any, c_dev: Any, cl: np.ndarray, start: _St
                             deadline=opts.deadline, callback=opts.callback,
                             scale=prob.scale[live], t0=opts.t0, verbose=opts.verbose,
                             flow_candidates=flow_candidates,
-                            floor=floor_scale * np.abs(cl).reshape(live.size, -1).sum(1),
                             interrupt=opts.interrupt, problem_ids=live)
     if start.interrupted:  # Ctrl-C during the coarse solves: the certificate of the start
         for o in outs:
@@ -515,15 +533,15 @@ def _package_results(prob: _Problems, live_results: list[CriticResult], grid: Gr
         results[b] = r
     for b in range(prob.nb):
         if results[b] is None:
-            results[b] = _trivial_result(grid, opts.norm, opts.tol, prob.backend, opts.dtype,
-                                         opts.t0)
+            results[b] = _trivial_result(prob.mu[b], prob.nu[b], float(prob.ratio[b]), grid,
+                                         opts.norm, opts.tol, prob.backend, opts.dtype, opts.t0)
     if prob.on_gpu:  # outputs go back where the inputs came from
         import cupy
 
         results = [dataclasses.replace(r, critic=cupy.asarray(r.critic),
                                        flow=cupy.asarray(r.flow)) for r in results]
     for r in results:
-        if r.status in ("max_iter", "time_limit"):
+        if r.status in ("max_iter", "time_limit", "floor"):
             # stacklevel 3: this helper, solve_critic, then the user's call
             warnings.warn(r.message, ConvergenceWarning, stacklevel=3)
         if opts.verbose:
@@ -531,18 +549,24 @@ def _package_results(prob: _Problems, live_results: list[CriticResult], grid: Gr
     return results
 
 
-def _result(lower, upper, critic, flow, out, scale, weights, grid, norm, tol, backend, dtype,
-            max_iter, time_limit, levels) -> CriticResult:
-    lower, upper = float(scale * lower), float(scale * upper)
-    critic = critic - np.sum(weights * critic) / np.sum(weights)
+def _result(cb: CertifiedBounds, out: Any, weights: np.ndarray, grid: Grid, norm: str,
+            tol: float, backend: str, dtype: Any, max_iter: int, time_limit: float | None,
+            levels: int) -> CriticResult:
+    """A live problem's result from its certified bounds (:func:`~otgrid.critic.certify.
+    certify`) and how its iteration ended: a solve stopped as converged whose certified gap
+    exceeds ``tol`` (the outward rounding) ends at the rounding floor instead."""
+    lower, upper = cb.lower, cb.upper
+    critic = cb.critic - np.sum(weights * cb.critic) / np.sum(weights)
     gap = upper - lower
     rel = gap / upper if upper > 0 else 0.0
+    status = out.status
+    if status == "converged" and gap > tol * upper:
+        status = "floor"
     hist = SolveHistory(*(np.array(v) for v in zip(*out.history, strict=True)))
     return CriticResult(
         w1=0.5 * (lower + upper), lower=lower, upper=upper, gap=gap, critic=critic,
-        flow=-scale * flow, iterations=out.iterations, converged=out.status == "converged",
-        status=out.status,
-        message=_message(out.status, out.iterations, rel, tol, max_iter, time_limit),
+        flow=-cb.flow, iterations=out.iterations, converged=status == "converged",
+        status=status, message=_message(status, out.iterations, rel, tol, max_iter, time_limit),
         history=hist, seconds=out.seconds, backend=backend, grid=grid, norm=norm, tol=tol,
         dtype=np.dtype(dtype), step=out.step, restarts=out.restarts, levels=levels,
         float64_from=out.float64_from)

@@ -1,0 +1,163 @@
+"""The certificate holds in floating point: exact references, outward rounding, the floor.
+
+References are exact: rational arithmetic (fractions.Fraction) for 1D problems with dyadic
+masses and spacing, and POT's network simplex on integer data (integer masses and integer
+cityblock costs stay integers in float64, so its optimum is exact).
+"""
+
+from __future__ import annotations
+
+import warnings
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+import otgrid as og
+from otgrid.critic.certify import certify
+from otgrid.errors import ConvergenceWarning
+
+BACKENDS = ("numpy", "numba")
+
+
+def _dyadic_pair(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    a = rng.integers(0, 50, n)
+    b = rng.permutation(a)                          # equal totals, exactly
+    k = 2.0 ** -int(rng.integers(3, 12))
+    return a * k, b * k
+
+
+def _exact_w_1d(mu: np.ndarray, nu: np.ndarray, dx: float) -> Fraction:
+    cum, w = Fraction(0), Fraction(0)
+    for x, y in zip(mu.tolist(), nu.tolist(), strict=True):
+        cum += Fraction(x) - Fraction(y)
+        w += abs(cum)
+    return w * Fraction(dx)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_dyadic_1d_bounds_bracket_the_exact_rational_w(backend):
+    # 0.1.0's upper bound fell one or two ulps below the exact W on such problems
+    rng = np.random.default_rng(0)
+    for _ in range(12):
+        n = int(rng.integers(8, 200))
+        mu, nu = _dyadic_pair(rng, n)
+        if np.array_equal(mu, nu):
+            continue
+        grid = og.Grid((0.0, n / 32), n)                # dx = 1/32 exactly
+        res = og.solve_critic(mu, nu, grid, tol=1e-13, backend=backend)
+        w = _exact_w_1d(mu, nu, grid.dx[0])
+        assert Fraction(res.lower) <= w <= Fraction(res.upper)
+        assert (Fraction(res.upper) - w) / w < Fraction(1, 10 ** 14)   # within an ulp or two
+        assert res.converged and res.relative_gap <= 1e-13
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_integer_cityblock_bounds_bracket_the_exact_lp_value(backend):
+    ot = pytest.importorskip("ot")
+    rng = np.random.default_rng(1)
+    shape = (7, 5)
+    grid = og.Grid([(0.0, 7.0), (0.0, 5.0)], shape)       # dx = 1: integer L1 costs
+    xs, ys = grid.mesh()
+    pts = np.stack([xs.ravel(), ys.ravel()], axis=1)
+    cost = np.abs(pts[:, None, :] - pts[None, :, :]).sum(-1)
+    for _ in range(5):
+        a = rng.integers(0, 9, shape).astype(float)
+        b = rng.permutation(a.ravel()).reshape(shape)
+        exact = ot.emd2(a.ravel(), b.ravel(), cost, numItermax=10 ** 7)
+        assert exact == int(exact)                        # the simplex stayed on integers
+        res = og.solve_critic(a, b, grid, norm="cityblock", tol=1e-13, backend=backend)
+        assert res.lower <= exact <= res.upper
+        # the iteration's gap reached 1e-13; the outward rounding may leave the certified gap
+        # just above it, and the result then says so
+        assert res.converged == (res.relative_gap <= 1e-13)
+        assert res.status in ("converged", "floor") and res.relative_gap < 2e-13
+
+
+def test_anisotropic_problem_reaches_tol_instead_of_a_box_sized_floor():
+    # 0.1.0 stopped at a floor of 1e3 eps sum|c| diameter -- here a relative gap near 1e-7 --
+    # and called it converged at tol 1e-9; the floor now follows W's scale
+    grid = og.Grid([(0.0, 0.01), (0.0, 100.0)], (64, 64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", og.OutsideMassWarning)
+        mu = grid.discretize(og.Normal([0.004, 40.0], [0.002 ** 2, 10.0 ** 2]), outside="fold")
+        nu = grid.discretize(og.Normal([0.006, 40.0], [0.002 ** 2, 10.0 ** 2]), outside="fold")
+    res = og.solve_critic(mu, nu, grid, norm="cityblock", tol=1e-9)
+    assert res.converged and res.relative_gap <= 1e-9
+
+
+def test_a_tol_below_the_rounding_floor_says_so():
+    grid = og.Grid([(-4.0, 4.0), (-4.0, 4.0)], 32)
+    mu = grid.discretize(og.Normal([0.0, 0.0], 1.0), outside="fold")
+    nu = grid.discretize(og.Normal([1.0, 0.5], 1.0), outside="fold")
+    with pytest.warns(ConvergenceWarning, match="rounding floor"):
+        res = og.solve_critic(mu, nu, grid, norm="cityblock", tol=1e-17)
+    assert res.status == "floor" and not res.converged
+    assert "rounding floor" in res.message and res.relative_gap > 1e-17
+    ref = og.solve_critic(mu, nu, grid, norm="cityblock", tol=1e-10)
+    assert res.lower <= ref.upper and ref.lower <= res.upper
+
+
+def test_the_upper_bound_pays_for_the_flow_residual():
+    # a flow that does not quite move mu onto nu: the certified upper bound adds the cost of
+    # routing what is missing, so it stays above W (0.1.0 assumed the corrected flow feasible)
+    grid = og.Grid((0.0, 1.0), 16)
+    mu = np.zeros(16)
+    nu = np.zeros(16)
+    mu[2], nu[12] = 1.0, 1.0
+    w = 10 * grid.dx[0]                                   # exact: move mass 1 by 10 cells
+    flow = np.zeros((1, 16))
+    flow[0, 2:11] = 0.9 * grid.dx[0] * np.ones(9)         # carries 0.9 of the way... short
+    critic = -grid.centers[0]                             # feasible, <mu - nu, f> = W
+    cb = certify(mu, nu, 1.0, critic, flow, grid.dx, "euclidean", refine=False)
+    assert cb.lower <= w <= cb.upper
+    assert cb.residual > 0.1
+    assert certify(mu, nu, 1.0, critic, flow, grid.dx, "euclidean").upper < cb.upper
+    # with the exact flow the bounds are tight
+    exact = np.zeros((1, 16))
+    exact[0, 2:12] = grid.dx[0]
+    tight = certify(mu, nu, 1.0, critic, exact, grid.dx, "euclidean")
+    assert tight.upper - w <= 4 * np.spacing(w) and w - tight.lower <= 4 * np.spacing(w)
+
+
+def test_an_infeasible_critic_is_rescaled_until_certified():
+    grid = og.Grid([(0.0, 1.0), (0.0, 1.0)], 8)
+    rng = np.random.default_rng(3)
+    critic = rng.normal(size=grid.shape)
+    mu = np.zeros(grid.shape)
+    nu = np.zeros(grid.shape)
+    mu[1, 1], nu[6, 5] = 1.0, 1.0
+    cb = certify(mu, nu, 1.0, critic, np.zeros((2, *grid.shape)), grid.dx, "euclidean")
+    g = cb.critic
+    d0 = np.diff(g, axis=0) / grid.dx[0]
+    d1 = np.diff(g, axis=1) / grid.dx[1]
+    sq = np.zeros(grid.shape)
+    sq[:-1, :] += d0 ** 2
+    sq[:, :-1] += d1 ** 2
+    assert cb.rescaled > 1 and np.sqrt(sq.max()) <= 1.0
+    np.testing.assert_allclose(g * cb.rescaled, critic, rtol=1e-15)
+
+
+def test_ctrl_c_before_the_first_iteration_gives_no_estimate(tmp_path, capsys, monkeypatch):
+    from otgrid.cli.main import main
+
+    def interrupt_at_once(info):
+        raise KeyboardInterrupt
+
+    res = og.solve_critic(*[og.Grid((0.0, 4.0), 64).discretize(d) for d in
+                            (og.Normal(1.0, 0.3), og.Normal(3.0, 0.3))],
+                          og.Grid((0.0, 4.0), 64), callback=interrupt_at_once,
+                          interrupt="return")
+    assert res.status == "interrupted" and res.iterations == 0
+    assert 0.0 <= res.lower <= res.upper                  # the start's bounds still hold
+
+    import otgrid.critic.solve as solve_mod
+
+    real = solve_mod.solve_critic
+    monkeypatch.setattr(solve_mod, "solve_critic",
+                        lambda *a, **k: real(*a, **{**k, "callback": interrupt_at_once,
+                                                    "interrupt": "return"}))
+    monkeypatch.chdir(tmp_path)
+    assert main(["critic", "normal(1, 0.3)", "normal(3, 0.3)", "--no-figure"]) == 0
+    out = capsys.readouterr().out
+    assert "no estimate" in out and "≈" not in out and "~=" not in out
