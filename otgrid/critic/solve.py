@@ -354,8 +354,8 @@ def _validate_options(grid: Grid, norm: str, backend: str, tol: float, max_iter:
     check_choice(backend, "backend", BACKENDS)
     check_choice(interrupt, "interrupt", ("raise", "return"))
     tol = float(tol)
-    if not (np.isfinite(tol) and tol > 0):
-        raise ValueError(f"tol must be a positive number; got {tol}.")
+    if not (np.isfinite(tol) and 0 < tol < 1):
+        raise ValueError(f"tol must be a relative gap in (0, 1), e.g. 1e-6; got {tol}.")
     max_iter = check_positive_int(max_iter, "max_iter", minimum=0)
     check_every = check_positive_int(check_every, "check_every")
     dtype = np.dtype(dtype)

@@ -161,3 +161,12 @@ def test_ctrl_c_before_the_first_iteration_gives_no_estimate(tmp_path, capsys, m
     assert main(["critic", "normal(1, 0.3)", "normal(3, 0.3)", "--no-figure"]) == 0
     out = capsys.readouterr().out
     assert "no estimate" in out and "≈" not in out and "~=" not in out
+
+
+@pytest.mark.parametrize("tol", [1.0, 10.0, np.inf])
+def test_tol_must_be_a_relative_gap_below_one(tol):
+    # 0.1.0 accepted tol=10 (every first check "converged")
+    grid = og.Grid((0.0, 1.0), 8)
+    mu, nu = np.eye(8)[1], np.eye(8)[6]
+    with pytest.raises(ValueError, match=r"tol must be a relative gap in \(0, 1\)"):
+        og.solve_critic(mu, nu, grid, tol=tol)
