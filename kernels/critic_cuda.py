@@ -8,11 +8,13 @@ forward differences ``(Df)_{i,k} = (f_{i+e_k} - f_i) h_k`` (``h_k = 1/dx_k``), z
 index of axis ``k``; ``iso=True`` is the euclidean (group) norm, ``iso=False`` the cityblock one.
 Steps ``tau``, ``sigma`` are device arrays of shape ``(B,)``.
 
-Launch: one thread per cell, on a 1D grid of ``ceil(B * n_cells / threads)`` blocks; the thread
-of flat index ``p`` handles cell ``p`` of the C-ordered ``(B, *shape)`` array, so consecutive
-threads touch consecutive addresses (coalesced loads and stores). The scalars ``h`` must have
-the dtype of the arrays (``numpy.float32(h)`` for float32 iterates) so that the arithmetic stays
-in that precision on the device; literals appear only in stores.
+Launch: one thread per cell on a 1D grid of ``grid_blocks(B * n_cells, threads)`` blocks
+(``otgrid/kernels/_cuda.py``); the thread of flat index ``p`` handles cell ``p`` of the
+C-ordered ``(B, *shape)`` array, then ``p + gridsize``, ... (a grid-stride loop: a grid capped
+at CUDA's limit still covers every cell), so consecutive threads touch consecutive addresses
+(coalesced loads and stores). The scalars ``h`` must have the dtype of the arrays
+(``numpy.float32(h)`` for float32 iterates) so that the arithmetic stays in that precision on
+the device; literals appear only in stores.
 
 Kernels
 -------
@@ -34,17 +36,30 @@ unit_directions_{1d,2d}(y, top, out, iso)
 
 The reductions over cells (max, sums) are left to the array library (CuPy on a GPU) on the
 float64 per-cell outputs; only the ``B`` results need to reach the host.
+
+Precision: with float32 iterates every kernel computes in float32, except where a float64 value
+enters on purpose (listed in :data:`FLOAT64_ON_PURPOSE`, checked on the PTX by the tests): the
+per-cell norms of ``grad_norm_cells_2d``, ``grad_sq_cells_2d`` and ``flow_norm_cells_2d``
+square and add the float32 differences in float64 (their outputs are float64 and feed float64
+sums and maxima: no overflow of the squares, no float32 rounding in the norm), and
+``unit_directions_{1d,2d}`` compare the flow with the float64 threshold ``1e-9 top[b]``.
+:data:`PTX_SIGNATURES` lists the argument types of every launch the backend makes (float32 and
+float64 iterates), for compiling the kernels to PTX without a GPU.
 """
 
 from __future__ import annotations
 
 import math
 
+from numba import types as _t
+
 from ._cuda import cuda
 from ._cuda import device as _device
 from ._cuda import kernel as _kernel
 
 __all__ = [
+    "FLOAT64_ON_PURPOSE",
+    "PTX_SIGNATURES",
     "corrected_flow_1d",
     "corrected_flow_2d",
     "dual_step_1d",
@@ -75,107 +90,101 @@ def _cell_2d(p, nx, ny):  # pragma: no cover - device code
 @_kernel
 def dual_step_1d(f, u, y, f_out, tau, sigma, h, iso):  # pragma: no cover - device code
     """``f_out = f + tau u``; ``y <- soft(y + sigma D(f + 2 tau u), sigma)`` (one thread/cell)."""
-    p = cuda.grid(1)
     nb, n = f.shape
-    if p >= nb * n:
-        return
-    b = p // n
-    i = p - b * n
-    tb = tau[b]
-    sb = sigma[b]
-    fi = f[b, i]
-    ui = u[b, i]
-    f_out[b, i] = fi + tb * ui
-    if i < n - 1:
-        t2 = tb + tb
-        v = y[b, 0, i] + sb * ((f[b, i + 1] + t2 * u[b, i + 1] - (fi + t2 * ui)) * h)
-        y[b, 0, i] = v - sb if v > sb else (v + sb if v < -sb else 0.0)
-    else:
-        y[b, 0, i] = 0.0
+    for p in range(cuda.grid(1), nb * n, cuda.gridsize(1)):
+        b = p // n
+        i = p - b * n
+        tb = tau[b]
+        sb = sigma[b]
+        fi = f[b, i]
+        ui = u[b, i]
+        f_out[b, i] = fi + tb * ui
+        if i < n - 1:
+            t2 = tb + tb
+            v = y[b, 0, i] + sb * ((f[b, i + 1] + t2 * u[b, i + 1] - (fi + t2 * ui)) * h)
+            if v > sb:
+                y[b, 0, i] = v - sb
+            elif v < -sb:
+                y[b, 0, i] = v + sb
+            else:
+                y[b, 0, i] = 0.0
+        else:
+            y[b, 0, i] = 0.0
 
 
 @_kernel
 def residual_1d(c, y, r, h):  # pragma: no cover - device code
     """``r = c - D^T y``: ``r_i = c_i + (y_i - y_{i-1}) h`` with the boundary terms dropped."""
-    p = cuda.grid(1)
     nb, n = c.shape
-    if p >= nb * n:
-        return
-    b = p // n
-    i = p - b * n
-    v = c[b, i]
-    if i < n - 1:
-        v += y[b, 0, i] * h
-    if i > 0:
-        v -= y[b, 0, i - 1] * h
-    r[b, i] = v
+    for p in range(cuda.grid(1), nb * n, cuda.gridsize(1)):
+        b = p // n
+        i = p - b * n
+        v = c[b, i]
+        if i < n - 1:
+            v += y[b, 0, i] * h
+        if i > 0:
+            v -= y[b, 0, i - 1] * h
+        r[b, i] = v
 
 
 @_kernel
 def grad_norm_cells_1d(f, out, h, iso):  # pragma: no cover - device code
     """``out[b, i] = |f_{i+1} - f_i| h`` (0 on the last cell)."""
-    p = cuda.grid(1)
     nb, n = f.shape
-    if p >= nb * n:
-        return
-    b = p // n
-    i = p - b * n
-    out[b, i] = abs(f[b, i + 1] - f[b, i]) * h if i < n - 1 else 0.0
+    for p in range(cuda.grid(1), nb * n, cuda.gridsize(1)):
+        b = p // n
+        i = p - b * n
+        out[b, i] = abs(f[b, i + 1] - f[b, i]) * h if i < n - 1 else 0.0
 
 
 @_kernel
 def grad_sq_cells_1d(f, out, h):  # pragma: no cover - device code
     """``out[b, i] = ((f_{i+1} - f_i) h)^2`` (0 on the last cell)."""
-    p = cuda.grid(1)
     nb, n = f.shape
-    if p >= nb * n:
-        return
-    b = p // n
-    i = p - b * n
-    if i < n - 1:
-        g = (f[b, i + 1] - f[b, i]) * h
-        out[b, i] = g * g
-    else:
-        out[b, i] = 0.0
+    for p in range(cuda.grid(1), nb * n, cuda.gridsize(1)):
+        b = p // n
+        i = p - b * n
+        if i < n - 1:
+            g = (f[b, i + 1] - f[b, i]) * h
+            out[b, i] = g * g
+        else:
+            out[b, i] = 0.0
 
 
 @_kernel
 def flow_norm_cells_1d(y, u, out, h, iso):  # pragma: no cover - device code
     """``out[b, i] = |y_i + (u_{i+1} - u_i) h|`` (0 on the last cell)."""
-    p = cuda.grid(1)
     nb, n = u.shape
-    if p >= nb * n:
-        return
-    b = p // n
-    i = p - b * n
-    out[b, i] = abs(y[b, 0, i] + (u[b, i + 1] - u[b, i]) * h) if i < n - 1 else 0.0
+    for p in range(cuda.grid(1), nb * n, cuda.gridsize(1)):
+        b = p // n
+        i = p - b * n
+        out[b, i] = abs(y[b, 0, i] + (u[b, i + 1] - u[b, i]) * h) if i < n - 1 else 0.0
 
 
 @_kernel
 def corrected_flow_1d(y, u, out, h):  # pragma: no cover - device code
     """``out = y + D u`` (0 on the last cell)."""
-    p = cuda.grid(1)
     nb, n = u.shape
-    if p >= nb * n:
-        return
-    b = p // n
-    i = p - b * n
-    out[b, 0, i] = y[b, 0, i] + (u[b, i + 1] - u[b, i]) * h if i < n - 1 else 0.0
+    for p in range(cuda.grid(1), nb * n, cuda.gridsize(1)):
+        b = p // n
+        i = p - b * n
+        if i < n - 1:
+            out[b, 0, i] = y[b, 0, i] + (u[b, i + 1] - u[b, i]) * h
+        else:
+            out[b, 0, i] = 0.0
 
 
 @_kernel
 def unit_directions_1d(y, top, out, iso):  # pragma: no cover - device code
     """``out = sign(y)`` where ``|y| > 1e-9 top[b]``, 0 elsewhere."""
-    p = cuda.grid(1)
     nb = y.shape[0]
     n = y.shape[2]
-    if p >= nb * n:
-        return
-    b = p // n
-    i = p - b * n
-    v = y[b, 0, i]
-    eps = 1e-9 * top[b]
-    out[b, 0, i] = 1.0 if v > eps else (-1.0 if v < -eps else 0.0)
+    for p in range(cuda.grid(1), nb * n, cuda.gridsize(1)):
+        b = p // n
+        i = p - b * n
+        v = y[b, 0, i]
+        eps = 1e-9 * top[b]
+        out[b, 0, i] = 1.0 if v > eps else (-1.0 if v < -eps else 0.0)
 
 
 # ----------------------------------------------------------------------------------------- 2D
@@ -186,114 +195,115 @@ def dual_step_2d(f, u, y, f_out, tau, sigma, hx, hy, iso):  # pragma: no cover -
     Each thread reads its cell and its two forward neighbours of ``f`` and ``u`` and reads and
     writes only its own cell of ``y`` and ``f_out``: no two threads write the same address.
     """
-    p = cuda.grid(1)
     nb, nx, ny = f.shape
-    if p >= nb * nx * ny:
-        return
-    b, _, i, j = _cell_2d(p, nx, ny)
-    tb = tau[b]
-    sb = sigma[b]
-    t2 = tb + tb
-    fij = f[b, i, j]
-    uij = u[b, i, j]
-    f_out[b, i, j] = fij + tb * uij
-    fb = fij + t2 * uij
-    vx = y[b, 0, i, j]
-    vy = y[b, 1, i, j]
-    if i < nx - 1:
-        vx += sb * ((f[b, i + 1, j] + t2 * u[b, i + 1, j] - fb) * hx)
-    if j < ny - 1:
-        vy += sb * ((f[b, i, j + 1] + t2 * u[b, i, j + 1] - fb) * hy)
-    if iso:
-        nv = math.sqrt(vx * vx + vy * vy)
-        if nv > sb:
-            s = (nv - sb) / nv
-            y[b, 0, i, j] = vx * s if i < nx - 1 else 0.0
-            y[b, 1, i, j] = vy * s if j < ny - 1 else 0.0
-        else:
-            y[b, 0, i, j] = 0.0
-            y[b, 1, i, j] = 0.0
-    else:
+    for p in range(cuda.grid(1), nb * nx * ny, cuda.gridsize(1)):
+        b, _, i, j = _cell_2d(p, nx, ny)
+        tb = tau[b]
+        sb = sigma[b]
+        t2 = tb + tb
+        fij = f[b, i, j]
+        uij = u[b, i, j]
+        f_out[b, i, j] = fij + tb * uij
+        fb = fij + t2 * uij
+        vx = y[b, 0, i, j]
+        vy = y[b, 1, i, j]
         if i < nx - 1:
-            y[b, 0, i, j] = vx - sb if vx > sb else (vx + sb if vx < -sb else 0.0)
-        else:
-            y[b, 0, i, j] = 0.0
+            vx += sb * ((f[b, i + 1, j] + t2 * u[b, i + 1, j] - fb) * hx)
         if j < ny - 1:
-            y[b, 1, i, j] = vy - sb if vy > sb else (vy + sb if vy < -sb else 0.0)
+            vy += sb * ((f[b, i, j + 1] + t2 * u[b, i, j + 1] - fb) * hy)
+        if iso:
+            nv = math.sqrt(vx * vx + vy * vy)
+            # (statements, not conditional expressions: a float32 branch and a 0.0 literal
+            # would unify to float64 and convert every stored value twice)
+            if nv > sb and i < nx - 1:
+                y[b, 0, i, j] = vx * ((nv - sb) / nv)
+            else:
+                y[b, 0, i, j] = 0.0
+            if nv > sb and j < ny - 1:
+                y[b, 1, i, j] = vy * ((nv - sb) / nv)
+            else:
+                y[b, 1, i, j] = 0.0
         else:
-            y[b, 1, i, j] = 0.0
+            if i < nx - 1 and vx > sb:
+                y[b, 0, i, j] = vx - sb
+            elif i < nx - 1 and vx < -sb:
+                y[b, 0, i, j] = vx + sb
+            else:
+                y[b, 0, i, j] = 0.0
+            if j < ny - 1 and vy > sb:
+                y[b, 1, i, j] = vy - sb
+            elif j < ny - 1 and vy < -sb:
+                y[b, 1, i, j] = vy + sb
+            else:
+                y[b, 1, i, j] = 0.0
 
 
 @_kernel
 def residual_2d(c, y, r, hx, hy):  # pragma: no cover - device code
     """``r = c - D^T y`` (the divergence of ``y`` with zero-flux boundaries, plus ``c``)."""
-    p = cuda.grid(1)
     nb, nx, ny = c.shape
-    if p >= nb * nx * ny:
-        return
-    b, _, i, j = _cell_2d(p, nx, ny)
-    v = c[b, i, j]
-    if i < nx - 1:
-        v += y[b, 0, i, j] * hx
-    if i > 0:
-        v -= y[b, 0, i - 1, j] * hx
-    if j < ny - 1:
-        v += y[b, 1, i, j] * hy
-    if j > 0:
-        v -= y[b, 1, i, j - 1] * hy
-    r[b, i, j] = v
+    for p in range(cuda.grid(1), nb * nx * ny, cuda.gridsize(1)):
+        b, _, i, j = _cell_2d(p, nx, ny)
+        v = c[b, i, j]
+        if i < nx - 1:
+            v += y[b, 0, i, j] * hx
+        if i > 0:
+            v -= y[b, 0, i - 1, j] * hx
+        if j < ny - 1:
+            v += y[b, 1, i, j] * hy
+        if j > 0:
+            v -= y[b, 1, i, j - 1] * hy
+        r[b, i, j] = v
 
 
 @_kernel
 def grad_norm_cells_2d(f, out, hx, hy, iso):  # pragma: no cover - device code
     """``out[b, i*ny + j] = |(Df)_ij|``: 2-norm (``iso``) or inf-norm of the two differences."""
-    p = cuda.grid(1)
     nb, nx, ny = f.shape
-    if p >= nb * nx * ny:
-        return
-    b, q, i, j = _cell_2d(p, nx, ny)
-    gx = abs(f[b, i + 1, j] - f[b, i, j]) * hx if i < nx - 1 else 0.0
-    gy = abs(f[b, i, j + 1] - f[b, i, j]) * hy if j < ny - 1 else 0.0
-    out[b, q] = math.sqrt(gx * gx + gy * gy) if iso else max(gx, gy)
+    for p in range(cuda.grid(1), nb * nx * ny, cuda.gridsize(1)):
+        b, q, i, j = _cell_2d(p, nx, ny)
+        gx = abs(f[b, i + 1, j] - f[b, i, j]) * hx if i < nx - 1 else 0.0
+        gy = abs(f[b, i, j + 1] - f[b, i, j]) * hy if j < ny - 1 else 0.0
+        out[b, q] = math.sqrt(gx * gx + gy * gy) if iso else max(gx, gy)
 
 
 @_kernel
 def grad_sq_cells_2d(f, out, hx, hy):  # pragma: no cover - device code
     """``out[b, i*ny + j] = |(Df)_ij|_2^2``."""
-    p = cuda.grid(1)
     nb, nx, ny = f.shape
-    if p >= nb * nx * ny:
-        return
-    b, q, i, j = _cell_2d(p, nx, ny)
-    gx = (f[b, i + 1, j] - f[b, i, j]) * hx if i < nx - 1 else 0.0
-    gy = (f[b, i, j + 1] - f[b, i, j]) * hy if j < ny - 1 else 0.0
-    out[b, q] = gx * gx + gy * gy
+    for p in range(cuda.grid(1), nb * nx * ny, cuda.gridsize(1)):
+        b, q, i, j = _cell_2d(p, nx, ny)
+        gx = (f[b, i + 1, j] - f[b, i, j]) * hx if i < nx - 1 else 0.0
+        gy = (f[b, i, j + 1] - f[b, i, j]) * hy if j < ny - 1 else 0.0
+        out[b, q] = gx * gx + gy * gy
 
 
 @_kernel
 def flow_norm_cells_2d(y, u, out, hx, hy, iso):  # pragma: no cover - device code
     """``out[b, i*ny + j] = |y_ij + (Du)_ij|``: 2-norm (``iso``) or 1-norm."""
-    p = cuda.grid(1)
     nb, nx, ny = u.shape
-    if p >= nb * nx * ny:
-        return
-    b, q, i, j = _cell_2d(p, nx, ny)
-    vx = y[b, 0, i, j] + (u[b, i + 1, j] - u[b, i, j]) * hx if i < nx - 1 else 0.0
-    vy = y[b, 1, i, j] + (u[b, i, j + 1] - u[b, i, j]) * hy if j < ny - 1 else 0.0
-    out[b, q] = math.sqrt(vx * vx + vy * vy) if iso else abs(vx) + abs(vy)
+    for p in range(cuda.grid(1), nb * nx * ny, cuda.gridsize(1)):
+        b, q, i, j = _cell_2d(p, nx, ny)
+        vx = y[b, 0, i, j] + (u[b, i + 1, j] - u[b, i, j]) * hx if i < nx - 1 else 0.0
+        vy = y[b, 1, i, j] + (u[b, i, j + 1] - u[b, i, j]) * hy if j < ny - 1 else 0.0
+        out[b, q] = math.sqrt(vx * vx + vy * vy) if iso else abs(vx) + abs(vy)
 
 
 @_kernel
 def corrected_flow_2d(y, u, out, hx, hy):  # pragma: no cover - device code
     """``out = y + D u`` (components on the last index of their axis set to 0)."""
-    p = cuda.grid(1)
     nb, nx, ny = u.shape
-    if p >= nb * nx * ny:
-        return
-    b, _, i, j = _cell_2d(p, nx, ny)
-    uij = u[b, i, j]
-    out[b, 0, i, j] = y[b, 0, i, j] + (u[b, i + 1, j] - uij) * hx if i < nx - 1 else 0.0
-    out[b, 1, i, j] = y[b, 1, i, j] + (u[b, i, j + 1] - uij) * hy if j < ny - 1 else 0.0
+    for p in range(cuda.grid(1), nb * nx * ny, cuda.gridsize(1)):
+        b, _, i, j = _cell_2d(p, nx, ny)
+        uij = u[b, i, j]
+        if i < nx - 1:
+            out[b, 0, i, j] = y[b, 0, i, j] + (u[b, i + 1, j] - uij) * hx
+        else:
+            out[b, 0, i, j] = 0.0
+        if j < ny - 1:
+            out[b, 1, i, j] = y[b, 1, i, j] + (u[b, i, j + 1] - uij) * hy
+        else:
+            out[b, 1, i, j] = 0.0
 
 
 @_kernel
@@ -303,24 +313,51 @@ def unit_directions_2d(y, top, out, iso):  # pragma: no cover - device code
     Euclidean: ``y_ij / |y_ij|_2`` where ``|y_ij|_2 > 1e-9 top[b]``. Cityblock: ``sign`` of each
     component whose magnitude exceeds ``1e-9 top[b]``.
     """
-    p = cuda.grid(1)
     nb = y.shape[0]
     nx = y.shape[2]
     ny = y.shape[3]
-    if p >= nb * nx * ny:
-        return
-    b, _, i, j = _cell_2d(p, nx, ny)
-    vx = y[b, 0, i, j]
-    vy = y[b, 1, i, j]
-    eps = 1e-9 * top[b]
-    if iso:
-        nv = math.sqrt(vx * vx + vy * vy)
-        if nv > eps:
-            out[b, 0, i, j] = vx / nv
-            out[b, 1, i, j] = vy / nv
+    for p in range(cuda.grid(1), nb * nx * ny, cuda.gridsize(1)):
+        b, _, i, j = _cell_2d(p, nx, ny)
+        vx = y[b, 0, i, j]
+        vy = y[b, 1, i, j]
+        eps = 1e-9 * top[b]
+        if iso:
+            nv = math.sqrt(vx * vx + vy * vy)
+            if nv > eps:
+                out[b, 0, i, j] = vx / nv
+                out[b, 1, i, j] = vy / nv
+            else:
+                out[b, 0, i, j] = 0.0
+                out[b, 1, i, j] = 0.0
         else:
-            out[b, 0, i, j] = 0.0
-            out[b, 1, i, j] = 0.0
-    else:
-        out[b, 0, i, j] = 1.0 if vx > eps else (-1.0 if vx < -eps else 0.0)
-        out[b, 1, i, j] = 1.0 if vy > eps else (-1.0 if vy < -eps else 0.0)
+            out[b, 0, i, j] = 1.0 if vx > eps else (-1.0 if vx < -eps else 0.0)
+            out[b, 1, i, j] = 1.0 if vy > eps else (-1.0 if vy < -eps else 0.0)
+
+
+# ------------------------------------------------------------------------ PTX signatures
+def _signatures(ndim: int, dt: _t.Float) -> list[tuple[object, tuple]]:
+    """``(kernel, argument types)`` of every launch of the backend for ``ndim`` axes in ``dt``.
+
+    The array types are those numba gives C-contiguous CuPy arrays; the scalars ``h`` are of
+    the arrays' dtype (the backend passes ``dt.type(1 / dx)``), ``iso`` a bool; per-cell
+    outputs and the threshold ``top`` are float64 whatever ``dt``.
+    """
+    g, y, s = _t.Array(dt, ndim + 1, "C"), _t.Array(dt, ndim + 2, "C"), _t.Array(dt, 1, "C")
+    cells, top, iso = _t.Array(_t.float64, 2, "C"), _t.Array(_t.float64, 1, "C"), _t.boolean
+    hs = (dt,) * ndim
+    k = {1: (dual_step_1d, residual_1d, grad_norm_cells_1d, grad_sq_cells_1d,
+             flow_norm_cells_1d, corrected_flow_1d, unit_directions_1d),
+         2: (dual_step_2d, residual_2d, grad_norm_cells_2d, grad_sq_cells_2d,
+             flow_norm_cells_2d, corrected_flow_2d, unit_directions_2d)}[ndim]
+    return [(k[0], (g, g, y, g, s, s, *hs, iso)), (k[1], (g, y, g, *hs)),
+            (k[2], (g, cells, *hs, iso)), (k[3], (g, cells, *hs)),
+            (k[4], (y, g, cells, *hs, iso)), (k[5], (y, g, y, *hs)), (k[6], (y, top, y, iso))]
+
+
+# Every (kernel, argument types) the CUDA backend launches: 1D and 2D, float32 and float64.
+PTX_SIGNATURES = [sig for nd in (1, 2) for dt in (_t.float32, _t.float64)
+                  for sig in _signatures(nd, dt)]
+
+# float32 kernels whose PTX holds float64 arithmetic on purpose (see the module docstring).
+FLOAT64_ON_PURPOSE = ("grad_norm_cells_2d", "grad_sq_cells_2d", "flow_norm_cells_2d",
+                      "unit_directions_1d", "unit_directions_2d")

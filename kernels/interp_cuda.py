@@ -15,6 +15,10 @@ The CPU kernel prunes the boundary pieces with per-block bounds; on the GPU ever
 visits all ``2 (N0 + N1 - 2)`` pieces (no divergent pruning, the edge samples are read by all
 threads and stay in cache), which gives the same maximum. Points and samples are float64.
 
+Launch: ``grid_blocks(n, threads)`` blocks (``otgrid/kernels/_cuda.py``); thread ``p`` handles
+points ``p``, ``p + gridsize``, ... (a grid-stride loop: a grid capped at CUDA's limit still
+covers every point). :data:`PTX_SIGNATURES` lists the argument types of the launches.
+
 Kernels
 -------
 interp1d_value_grad(x, values, centers, inv_dx, val, grad)
@@ -27,11 +31,13 @@ from __future__ import annotations
 
 import math
 
+from numba import types as _t
+
 from ._cuda import cuda
 from ._cuda import device as _device
 from ._cuda import kernel as _kernel
 
-__all__ = ["interp1d_value_grad", "interp2d_value_grad"]
+__all__ = ["PTX_SIGNATURES", "interp1d_value_grad", "interp2d_value_grad"]
 
 
 @_device
@@ -53,25 +59,23 @@ def _cell(t, c, inv_dx):  # pragma: no cover - device code
 @_kernel
 def interp1d_value_grad(x, values, centers, inv_dx, val, grad):  # pragma: no cover - device
     """Value and derivative of the linear interpolant with its 1D extension, one thread/point."""
-    p = cuda.grid(1)
-    if p >= x.shape[0]:
-        return
     nc = centers.shape[0]
     lo = centers[0]
     hi = centers[nc - 1]
-    t = x[p]
-    if t < lo:
-        val[p] = values[0] - (lo - t)
-        grad[p] = 1.0
-    elif t > hi:
-        val[p] = values[nc - 1] - (t - hi)
-        grad[p] = -1.0
-    else:
-        i = _cell(t, centers, inv_dx)
-        v0 = values[i]
-        v1 = values[i + 1]
-        val[p] = v0 + (t - centers[i]) * inv_dx * (v1 - v0)
-        grad[p] = (v1 - v0) * inv_dx
+    for p in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
+        t = x[p]
+        if t < lo:
+            val[p] = values[0] - (lo - t)
+            grad[p] = 1.0
+        elif t > hi:
+            val[p] = values[nc - 1] - (t - hi)
+            grad[p] = -1.0
+        else:
+            i = _cell(t, centers, inv_dx)
+            v0 = values[i]
+            v1 = values[i + 1]
+            val[p] = v0 + (t - centers[i]) * inv_dx * (v1 - v0)
+            grad[p] = (v1 - v0) * inv_dx
 
 
 @_device
@@ -116,21 +120,15 @@ def _edge_best(sx, h, values, c, e, best, best_t):  # pragma: no cover - device 
     return best, best_t
 
 
-@_kernel
-def interp2d_value_grad(x, values, c0, c1, inv_dx0, inv_dx1, diam, val,
-                        grad):  # pragma: no cover - device code
-    """Value and gradient of the bilinear interpolant with its 2D extension, one thread/point."""
-    p = cuda.grid(1)
-    if p >= x.shape[0]:
-        return
+@_device
+def _value_grad_2d(x0, x1, values, c0, c1, inv_dx0, inv_dx1, diam):  # pragma: no cover
+    """``(F(x), dF/dx0, dF/dx1)`` at the point ``(x0, x1)`` (see the module docstring)."""
     n0 = c0.shape[0]
     n1 = c1.shape[0]
     lo0 = c0[0]
     hi0 = c0[n0 - 1]
     lo1 = c1[0]
     hi1 = c1[n1 - 1]
-    x0 = x[p, 0]
-    x1 = x[p, 1]
     p0 = min(max(x0, lo0), hi0)
     p1 = min(max(x1, lo1), hi1)
     # bilinear interpolant and its gradient at the projection Px
@@ -150,10 +148,7 @@ def interp2d_value_grad(x, values, c0, c1, inv_dx0, inv_dx1, diam, val,
     r0 = x0 - p0
     r1 = x1 - p1
     if r0 == 0.0 and r1 == 0.0:
-        val[p] = fp
-        grad[p, 0] = gp0
-        grad[p, 1] = gp1
-        return
+        return fp, gp0, gp1
     d = math.sqrt(r0 * r0 + r1 * r1)
     root = math.sqrt(diam * diam + d * d)
     cap = fp - d * d / (root + diam)
@@ -183,11 +178,30 @@ def interp2d_value_grad(x, values, c0, c1, inv_dx0, inv_dx1, diam, val,
         w1 = x1 - z1
         dist = math.sqrt(w0 * w0 + w1 * w1)
         if dist > 0.0:
-            val[p] = best
-            grad[p, 0] = -w0 / dist
-            grad[p, 1] = -w1 / dist
-            return
+            return best, -w0 / dist, -w1 / dist
     scale = 1.0 / root
-    val[p] = cap
-    grad[p, 0] = (gp0 if r0 == 0.0 else 0.0) - r0 * scale
-    grad[p, 1] = (gp1 if r1 == 0.0 else 0.0) - r1 * scale
+    return cap, (gp0 if r0 == 0.0 else 0.0) - r0 * scale, (gp1 if r1 == 0.0 else 0.0) - r1 * scale
+
+
+@_kernel
+def interp2d_value_grad(x, values, c0, c1, inv_dx0, inv_dx1, diam, val,
+                        grad):  # pragma: no cover - device code
+    """Value and gradient of the bilinear interpolant with its 2D extension, one thread/point."""
+    for p in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
+        v, g0, g1 = _value_grad_2d(x[p, 0], x[p, 1], values, c0, c1, inv_dx0, inv_dx1, diam)
+        val[p] = v
+        grad[p, 0] = g0
+        grad[p, 1] = g1
+
+
+def _a(ndim: int) -> _t.Array:
+    return _t.Array(_t.float64, ndim, "C")
+
+
+# (kernel, argument types) of the launches of ``GridFunction._value_and_grad_cuda``: float64
+# C-contiguous arrays (the points ``x[:, 0]`` of an (n, 1) array are contiguous), float scalars.
+PTX_SIGNATURES = [
+    (interp1d_value_grad, (_a(1), _a(1), _a(1), _t.float64, _a(1), _a(1))),
+    (interp2d_value_grad, (_a(2), _a(2), _a(1), _a(1), _t.float64, _t.float64, _t.float64,
+                           _a(1), _a(2))),
+]

@@ -12,8 +12,13 @@ Layout (``B`` problems, ``n`` rows, ``m`` columns, dimension ``d <= MAX_DIM``; f
 
 Every kernel gives one thread one row ``i`` (one output) and sweeps the columns in tiles of
 ``blockDim.x`` points that the block stages in shared memory (coordinates and the per-column
-vector), so each column is read from global memory once per block. Launch with
-``rows_grid(B, n, threads)`` blocks of ``threads <= MAX_THREADS`` threads (:func:`launch_shape`).
+vector), so each column is read from global memory once per block. The ``B * ceil(n / threads)``
+blocks of rows are laid out problem by problem along the grid's axis x, the vectors of
+``apply_rows`` along axis y; each block strides over both (block ``blk``, then ``blk +
+gridDim.x``, ...; vector ``k``, then ``k + gridDim.y``, ...), so a grid capped at CUDA's limits
+(:data:`otgrid.kernels._cuda.MAX_GRID_X`, ``MAX_GRID_Y``) covers any size. Launch with
+:func:`launch_shape` (``apply_rows``: :func:`apply_shape`), ``threads <= MAX_THREADS``.
+:data:`PTX_SIGNATURES` lists the argument types of the launches.
 
 Kernels
 -------
@@ -33,7 +38,7 @@ l2_cols(xT, yT, phi, psi, wa, wb, inv, kind, col)
 apply_rows(xT, yT, s, hv, wv, inv, kind, mode, V, out)
     ``out[b, i, k] = sum_j K_ij V[b, k, j]`` with ``K_ij = exp(hv_j + (s_i - c_ij) inv)``
     (``mode == 0``, the Gibbs plan) or ``wv_j (s_i - hv_j - c_ij)_+ inv`` (``mode == 1``, the
-    L2 pseudo-plan). The grid's second axis runs over the vectors ``k``.
+    L2 pseudo-plan). The grid's axis y runs over the vectors ``k``.
 """
 
 from __future__ import annotations
@@ -41,7 +46,9 @@ from __future__ import annotations
 import math
 
 from numba import float64
+from numba import types as _t
 
+from . import _cuda
 from ._cuda import cuda, device, kernel
 
 __all__ = [
@@ -50,7 +57,9 @@ __all__ = [
     "COST_SQEUCLIDEAN",
     "MAX_DIM",
     "MAX_THREADS",
+    "PTX_SIGNATURES",
     "apply_rows",
+    "apply_shape",
     "l2_cols",
     "l2_rows",
     "launch_shape",
@@ -80,10 +89,46 @@ def launch_shape(batch: int, rows: int, threads: int = MAX_THREADS) -> tuple[int
     Returns
     -------
     tuple of int
-        Blocks (``batch`` times the blocks per problem) and threads per block.
+        Blocks (``batch`` times the blocks per problem, at most ``MAX_GRID_X``: the kernels
+        stride over the rest) and threads per block.
+
+    Examples
+    --------
+    >>> launch_shape(3, 1000)
+    (24, 128)
+    >>> launch_shape(2, 5)
+    (2, 5)
     """
     t = max(1, min(threads, MAX_THREADS, rows))
-    return batch * ((rows + t - 1) // t), t
+    return _cuda.grid_blocks(batch * ((rows + t - 1) // t), 1), t
+
+
+def apply_shape(batch: int, rows: int, vectors: int,
+                threads: int = MAX_THREADS) -> tuple[tuple[int, int], int]:
+    """``((blocks_x, blocks_y), threads)`` for :func:`apply_rows` on ``vectors`` vectors.
+
+    Parameters
+    ----------
+    batch, rows : int
+        Number of problems and of rows per problem.
+    vectors : int
+        Number of vectors ``V[b, k]`` (grid axis y, at most ``MAX_GRID_Y`` = 65 535 blocks:
+        the kernel strides over the rest).
+    threads : int, optional
+        Threads per block, as in :func:`launch_shape`.
+
+    Returns
+    -------
+    tuple
+        The grid ``(blocks_x, blocks_y)`` and the threads per block.
+
+    Examples
+    --------
+    >>> apply_shape(1, 1000, 100_000)
+    ((8, 65535), 128)
+    """
+    blocks, t = launch_shape(batch, rows, threads)
+    return (blocks, _cuda.grid_blocks(vectors, 1, _cuda.MAX_GRID_Y)), t
 
 
 @device
@@ -103,11 +148,17 @@ def _cost(xi, ys, t, d, kind):
 
 
 @device
-def _row_of_thread(n):
-    """``(b, i)`` of this thread: blocks are laid out problem by problem."""
+def _blocks(batch, n):
+    """Blocks of ``blockDim.x`` rows that cover ``n`` rows of each of ``batch`` problems."""
+    return batch * ((n + cuda.blockDim.x - 1) // cuda.blockDim.x)
+
+
+@device
+def _row_of_block(blk, n):
+    """``(b, i)`` of this thread in block ``blk``: blocks are laid out problem by problem."""
     nb = (n + cuda.blockDim.x - 1) // cuda.blockDim.x
-    b = cuda.blockIdx.x // nb
-    i = (cuda.blockIdx.x - b * nb) * cuda.blockDim.x + cuda.threadIdx.x
+    b = blk // nb
+    i = (blk - b * nb) * cuda.blockDim.x + cuda.threadIdx.x
     return b, i
 
 
@@ -117,47 +168,48 @@ def lse_rows(xT, yT, h, shift, inv, kind, want_cost, lse, mcost):
     d = xT.shape[1]
     n = xT.shape[2]
     m = yT.shape[2]
-    b, i = _row_of_thread(n)
     tid = cuda.threadIdx.x
     tpb = cuda.blockDim.x
     ys = cuda.shared.array((MAX_DIM, MAX_THREADS), float64)
     hs = cuda.shared.array(MAX_THREADS, float64)
     xi = cuda.local.array(MAX_DIM, float64)
-    active = i < n
-    sh = 0.0
-    if active:
-        for k in range(d):
-            xi[k] = xT[b, k, i]
-        sh = shift[b, i]
-    iv = inv[b]
-    mx = _NEG
-    s = 0.0
-    sc = 0.0
-    for j0 in range(0, m, tpb):
-        j = j0 + tid
-        if j < m:
-            for k in range(d):
-                ys[k, tid] = yT[b, k, j]
-            hs[tid] = h[b, j]
-        cuda.syncthreads()
+    for blk in range(cuda.blockIdx.x, _blocks(xT.shape[0], n), cuda.gridDim.x):
+        b, i = _row_of_block(blk, n)
+        active = i < n
+        sh = 0.0
         if active:
-            for t in range(min(tpb, m - j0)):
-                c = _cost(xi, ys, t, d, kind)
-                v = hs[t] + (sh - c) * iv
-                if v > mx:  # new running maximum: rescale what was summed so far
-                    r = math.exp(mx - v)
-                    s = s * r + 1.0
-                    sc = sc * r + c
-                    mx = v
-                else:
-                    e = math.exp(v - mx)
-                    s += e
-                    sc += e * c
-        cuda.syncthreads()
-    if active:
-        lse[b, i] = mx + math.log(s)
-        if want_cost:
-            mcost[b, i] = sc / s
+            for k in range(d):
+                xi[k] = xT[b, k, i]
+            sh = shift[b, i]
+        iv = inv[b]
+        mx = _NEG
+        s = 0.0
+        sc = 0.0
+        for j0 in range(0, m, tpb):
+            j = j0 + tid
+            if j < m:
+                for k in range(d):
+                    ys[k, tid] = yT[b, k, j]
+                hs[tid] = h[b, j]
+            cuda.syncthreads()
+            if active:
+                for t in range(min(tpb, m - j0)):
+                    c = _cost(xi, ys, t, d, kind)
+                    v = hs[t] + (sh - c) * iv
+                    if v > mx:  # new running maximum: rescale what was summed so far
+                        r = math.exp(mx - v)
+                        s = s * r + 1.0
+                        sc = sc * r + c
+                        mx = v
+                    else:
+                        e = math.exp(v - mx)
+                        s += e
+                        sc += e * c
+            cuda.syncthreads()
+        if active:
+            lse[b, i] = mx + math.log(s)
+            if want_cost:
+                mcost[b, i] = sc / s
 
 
 @kernel
@@ -166,7 +218,6 @@ def l2_rows(xT, yT, phi, psi, dphi, dpsi, wa, wb, inv, kind, row, rowtot):
     d = xT.shape[1]
     n = xT.shape[2]
     m = yT.shape[2]
-    b, i = _row_of_thread(n)
     tid = cuda.threadIdx.x
     tpb = cuda.blockDim.x
     ys = cuda.shared.array((MAX_DIM, MAX_THREADS), float64)
@@ -174,51 +225,53 @@ def l2_rows(xT, yT, phi, psi, dphi, dpsi, wa, wb, inv, kind, row, rowtot):
     dps = cuda.shared.array(MAX_THREADS, float64)
     bs = cuda.shared.array(MAX_THREADS, float64)
     xi = cuda.local.array(MAX_DIM, float64)
-    active = i < n
-    p = 0.0
-    dp = 0.0
-    if active:
-        for k in range(d):
-            xi[k] = xT[b, k, i]
-        p = phi[b, i]
-        dp = dphi[b, i]
-    s1 = 0.0
-    s2 = 0.0
-    sc = 0.0
-    sd = 0.0
-    for j0 in range(0, m, tpb):
-        j = j0 + tid
-        if j < m:
-            for k in range(d):
-                ys[k, tid] = yT[b, k, j]
-            ps[tid] = psi[b, j]
-            dps[tid] = dpsi[b, j]
-            bs[tid] = wb[b, j]
-        cuda.syncthreads()
+    for blk in range(cuda.blockIdx.x, _blocks(xT.shape[0], n), cuda.gridDim.x):
+        b, i = _row_of_block(blk, n)
+        active = i < n
+        p = 0.0
+        dp = 0.0
         if active:
-            for t in range(min(tpb, m - j0)):
-                c = _cost(xi, ys, t, d, kind)
-                v0 = p - ps[t] - c
-                dv = dp - dps[t]
-                u0 = v0 - dv
-                m1 = 1.0 if v0 > 0.0 else 0.0
-                m2 = 1.0 if u0 > 0.0 else 0.0
-                v = v0 * m1
-                vr = u0 * m2
-                de = (v - vr) + m1 * m2 * (dv - (v - vr))
-                bv = bs[t] * v
-                s1 += bv
-                s2 += bv * v
-                sc += bv * c
-                sd += bs[t] * de * (v + vr)
-        cuda.syncthreads()
-    if active:
-        ai = wa[b, i]
-        iv = inv[b]
-        row[b, i] = ai * s1 * iv
-        rowtot[b, i, 0] = ai * s2 * (0.5 * iv)
-        rowtot[b, i, 1] = ai * sc * iv
-        rowtot[b, i, 2] = ai * sd * (0.5 * iv)
+            for k in range(d):
+                xi[k] = xT[b, k, i]
+            p = phi[b, i]
+            dp = dphi[b, i]
+        s1 = 0.0
+        s2 = 0.0
+        sc = 0.0
+        sd = 0.0
+        for j0 in range(0, m, tpb):
+            j = j0 + tid
+            if j < m:
+                for k in range(d):
+                    ys[k, tid] = yT[b, k, j]
+                ps[tid] = psi[b, j]
+                dps[tid] = dpsi[b, j]
+                bs[tid] = wb[b, j]
+            cuda.syncthreads()
+            if active:
+                for t in range(min(tpb, m - j0)):
+                    c = _cost(xi, ys, t, d, kind)
+                    v0 = p - ps[t] - c
+                    dv = dp - dps[t]
+                    u0 = v0 - dv
+                    m1 = 1.0 if v0 > 0.0 else 0.0
+                    m2 = 1.0 if u0 > 0.0 else 0.0
+                    v = v0 * m1
+                    vr = u0 * m2
+                    de = (v - vr) + m1 * m2 * (dv - (v - vr))
+                    bv = bs[t] * v
+                    s1 += bv
+                    s2 += bv * v
+                    sc += bv * c
+                    sd += bs[t] * de * (v + vr)
+            cuda.syncthreads()
+        if active:
+            ai = wa[b, i]
+            iv = inv[b]
+            row[b, i] = ai * s1 * iv
+            rowtot[b, i, 0] = ai * s2 * (0.5 * iv)
+            rowtot[b, i, 1] = ai * sc * iv
+            rowtot[b, i, 2] = ai * sd * (0.5 * iv)
 
 
 @kernel
@@ -227,36 +280,37 @@ def l2_cols(xT, yT, phi, psi, wa, wb, inv, kind, col):
     d = xT.shape[1]
     n = xT.shape[2]
     m = yT.shape[2]
-    b, j = _row_of_thread(m)
     tid = cuda.threadIdx.x
     tpb = cuda.blockDim.x
     xs = cuda.shared.array((MAX_DIM, MAX_THREADS), float64)
     ph = cuda.shared.array(MAX_THREADS, float64)
     aa = cuda.shared.array(MAX_THREADS, float64)
     yj = cuda.local.array(MAX_DIM, float64)
-    active = j < m
-    q = 0.0
-    if active:
-        for k in range(d):
-            yj[k] = yT[b, k, j]
-        q = psi[b, j]
-    s = 0.0
-    for i0 in range(0, n, tpb):
-        i = i0 + tid
-        if i < n:
-            for k in range(d):
-                xs[k, tid] = xT[b, k, i]
-            ph[tid] = phi[b, i]
-            aa[tid] = wa[b, i]
-        cuda.syncthreads()
+    for blk in range(cuda.blockIdx.x, _blocks(xT.shape[0], m), cuda.gridDim.x):
+        b, j = _row_of_block(blk, m)
+        active = j < m
+        q = 0.0
         if active:
-            for t in range(min(tpb, n - i0)):
-                v = ph[t] - q - _cost(yj, xs, t, d, kind)
-                if v > 0.0:
-                    s += aa[t] * v
-        cuda.syncthreads()
-    if active:
-        col[b, j] = wb[b, j] * s * inv[b]
+            for k in range(d):
+                yj[k] = yT[b, k, j]
+            q = psi[b, j]
+        s = 0.0
+        for i0 in range(0, n, tpb):
+            i = i0 + tid
+            if i < n:
+                for k in range(d):
+                    xs[k, tid] = xT[b, k, i]
+                ph[tid] = phi[b, i]
+                aa[tid] = wa[b, i]
+            cuda.syncthreads()
+            if active:
+                for t in range(min(tpb, n - i0)):
+                    v = ph[t] - q - _cost(yj, xs, t, d, kind)
+                    if v > 0.0:
+                        s += aa[t] * v
+            cuda.syncthreads()
+        if active:
+            col[b, j] = wb[b, j] * s * inv[b]
 
 
 @kernel
@@ -265,8 +319,6 @@ def apply_rows(xT, yT, s, hv, wv, inv, kind, mode, V, out):
     d = xT.shape[1]
     n = xT.shape[2]
     m = yT.shape[2]
-    b, i = _row_of_thread(n)
-    kv = cuda.blockIdx.y
     tid = cuda.threadIdx.x
     tpb = cuda.blockDim.x
     ys = cuda.shared.array((MAX_DIM, MAX_THREADS), float64)
@@ -274,32 +326,50 @@ def apply_rows(xT, yT, s, hv, wv, inv, kind, mode, V, out):
     ws = cuda.shared.array(MAX_THREADS, float64)
     vs = cuda.shared.array(MAX_THREADS, float64)
     xi = cuda.local.array(MAX_DIM, float64)
-    active = i < n
-    si = 0.0
-    if active:
-        for k in range(d):
-            xi[k] = xT[b, k, i]
-        si = s[b, i]
-    iv = inv[b]
-    acc = 0.0
-    for j0 in range(0, m, tpb):
-        j = j0 + tid
-        if j < m:
-            for k in range(d):
-                ys[k, tid] = yT[b, k, j]
-            hs[tid] = hv[b, j]
-            ws[tid] = wv[b, j]
-            vs[tid] = V[b, kv, j]
-        cuda.syncthreads()
-        if active:
-            for t in range(min(tpb, m - j0)):
-                c = _cost(xi, ys, t, d, kind)
-                if mode == 0:
-                    acc += math.exp(hs[t] + (si - c) * iv) * vs[t]
-                else:
-                    v = si - hs[t] - c
-                    if v > 0.0:
-                        acc += ws[t] * v * iv * vs[t]
-        cuda.syncthreads()
-    if active:
-        out[b, i, kv] = acc
+    for kv in range(cuda.blockIdx.y, V.shape[1], cuda.gridDim.y):
+        for blk in range(cuda.blockIdx.x, _blocks(xT.shape[0], n), cuda.gridDim.x):
+            b, i = _row_of_block(blk, n)
+            active = i < n
+            si = 0.0
+            if active:
+                for k in range(d):
+                    xi[k] = xT[b, k, i]
+                si = s[b, i]
+            iv = inv[b]
+            acc = 0.0
+            for j0 in range(0, m, tpb):
+                j = j0 + tid
+                if j < m:
+                    for k in range(d):
+                        ys[k, tid] = yT[b, k, j]
+                    hs[tid] = hv[b, j]
+                    ws[tid] = wv[b, j]
+                    vs[tid] = V[b, kv, j]
+                cuda.syncthreads()
+                if active:
+                    for t in range(min(tpb, m - j0)):
+                        c = _cost(xi, ys, t, d, kind)
+                        if mode == 0:
+                            acc += math.exp(hs[t] + (si - c) * iv) * vs[t]
+                        else:
+                            v = si - hs[t] - c
+                            if v > 0.0:
+                                acc += ws[t] * v * iv * vs[t]
+                cuda.syncthreads()
+            if active:
+                out[b, i, kv] = acc
+
+
+def _a(ndim: int) -> _t.Array:
+    return _t.Array(_t.float64, ndim, "C")
+
+
+# (kernel, argument types) of every launch of ``otgrid.pointcloud.ops_cuda``: float64
+# C-contiguous numba device arrays, ``kind`` and ``mode`` Python ints, ``want_cost`` a bool.
+PTX_SIGNATURES = [
+    (lse_rows, (_a(3), _a(3), _a(2), _a(2), _a(1), _t.int64, _t.boolean, _a(2), _a(2))),
+    (l2_rows, (_a(3), _a(3), _a(2), _a(2), _a(2), _a(2), _a(2), _a(2), _a(1), _t.int64, _a(2),
+               _a(3))),
+    (l2_cols, (_a(3), _a(3), _a(2), _a(2), _a(2), _a(2), _a(1), _t.int64, _a(2))),
+    (apply_rows, (_a(3), _a(3), _a(2), _a(2), _a(2), _a(1), _t.int64, _t.int64, _a(3), _a(3))),
+]

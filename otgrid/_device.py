@@ -5,14 +5,20 @@ extra). On a machine with a GPU, device arrays are CuPy arrays and the numba-cud
 ``otgrid.kernels.critic_cuda`` run on them; with ``NUMBA_ENABLE_CUDASIM=1`` set before
 ``numba.cuda`` is first imported, the same kernels run in numba's CUDA simulator on NumPy
 arrays (the array module is then NumPy), which is how the kernels are tested without a GPU.
+
+A launch (:func:`launch`) runs on the device that holds its CuPy arrays, whatever device is
+current, on a grid capped at CUDA's limits (the kernels stride over the rest, see
+``otgrid/kernels/_cuda.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import os
 import sys
+from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
@@ -21,10 +27,12 @@ import numpy as np
 __all__ = [
     "array_module",
     "cuda_status",
+    "device_id",
     "fft_module",
     "get_array_module",
     "is_cupy_array",
     "launch",
+    "on_device",
     "require_cuda",
     "simulator_enabled",
     "to_host",
@@ -227,45 +235,111 @@ def fft_module(xp: ModuleType) -> ModuleType:
     return cupyx.scipy.fft
 
 
-@functools.lru_cache(maxsize=8)
-def _external_stream(ptr: int) -> Any:
-    """numba's handle on the CUDA stream ``ptr`` (0: the legacy default stream, CuPy's null)."""
+def device_id(*arrays: Any) -> int | None:
+    """The id of the GPU that holds the CuPy arrays among ``arrays``; None if there are none.
+
+    Parameters
+    ----------
+    *arrays : object
+        Arrays or other launch arguments; only CuPy arrays count.
+
+    Returns
+    -------
+    int or None
+
+    Raises
+    ------
+    ValueError
+        When the CuPy arrays are on different devices (a kernel reads all of them).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> device_id(np.zeros(2), 1.0) is None
+    True
+    """
+    ids = {a.device.id for a in arrays if is_cupy_array(a)}
+    if len(ids) > 1:
+        raise ValueError(f"the arrays of one CUDA launch must be on one device; they are on "
+                         f"devices {sorted(ids)}. Copy them to one device first "
+                         "(cupy.asarray under cupy.cuda.Device(id)).")
+    return ids.pop() if ids else None
+
+
+@contextlib.contextmanager
+def on_device(*arrays: Any) -> Iterator[None]:
+    """Context in which CuPy allocates, and numba-cuda launches, on the arrays' device.
+
+    ``cupy.cuda.Device(id)`` makes that device's primary context current, the one numba-cuda
+    then reads for its launches (both use primary contexts). Nothing happens without CuPy
+    arrays among ``arrays`` (NumPy arrays, the simulator).
+
+    Parameters
+    ----------
+    *arrays : object
+        See :func:`device_id`.
+    """
+    dev = device_id(*arrays)
+    if dev is None:
+        yield
+        return
+    with sys.modules["cupy"].cuda.Device(dev):
+        yield
+
+
+@functools.lru_cache(maxsize=16)
+def _external_stream(dev: int, ptr: int) -> Any:
+    """numba's handle on the CUDA stream ``ptr`` of device ``dev`` (0: the legacy default
+    stream, CuPy's null stream); made while ``dev`` is current, as numba binds a stream to the
+    current context."""
     cuda = _numba_cuda()
     return cuda.legacy_default_stream() if ptr == 0 else cuda.external_stream(ptr)
 
 
 def launch(kernel: Any, n_threads: int, *args: Any) -> None:
-    """Launch a numba-cuda kernel with one thread per item on the current CuPy stream.
+    """Launch a numba-cuda kernel with one thread per item on the arrays' device and stream.
 
-    CuPy arrays are wrapped as numba device arrays without the stream synchronisation that
-    numba would otherwise do on every launch (the kernel runs on CuPy's current stream, so the
-    ordering with CuPy's own work is kept and the host never waits). Under the simulator the
-    arguments (NumPy arrays) are passed as they are.
+    The kernel runs on the device of its CuPy arrays (:func:`on_device`), not the one that
+    happens to be current, on that device's current CuPy stream, so the ordering with CuPy's
+    own work is kept and the host never waits. CuPy arrays are wrapped as numba device arrays
+    without the stream synchronisation that numba would otherwise do on every launch. The grid
+    has ``ceil(n_threads / THREADS_PER_BLOCK)`` blocks, capped at CUDA's limit
+    (``otgrid.kernels._cuda.grid_blocks``): the kernels stride over the items. Under the
+    simulator the arguments (NumPy arrays) are passed as they are.
 
     Parameters
     ----------
     kernel : numba.cuda dispatcher
-        A ``@cuda.jit`` kernel whose threads guard ``cuda.grid(1) < n_threads``.
+        A ``@cuda.jit`` kernel that strides over ``n_threads`` items
+        (``for p in range(cuda.grid(1), n, cuda.gridsize(1))``).
     n_threads : int
-        Number of threads (items) to launch.
+        Number of items.
     *args
         Kernel arguments.
+
+    Raises
+    ------
+    ValueError
+        When the CuPy arrays among ``args`` are on different devices.
     """
     if n_threads <= 0:
         return
+    from otgrid.kernels._cuda import grid_blocks
+
     tpb = THREADS_PER_BLOCK
     if simulator_enabled():
         # The simulator runs every thread of a block as a Python thread: keep blocks small.
         tpb = min(tpb, 32)
-        kernel[(n_threads + tpb - 1) // tpb, tpb](*args)
+        kernel[grid_blocks(n_threads, tpb), tpb](*args)
         return
     import cupy
 
     as_cuda_array = _numba_cuda().as_cuda_array
-    conv = tuple(as_cuda_array(a, sync=False) if isinstance(a, cupy.ndarray) else a
-                 for a in args)
-    stream = _external_stream(cupy.cuda.get_current_stream().ptr)
-    _configured(kernel, (n_threads + tpb - 1) // tpb, tpb, stream)(*conv)
+    with cupy.cuda.Device(device_id(*args)) as d:  # (None: the current device)
+        conv = tuple(as_cuda_array(a, sync=False) if isinstance(a, cupy.ndarray) else a
+                     for a in args)
+        stream = _external_stream(d.id, cupy.cuda.get_current_stream().ptr)
+        _configured(kernel, grid_blocks(n_threads, tpb), tpb, stream)(*conv)
 
 
 @functools.lru_cache(maxsize=256)

@@ -14,6 +14,11 @@ steps and reductions as the methods return them:
 - :meth:`CudaGridKernels.repair` (a sequential sweep) runs on the host with the Numba CPU
   kernel: it costs a device-host round trip per call, at certificate checks only.
 
+A :class:`CudaGridKernels` belongs to the device that is current when it is made: its
+:meth:`~CudaGridKernels.session` (the solve) and every method run with that device current
+(allocations, CuPy reductions and DCTs there), and every launch runs on the device of its
+arrays (:func:`otgrid._device.launch`), whichever device the caller has made current.
+
 Without a GPU the class runs under numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1`` set before
 ``numba.cuda`` is first imported) on NumPy arrays, which is how it is tested on CI; otherwise it
 raises ``RuntimeError`` with the reason (never a silent fallback to the CPU).
@@ -22,16 +27,37 @@ raises ``RuntimeError`` with the reason (never a silent fallback to the CPU).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import functools
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
-from otgrid._device import array_module, fft_module, is_cupy_array, launch, require_cuda
+from otgrid._device import (
+    array_module,
+    fft_module,
+    is_cupy_array,
+    launch,
+    require_cuda,
+    simulator_enabled,
+)
 from otgrid.critic import operators as ops
 from otgrid.critic.backend_numpy import GridKernels
 
 __all__ = ["CudaGridKernels"]
+
+
+def _on_own_device(method: Callable) -> Callable:
+    """Run ``method`` with the object's device current (CuPy allocates and computes there)."""
+
+    @functools.wraps(method)
+    def wrapper(self: CudaGridKernels, *args: Any, **kwargs: Any) -> Any:
+        if self.device is None:
+            return method(self, *args, **kwargs)
+        with self.xp.cuda.Device(self.device):
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 class CudaGridKernels(GridKernels):
@@ -86,15 +112,25 @@ class CudaGridKernels(GridKernels):
             self._gs, self._fn = k.grad_sq_cells_2d, k.flow_norm_cells_2d
             self._cf, self._ud = k.corrected_flow_2d, k.unit_directions_2d
         self._steps: dict[tuple, Any] = {}
+        # the device current now (None under the simulator): the solve's arrays live there
+        self.device = None if simulator_enabled() else self.xp.cuda.Device().id
+
+    def _on_device(self) -> Any:
+        """Context in which CuPy allocates on this object's device (none under the simulator)."""
+        return contextlib.nullcontext() if self.device is None else self.xp.cuda.Device(
+            self.device)
 
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:
-        """Context in which the loop runs (nothing to set up: kernels use CuPy's stream)."""
-        yield
+        """Context in which the loop runs: on this object's device (kernels use CuPy's stream)."""
+        with self._on_device():
+            yield
 
     # -- arrays --------------------------------------------------------------------------------
+    @_on_own_device
     def to_device(self, a: Any, dtype: Any = None) -> Any:
-        """A contiguous device copy of ``a`` (NumPy or CuPy) in ``dtype`` (default: working)."""
+        """A contiguous copy of ``a`` (NumPy or CuPy) on this object's device, in ``dtype``
+        (default: the working one)."""
         return self.xp.array(a, dtype=self.dtype if dtype is None else dtype, order="C")
 
     def to_host(self, a: Any) -> np.ndarray:
@@ -122,6 +158,7 @@ class CudaGridKernels(GridKernels):
         """A float64 scratch array ``(B, n_cells)`` for per-cell values before a reduction."""
         return self.xp.empty((a.shape[0], self.n_cells), dtype=np.float64)
 
+    @_on_own_device
     def dot(self, a: Any, b: Any) -> np.ndarray:
         """``sum_i a_i b_i`` per problem, accumulated in float64 on the device."""
         nb = a.shape[0]
@@ -134,6 +171,7 @@ class CudaGridKernels(GridKernels):
         return self.dot(a, a)
 
     # -- the Poisson solve ---------------------------------------------------------------------
+    @_on_own_device
     def poisson(self, r: Any) -> Any:
         """Zero-mean solution ``u`` of ``D^T D u = r`` per problem (DCT-II over the grid axes)."""
         dt = r.dtype
@@ -147,41 +185,48 @@ class CudaGridKernels(GridKernels):
         return self._fft.idctn(rh, type=2, norm="ortho", axes=axes, overwrite_x=True)
 
     # -- loop body -----------------------------------------------------------------------------
+    @_on_own_device
     def dual_step(self, f: Any, u: Any, y: Any, f_out: Any, tau: Any, sigma: Any) -> None:
         """``f_out = f + tau u``; ``y <- shrink(y + sigma D(f + 2 tau u), sigma)`` in place."""
         dt = f.dtype
         launch(self._dual, f.size, f, u, y, f_out, self._device_steps(tau, dt),
                self._device_steps(sigma, dt), *self._h(dt), self.iso)
 
+    @_on_own_device
     def residual(self, c: Any, y: Any, r: Any) -> None:
         """``r = c - D^T y`` in place."""
         launch(self._res, c.size, c, y, r, *self._h(c.dtype))
 
     # -- certificate and restarts --------------------------------------------------------------
+    @_on_own_device
     def max_grad_norm(self, f: Any) -> np.ndarray:
         """``max_i |(Df)_i|`` in the constraint norm, per problem."""
         out = self._per_cell(f)
         launch(self._gn, f.size, f, out, *self._h(f.dtype), self.iso)
         return self.to_host(out.max(axis=1))
 
+    @_on_own_device
     def grad_sq(self, f: Any) -> np.ndarray:
         """``sum_i |(Df)_i|_2^2`` per problem."""
         out = self._per_cell(f)
         launch(self._gs, f.size, f, out, *self._h(f.dtype))
         return self.to_host(out.sum(axis=1))
 
+    @_on_own_device
     def flow_cost(self, y: Any, u: Any) -> np.ndarray:
         """``sum_i |y_i + (Du)_i|`` in the flow norm, per problem (float64 accumulation)."""
         out = self._per_cell(u)
         launch(self._fn, u.size, y, u, out, *self._h(u.dtype), self.iso)
         return self.to_host(out.sum(axis=1))
 
+    @_on_own_device
     def corrected_flow(self, y: Any, u: Any) -> Any:
         """``y + D u`` (a new device array)."""
         out = self.xp.empty_like(y)
         launch(self._cf, u.size, y, u, out, *self._h(u.dtype))
         return out
 
+    @_on_own_device
     def flow_critic(self, yc: Any) -> Any:
         """Critic from the directions of a feasible flow (see :meth:`GridKernels.flow_critic`).
 
@@ -200,13 +245,14 @@ class CudaGridKernels(GridKernels):
         rhs *= -1
         return self.poisson(rhs)
 
+    @_on_own_device
     def repair(self, f: Any) -> Any:
         """A feasible critic near ``f`` by the sequential sweep, run on the host (a round trip).
 
         The sweep of ``otgrid.kernels.critic_numba.repair_critic_{1d,2d}`` visits the cells in
         order, each depending on its already final forward neighbours, so it has no one-thread-
-        per-cell form; it runs on the host with the Numba CPU kernel and the result goes back to
-        the device. Called at certificate checks only.
+        per-cell form; it runs on the host with the Numba CPU kernel (the code every backend
+        uses) and the result goes back to the device. Called at certificate checks only.
         """
         g = super().repair(np.ascontiguousarray(self.to_host(f)))
         return None if g is None else self.to_device(g, dtype=g.dtype)

@@ -421,39 +421,42 @@ class GridFunction:
     def _value_and_grad_cuda(self, x: Any) -> tuple[Any, Any]:
         """:meth:`value_and_grad` on the CUDA device: device points in, device arrays out.
 
-        ``x`` is a CuPy array (a NumPy array under numba's CUDA simulator). The samples and
-        centres are copied to the device once per array module and kept; the kernels of
-        ``otgrid.kernels.interp_cuda`` compute value and gradient in one pass, one thread per
-        point, in float64.
+        ``x`` is a CuPy array (a NumPy array under numba's CUDA simulator). Everything runs on
+        the device that holds ``x``, whatever device is current: the samples and centres are
+        copied there once and kept (per device), the outputs are allocated there, and the
+        kernels of ``otgrid.kernels.interp_cuda`` compute value and gradient in one pass, one
+        thread per point, in float64.
         """
-        from otgrid._device import array_module, get_array_module, launch
+        from otgrid._device import array_module, device_id, get_array_module, launch, on_device
         from otgrid.kernels import interp_cuda as k
 
         xp = get_array_module(x)
         if xp is np:
             xp = array_module()  # raises with the reason when CUDA cannot run here
-        arr = xp.asarray(x, dtype=np.float64)
-        if not bool(xp.isfinite(arr).all()):
-            raise ValueError("x must contain only finite values (no NaN or inf).")
-        pts, single = self._shape_points(arr, xp)
-        dev = self._device.get(xp.__name__)
-        if dev is None:
-            dev = self._device[xp.__name__] = (
-                xp.array(self._values), *(xp.array(c) for c in self._centers))
-        n = pts.shape[0]
-        val = xp.empty(n, dtype=np.float64)
-        if self.ndim == 1:
-            g = xp.empty(n, dtype=np.float64)
-            launch(k.interp1d_value_grad, n, pts[:, 0], dev[0], dev[1], 1.0 / self._dx[0],
-                   val, g)
-            g = g.reshape(-1, 1)
-        else:
-            lo = [c[0] for c in self._centers]
-            hi = [c[-1] for c in self._centers]
-            diam = float(np.sqrt((hi[0] - lo[0]) ** 2 + (hi[1] - lo[1]) ** 2))
-            g = xp.empty((n, 2), dtype=np.float64)
-            launch(k.interp2d_value_grad, n, pts, dev[0], dev[1], dev[2], 1.0 / self._dx[0],
-                   1.0 / self._dx[1], diam, val, g)
+        with on_device(x):
+            arr = xp.asarray(x, dtype=np.float64)
+            if not bool(xp.isfinite(arr).all()):
+                raise ValueError("x must contain only finite values (no NaN or inf).")
+            pts, single = self._shape_points(arr, xp)
+            key = f"{xp.__name__}:{device_id(x)}"
+            dev = self._device.get(key)
+            if dev is None:
+                dev = self._device[key] = (
+                    xp.array(self._values), *(xp.array(c) for c in self._centers))
+            n = pts.shape[0]
+            val = xp.empty(n, dtype=np.float64)
+            if self.ndim == 1:
+                g = xp.empty(n, dtype=np.float64)
+                launch(k.interp1d_value_grad, n, pts[:, 0], dev[0], dev[1], 1.0 / self._dx[0],
+                       val, g)
+                g = g.reshape(-1, 1)
+            else:
+                lo = [c[0] for c in self._centers]
+                hi = [c[-1] for c in self._centers]
+                diam = float(np.sqrt((hi[0] - lo[0]) ** 2 + (hi[1] - lo[1]) ** 2))
+                g = xp.empty((n, 2), dtype=np.float64)
+                launch(k.interp2d_value_grad, n, pts, dev[0], dev[1], dev[2],
+                       1.0 / self._dx[0], 1.0 / self._dx[1], diam, val, g)
         if single:
             return val.reshape(()), g.reshape(self.ndim)
         return val, g

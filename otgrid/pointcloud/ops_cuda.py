@@ -5,6 +5,13 @@ The loop bodies of :mod:`otgrid.pointcloud.ops_numpy` run as the numba-cuda kern
 stay on the host and exchange only vectors of length ``n`` or ``m`` with the device per pass
 (the ``n x m`` work stays on the GPU). The coordinates are copied to the device once per solve.
 
+The ops belong to the device that is current when they are made (numba-cuda's current
+context): the coordinates are copied there, and every later allocation and launch of the ops
+(the solve, and :class:`~otgrid.pointcloud.result` methods that apply the plan afterwards) runs
+there, whatever device is current then. Launch grids stay within CUDA's limits
+(``launch_shape`` / ``apply_shape`` of the kernels; the kernels stride over the rest), so any
+number of vectors can be applied at once.
+
 Detection is :func:`otgrid._device.require_cuda` (a GPU with CuPy and numba-cuda, or the CUDA
 simulator, ``NUMBA_ENABLE_CUDASIM=1``, where the kernels run on NumPy arrays). Asking for
 ``backend="cuda"`` without them raises :class:`RuntimeError` naming what is missing; there is
@@ -12,6 +19,9 @@ no silent fallback to the CPU.
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -71,8 +81,17 @@ class CudaCloudOps(CloudOps):
                              f"d = {self.d}. Use backend='numba'.")
         self._cuda, self._k = cuda, k
         self.kind = COST_KINDS[cost]
-        self.dx = cuda.to_device(np.ascontiguousarray(np.transpose(x, (0, 2, 1))))
-        self.dy = cuda.to_device(np.ascontiguousarray(np.transpose(y, (0, 2, 1))))
+        # the device current now (the simulator's has no id: its one device is 0)
+        self._gpu = cuda.gpus[getattr(cuda.get_current_device(), "id", 0)]
+        with self._gpu:
+            self.dx = cuda.to_device(np.ascontiguousarray(np.transpose(x, (0, 2, 1))))
+            self.dy = cuda.to_device(np.ascontiguousarray(np.transpose(y, (0, 2, 1))))
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        """Context in which a solve runs: numba-cuda's context of this object's device."""
+        with self._gpu:
+            yield
 
     def _dev(self, v: np.ndarray):
         return self._cuda.to_device(np.ascontiguousarray(v, dtype=np.float64))
@@ -81,6 +100,10 @@ class CudaCloudOps(CloudOps):
         return (self.dx, self.dy) if side == "rows" else (self.dy, self.dx)
 
     def lse(self, side, h, shift, inv, want_cost=False, low=False):
+        with self._gpu:
+            return self._lse(side, h, shift, inv, want_cost)
+
+    def _lse(self, side, h, shift, inv, want_cost):
         p, q = self._pts_dev(side)
         rows = p.shape[2]
         out = self._cuda.device_array((self.B, rows))
@@ -91,6 +114,10 @@ class CudaCloudOps(CloudOps):
         return out.copy_to_host(), (mc.copy_to_host() if want_cost else None)
 
     def l2_dual(self, phi, psi, dphi, dpsi, wa, wb, inv, accurate=True):
+        with self._gpu:
+            return self._l2_dual(phi, psi, dphi, dpsi, wa, wb, inv)
+
+    def _l2_dual(self, phi, psi, dphi, dpsi, wa, wb, inv):
         cuda, k = self._cuda, self._k
         d_phi, d_psi, d_wa, d_wb, d_inv = (self._dev(v) for v in (phi, psi, wa, wb, inv))
         row = cuda.device_array((self.B, self.n))
@@ -106,14 +133,15 @@ class CudaCloudOps(CloudOps):
         return row.copy_to_host(), col.copy_to_host(), tot[:, 0], tot[:, 1], tot[:, 2]
 
     def _apply_kernel(self, side, s, hv, wv, inv, mode, V):
-        p, q = self._pts_dev(side)
-        rows, nv = p.shape[2], V.shape[1]
-        out = self._cuda.device_array((self.B, rows, nv))
-        blocks, threads = self._k.launch_shape(self.B, rows)
-        self._k.apply_rows[(blocks, nv), threads](p, q, self._dev(s), self._dev(hv),
-                                                  self._dev(wv), self._dev(inv), self.kind,
-                                                  mode, self._dev(V), out)
-        return out.copy_to_host()
+        with self._gpu:
+            p, q = self._pts_dev(side)
+            rows, nv = p.shape[2], V.shape[1]
+            out = self._cuda.device_array((self.B, rows, nv))
+            grid, threads = self._k.apply_shape(self.B, rows, nv)
+            self._k.apply_rows[grid, threads](p, q, self._dev(s), self._dev(hv), self._dev(wv),
+                                              self._dev(inv), self.kind, mode, self._dev(V),
+                                              out)
+            return out.copy_to_host()
 
     def exp_apply(self, side, h, shift, inv, V):
         return self._apply_kernel(side, shift, h, h, inv, 0, V)

@@ -5,11 +5,20 @@ must give overlapping intervals ``[lower, upper]``, and an independent reference
 inside every interval. Those statements hold whether or not a solve reached its tolerance, so
 the solves here are capped at ``MAX_ITER`` (Hypothesis finds measures, e.g. a few point masses on
 a 1e-8 background, on which the gap shrinks very slowly) and are not required to converge.
+
+Scaling is tested where the solver computes something different: masses times a factor that is
+not a power of two (a power of two would be bit-identical, the solver divides ``c`` by
+``max|c|``), and the grid stretched by a length factor (W scales with the unit of length; the
+steps and differences see the new cell sizes). The repair sweep of the certificate (one Numba
+kernel shared by every backend) is tested by what it guarantees, computed here from the
+constraint's definition: feasibility in 1D and for the cityblock norm, fixed points, and cells
+moved only as far as their constraint forces.
 """
 
 from __future__ import annotations
 
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,6 +28,7 @@ from hypothesis.extra import numpy as hnp
 from references import emd2_cityblock, socp_2d_euclidean_cvxpy, w1_1d_closed_form
 
 import otgrid as og
+from otgrid.critic.backends import make_kernels
 
 BACKENDS = ["numpy", "numba"]
 NORMS = ["euclidean", "cityblock"]
@@ -27,6 +37,7 @@ MAX_ITER = 20_000
 SLACK = 1e-9  # relative slack for bracketing exact references
 SOCP_SLACK = 1e-7  # ... and Clarabel's value (solved to 1e-10)
 SETTINGS = settings(max_examples=12, deadline=None)
+
 
 @st.composite
 def pair(draw, shape):
@@ -199,20 +210,161 @@ def test_numpy_and_numba_agree(norm, prob):
 
 
 # ---------------------------------------------------------------------------------------------
-# scale: W(a mu, a nu) = a W(mu, nu)
+# scale: W(a mu, a nu) = a W(mu, nu), and W scales with the unit of length
 # ---------------------------------------------------------------------------------------------
+def _scaled(res, a: float) -> SimpleNamespace:
+    """The certified interval of ``res`` (and its estimate and gap) times ``a > 0``."""
+    return SimpleNamespace(lower=a * res.lower, upper=a * res.upper, w1=a * res.w1,
+                           gap=a * res.gap)
+
+
+def _not_a_power_of_two(a: float) -> bool:
+    return abs(np.log2(a) - np.round(np.log2(a))) > 1e-3
+
+
 @pytest.mark.parametrize("norm", NORMS)
 @pytest.mark.parametrize("backend", BACKENDS)
 @SETTINGS
-@given(prob=problem_2d(), k=st.integers(-200, 200))
-def test_scale_equivariance(backend, norm, prob, k):
-    # every step of the solver is homogeneous, and scaling by 2**k is exact in float64
+@given(prob=problem_2d(), a=st.floats(1e-3, 1e3).filter(_not_a_power_of_two))
+def test_mass_scale_equivariance(backend, norm, prob, a):
+    # a is not a power of two: a * mu rounds, so the two solves are different computations
+    # (the solver divides c by max|c|, which would make a power of two bit-identical)
     grid, mu, nu = prob
-    a = _solve(mu, nu, grid, norm=norm, backend=backend)
-    b = _solve(mu * 2.0**k, nu * 2.0**k, grid, norm=norm, backend=backend)
-    np.testing.assert_allclose([b.lower, b.upper], np.array([a.lower, a.upper]) * 2.0**k,
-                               rtol=1e-12)
-    np.testing.assert_allclose(b.critic, a.critic, rtol=1e-12, atol=1e-12)
+    ref = _solve(mu, nu, grid, norm=norm, backend=backend)
+    res = _solve(mu * a, nu * a, grid, norm=norm, backend=backend)
+    _assert_same_w(_scaled(ref, a), res)
+    if norm == "cityblock":
+        _assert_brackets(res, emd2_cityblock(mu * a, nu * a, _centers(grid)))
+
+
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("backend", BACKENDS)
+@SETTINGS
+@given(prob=problem_2d(), s=st.floats(0.2, 8.0).filter(_not_a_power_of_two))
+def test_length_scale_equivariance(backend, norm, prob, s):
+    # the grid stretched by s: every cost, and so W, is s times larger; the solver works with
+    # the cell sizes as they are (steps, differences), so nothing is normalised away
+    grid, mu, nu = prob
+    stretched = og.Grid([(s * lo, s * hi) for lo, hi in grid.bounds], grid.shape)
+    np.testing.assert_allclose(stretched.dx, s * np.asarray(grid.dx), rtol=1e-14)
+    ref = _solve(mu, nu, grid, norm=norm, backend=backend)
+    res = _solve(mu, nu, stretched, norm=norm, backend=backend)
+    _assert_same_w(_scaled(ref, s), res)
+    if norm == "cityblock":
+        exact = emd2_cityblock(mu, nu, _centers(stretched))
+        _assert_brackets(res, exact)
+        _assert_brackets(_scaled(ref, s), exact)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@SETTINGS
+@given(prob=problem_1d(), s=st.floats(0.2, 8.0).filter(_not_a_power_of_two))
+def test_length_scale_equivariance_1d(backend, prob, s):
+    grid, mu, nu = prob
+    (lo, hi), = grid.bounds
+    res = _solve(mu, nu, og.Grid((s * lo, s * hi), grid.shape), backend=backend)
+    _assert_brackets(res, s * w1_1d_closed_form(mu, nu, grid.dx[0]))
+
+
+# ---------------------------------------------------------------------------------------------
+# the repair sweep of the certificate, by what it guarantees
+# ---------------------------------------------------------------------------------------------
+def _forward_differences(f: np.ndarray, dx) -> np.ndarray:
+    """``(Df)_{k, i} = (f_{i + e_k} - f_i) / dx_k``, zero on the last index of axis ``k``."""
+    out = np.zeros((f.ndim, *f.shape))
+    for k in range(f.ndim):
+        inner = [slice(None)] * f.ndim
+        inner[k] = slice(0, -1)
+        out[(k, *inner)] = np.diff(f, axis=k) / dx[k]
+    return out
+
+
+def _cell_norms(g: np.ndarray, norm: str) -> np.ndarray:
+    return np.sqrt(np.sum(g * g, axis=0)) if norm == "euclidean" else np.max(np.abs(g), axis=0)
+
+
+def _at_cell(g: np.ndarray, cell: tuple, v: float, dx, norm: str) -> float:
+    """``|(Dg)_cell|`` with ``g[cell]`` replaced by ``v`` (its forward neighbours as they are)."""
+    comps = []
+    for k in range(g.ndim):
+        if cell[k] < g.shape[k] - 1:
+            nxt = list(cell)
+            nxt[k] += 1
+            comps.append((g[tuple(nxt)] - v) / dx[k])
+    comps = np.asarray(comps or [0.0])
+    return float(np.sqrt(np.sum(comps**2)) if norm == "euclidean" else np.max(np.abs(comps)))
+
+
+@st.composite
+def field(draw):
+    """A grid function on a 1D or 2D grid, with cell sizes, far from 1-Lipschitz in general."""
+    nd = draw(st.integers(1, 2))
+    shape = (draw(st.integers(2, 24)),) if nd == 1 else (draw(st.integers(2, 7)),
+                                                          draw(st.integers(2, 7)))
+    dx = tuple(draw(st.floats(0.05, 4.0)) for _ in range(nd))
+    spread = draw(st.sampled_from([0.3, 3.0, 100.0])) * max(dx)
+    f = draw(hnp.arrays(np.float64, shape, elements=st.floats(-1.0, 1.0)))
+    return f * spread, dx
+
+
+def _repair(f: np.ndarray, dx, norm: str) -> np.ndarray:
+    kern = make_kernels("numpy", f.shape, dx, norm, np.float64)
+    return kern.repair(f[None].copy())[0]
+
+
+@pytest.mark.parametrize("norm", NORMS)
+@settings(max_examples=60, deadline=None)
+@given(prob=field())
+def test_repair_moves_a_cell_only_as_far_as_its_constraint_forces(norm, prob):
+    """Every cell ``g_i`` is ``f_i`` when the constraint of cell ``i`` (with its final forward
+    neighbours) allows it; otherwise the allowed value nearest to ``f_i`` (the constraint binds
+    and any step towards ``f_i`` breaks it), or, when no value is allowed (euclidean norm), the
+    least violation. In 1D and for the cityblock norm, ``g`` is feasible whatever ``f``."""
+    f, dx = prob
+    g = _repair(f, dx, norm)
+    scale = 1.0 + np.max(np.abs(f)) / min(dx)
+    tol = 1e-12 * scale
+    norms = _cell_norms(_forward_differences(g, dx), norm)
+    if f.ndim == 1 or norm == "cityblock":
+        assert norms.max() <= 1 + tol
+    for cell in np.ndindex(f.shape):
+        if g[cell] == f[cell]:
+            continue
+        moved = f[cell] - g[cell]
+        here_ = _at_cell(g, cell, g[cell], dx, norm)
+        np.testing.assert_allclose(here_, norms[cell], rtol=1e-12, atol=tol)
+        assert here_ >= 1 - tol, (cell, here_)  # the constraint binds (or cannot be met)
+        if abs(moved) <= 1e-9 * scale * min(dx):
+            continue  # a rounding-sized move: no direction to test
+        step = min(abs(moved) / 2, 1e-6 * min(dx))
+        toward = _at_cell(g, cell, g[cell] + np.sign(moved) * step, dx, norm)
+        if here_ <= 1 + tol:
+            assert toward > 1, (cell, here_, toward)  # nearer f is infeasible
+        else:
+            assert toward >= here_ - tol, (cell, here_, toward)  # g minimises the violation
+            away = _at_cell(g, cell, g[cell] - np.sign(moved) * step, dx, norm)
+            assert away >= here_ - tol, (cell, here_, away)
+
+
+@pytest.mark.parametrize("norm", NORMS)
+@settings(max_examples=40, deadline=None)
+@given(prob=field())
+def test_repair_keeps_a_feasible_critic(norm, prob):
+    f, dx = prob
+    lip = _cell_norms(_forward_differences(f, dx), norm).max()
+    if lip == 0:
+        return
+    feasible = f / (1.001 * lip)  # strictly inside the constraint
+    np.testing.assert_array_equal(_repair(feasible, dx, norm), feasible)
+
+
+def test_repair_can_lower_the_certified_value():
+    """The repair is a candidate, not an improvement: its value can be below the rescaled
+    iterate's, which is why the certificate keeps the best of both (1D, dx = 1)."""
+    f, c = np.array([0.0, 0.0, 1.5]), np.array([1.0, -1.0, 0.0])
+    g = _repair(f, (1.0,), "euclidean")
+    np.testing.assert_array_equal(g, [0.0, 0.5, 1.5])
+    assert c @ g < c @ (f / 1.5)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

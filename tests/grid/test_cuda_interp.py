@@ -2,7 +2,9 @@
 
 Without a GPU the tests run in numba's CUDA simulator in a subprocess (see ``_cuda_sim.py``),
 through ``GridFunction._value_and_grad_cuda``: the path CuPy points take, fed NumPy arrays.
-With a GPU they run directly, and CuPy points in give CuPy arrays out.
+With a GPU they run directly, and CuPy points in give CuPy arrays out. The ``limits`` fixture
+runs the comparisons a second time on a launch grid capped at 2 blocks of 4 threads (fewer
+threads than points: the kernels' grid-stride loops cover the rest).
 """
 
 from __future__ import annotations
@@ -26,6 +28,18 @@ def test_interpolant_under_the_simulator():
     assert "failed" not in out
 
 
+@pytest.fixture(params=["uncapped", "capped"])
+def limits(request, monkeypatch):
+    """``"capped"``: launches get at most 2 blocks of 4 threads."""
+    if request.param == "capped":
+        from otgrid import _device
+        from otgrid.kernels import _cuda
+
+        monkeypatch.setattr(_cuda, "MAX_GRID_X", 2)
+        monkeypatch.setattr(_device, "THREADS_PER_BLOCK", 4)
+    return request.param
+
+
 def _device_eval(f: GridFunction, x: np.ndarray):
     """Value and gradient on the device, brought back to the host."""
     from otgrid._device import array_module
@@ -38,7 +52,7 @@ def _device_eval(f: GridFunction, x: np.ndarray):
 
 
 @here
-def test_1d_matches_numba_inside_on_centres_and_outside():
+def test_1d_matches_numba_inside_on_centres_and_outside(limits):
     rng = np.random.default_rng(0)
     grid = Grid((0.0, 1.75), 7)
     f = GridFunction(grid, rng.normal(size=7))
@@ -56,7 +70,7 @@ def test_1d_matches_numba_inside_on_centres_and_outside():
 
 @here
 @pytest.mark.parametrize("steep", [False, True])
-def test_2d_matches_numba(steep):
+def test_2d_matches_numba(steep, limits):
     """Lipschitz samples (the McShane branch outside) and steep ones (the cap branch too)."""
     rng = np.random.default_rng(1)
     grid = Grid([(-1.0, 1.5), (0.0, 2.0)], (5, 4))
@@ -114,6 +128,32 @@ def test_single_points_and_bad_input():
         _device_eval(f, np.array([[0.1, np.nan]]))
 
 
+@here
+def test_launches_are_the_signatures_compiled_to_ptx(monkeypatch):
+    """The launches of both kernels have the argument types of ``interp_cuda.PTX_SIGNATURES``
+    (compiled for sm_90 by ``tests/test_ptx.py``)."""
+    import numba
+
+    from otgrid import _device
+    from otgrid.kernels import interp_cuda as k
+
+    seen = set()
+    launch = _device.launch
+
+    def recording(kernel, n, *args):
+        host = [a.get() if _device.is_cupy_array(a) else a for a in args]
+        seen.add((kernel, tuple(numba.typeof(a) for a in host)))
+        launch(kernel, n, *args)
+
+    monkeypatch.setattr(_device, "launch", recording)
+    rng = np.random.default_rng(4)
+    _device_eval(GridFunction(Grid((0.0, 1.0), 5), rng.normal(size=5)), rng.normal(size=6))
+    _device_eval(GridFunction(Grid([(0.0, 1.0), (0.0, 2.0)], (3, 4)), rng.normal(size=(3, 4))),
+                 rng.normal(size=(6, 2)))
+    assert {kern for kern, _ in seen} == {k.interp1d_value_grad, k.interp2d_value_grad}
+    assert seen <= {(kern, tuple(sig)) for kern, sig in k.PTX_SIGNATURES}
+
+
 @pytest.mark.skipif(not STATUS == "available", reason=f"{GPU_ONLY} ({STATUS})")
 def test_cupy_points_give_cupy_values():
     import cupy
@@ -132,3 +172,30 @@ def test_cupy_points_give_cupy_values():
     g = GridFunction(grid, cupy.asarray(f.values))  # samples on the GPU too
     np.testing.assert_array_equal(g.values, f.values)
     np.testing.assert_allclose(g(cupy.asarray(x)).get(), ref_val, atol=1e-12)
+
+
+def _gpu_count() -> int:
+    if STATUS != "available":
+        return 0
+    import cupy
+
+    return cupy.cuda.runtime.getDeviceCount()
+
+
+@pytest.mark.skipif(_gpu_count() < 2, reason=f"{GPU_ONLY}: two devices ({STATUS})")
+def test_points_on_another_device_are_evaluated_there():
+    """Points on device 1 while device 0 is current: samples copied there, outputs there."""
+    import cupy
+
+    grid = Grid([(0.0, 1.0), (0.0, 1.0)], (8, 8))
+    m0, m1 = grid.mesh()
+    f = GridFunction(grid, 0.5 * m0 - 0.3 * m1)
+    x = np.random.default_rng(5).uniform(-0.5, 1.5, size=(100, 2))
+    with cupy.cuda.Device(1):
+        xd = cupy.asarray(x)
+    with cupy.cuda.Device(0):
+        val, grad = f.value_and_grad(xd)
+    assert val.device.id == 1 and grad.device.id == 1
+    ref_val, ref_grad = f.value_and_grad(x)
+    np.testing.assert_allclose(val.get(), ref_val, atol=1e-12)
+    np.testing.assert_allclose(grad.get(), ref_grad, atol=1e-12)

@@ -98,9 +98,10 @@ def test_simulated_kernels_match_dense_references():
             Vec = rng.normal(size=(B, 2, m))
             for mode in (0, 1):
                 out = np.empty((B, n, 2))
-                blocks, tpb = k.launch_shape(B, n, 4)
-                k.apply_rows[(blocks, 2), tpb](xT, yT, phi, psi if mode else h, wb, inv, kind,
-                                               mode, Vec, out)
+                grid, tpb = k.apply_shape(B, n, 2, 4)
+                assert grid == (4, 2)
+                k.apply_rows[grid, tpb](xT, yT, phi, psi if mode else h, wb, inv, kind, mode,
+                                        Vec, out)
                 K = (np.exp(h[:, None, :] + (phi[:, :, None] - C) * inv[:, None, None])
                      if mode == 0 else wb[:, None, :] * V * inv[:, None, None])
                 np.testing.assert_allclose(out, np.einsum("bij,bkj->bik", K, Vec),
@@ -154,6 +155,103 @@ def test_simulated_solvers_match_pot_and_numba():
             assert "dimension <= 8" in str(exc), exc
         else:
             raise AssertionError("d = 9 should be refused by backend='cuda'")
+        print("SIM-OK")
+    """)
+
+
+def test_launch_shapes_stay_within_the_cuda_limits():
+    """Pure arithmetic (no GPU): more row blocks or vectors than a grid axis holds."""
+    from otgrid.kernels import pointcloud_cuda as k
+    from otgrid.kernels._cuda import MAX_GRID_X, MAX_GRID_Y
+
+    assert k.launch_shape(3, 1000) == (24, 128)
+    assert k.launch_shape(2, 5) == (2, 5)  # fewer threads than rows of a tile
+    assert k.launch_shape(10**7, 10**9) == (MAX_GRID_X, 128)
+    assert k.apply_shape(2, 300, 7) == ((6, 7), 128)
+    assert k.apply_shape(1, 10, 100_000) == ((1, MAX_GRID_Y), 10)  # vectors beyond 65 535
+    assert k.apply_shape(1, 10, MAX_GRID_Y) == ((1, MAX_GRID_Y), 10)
+
+
+def test_simulated_kernels_stride_beyond_a_capped_grid():
+    """With the grid capped at 2 blocks along x and 2 along y, every kernel covers 8 blocks of
+    rows and 5 vectors by striding; the results match the dense references; so do the ops."""
+    _simulate("""
+        from otgrid.kernels import _cuda
+        from otgrid.kernels import pointcloud_cuda as k
+        from otgrid.pointcloud.ops_cuda import CudaCloudOps
+        _cuda.MAX_GRID_X, _cuda.MAX_GRID_Y = 2, 2
+        rng = np.random.default_rng(4)
+        B, n, m, d, nv = 2, 7, 5, 2, 5
+        x, y = rng.normal(size=(B, n, d)), rng.normal(size=(B, m, d))
+        xT = np.ascontiguousarray(np.transpose(x, (0, 2, 1)))
+        yT = np.ascontiguousarray(np.transpose(y, (0, 2, 1)))
+        C = np.stack([cdist(x[b], y[b], metric="sqeuclidean") for b in range(B)])
+        inv, h, shift = np.array([2.0, 0.7]), rng.normal(size=(B, m)), rng.normal(size=(B, n))
+        assert k.launch_shape(B, n, 2) == (2, 2)  # 8 blocks of rows needed
+        assert k.launch_shape(B, m, 2) == (2, 2)  # 6 blocks of columns needed
+        assert k.apply_shape(B, n, nv, 2) == ((2, 2), 2)  # 5 vectors
+        t = h[:, None, :] + (shift[:, :, None] - C) * inv[:, None, None]
+        lse, mc = np.full((B, n), np.nan), np.full((B, n), np.nan)
+        k.lse_rows[2, 2](xT, yT, h, shift, inv, k.COST_SQEUCLIDEAN, True, lse, mc)
+        np.testing.assert_allclose(lse, np.log(np.exp(t).sum(2)), rtol=1e-13)
+        phi, psi = rng.normal(size=(B, n)) + 2.0, rng.normal(size=(B, m))
+        wa, wb = rng.random((B, n)) + 0.1, rng.random((B, m)) + 0.1
+        V = np.maximum(phi[:, :, None] - psi[:, None, :] - C, 0.0)
+        W = wa[:, :, None] * wb[:, None, :] * inv[:, None, None]
+        row, rowtot, col = np.full((B, n), np.nan), np.full((B, n, 3), np.nan), np.full((B, m),
+                                                                                        np.nan)
+        z = np.zeros((B, n)), np.zeros((B, m))
+        k.l2_rows[2, 2](xT, yT, phi, psi, *z, wa, wb, inv, k.COST_SQEUCLIDEAN, row, rowtot)
+        k.l2_cols[2, 2](xT, yT, phi, psi, wa, wb, inv, k.COST_SQEUCLIDEAN, col)
+        np.testing.assert_allclose(row, (W * V).sum(2), rtol=1e-13)
+        np.testing.assert_allclose(col, (W * V).sum(1), rtol=1e-13)
+        Vec = rng.normal(size=(B, nv, m))
+        out = np.full((B, n, nv), np.nan)
+        k.apply_rows[(2, 2), 2](xT, yT, shift, h, wb, inv, k.COST_SQEUCLIDEAN, 0, Vec, out)
+        np.testing.assert_allclose(out, np.einsum("bij,bkj->bik", np.exp(t), Vec), rtol=1e-12)
+        # through the ops (their own launch shapes, 128 threads: 2 blocks, 5 vectors)
+        ops = CudaCloudOps(x, y, "sqeuclidean")
+        with ops.session():
+            got = ops.exp_apply("rows", h, shift, inv, Vec)
+        np.testing.assert_allclose(got, np.einsum("bij,bkj->bik", np.exp(t), Vec), rtol=1e-12)
+        print("SIM-OK")
+    """)
+
+
+def test_simulated_launches_are_the_signatures_compiled_to_ptx():
+    """Every kernel launch of a Sinkhorn and an L2 solve (recorded in the simulator) has the
+    argument types of ``PTX_SIGNATURES``, which ``tests/test_ptx.py`` compiles for sm_90."""
+    _simulate("""
+        import numba
+        from otgrid.kernels import pointcloud_cuda as k
+        from otgrid.pointcloud import sinkhorn, smooth_ot
+        seen = set()
+
+        def typeof(a):
+            return numba.typeof(a.copy_to_host() if hasattr(a, "copy_to_host") else a)
+
+        class Recording:
+            def __init__(self, kern):
+                self.kern = kern
+
+            def __getitem__(self, config):
+                def run(*args):
+                    seen.add((self.kern.__name__, tuple(typeof(a) for a in args)))
+                    return self.kern[config](*args)
+                return run
+
+        for name in ("lse_rows", "l2_rows", "l2_cols", "apply_rows"):
+            setattr(k, name, Recording(getattr(k, name)))
+        rng = np.random.default_rng(5)
+        x, y = rng.normal(size=(5, 2)), rng.normal(size=(4, 2))
+        res = sinkhorn(x, y, reg=0.5, backend="cuda", tol=1e-6, max_iter=50)
+        res.apply_plan(rng.normal(size=(4, 3)))
+        sm = smooth_ot(x, y, reg=0.5, regularizer="l2", backend="cuda", tol=1e-6, max_iter=50)
+        sm.apply_plan(rng.normal(size=(4, 2)))
+        listed = {(kern.__name__, tuple(sig)) for kern, sig in k.PTX_SIGNATURES}
+        assert {name for name, _ in seen} == {"lse_rows", "l2_rows", "l2_cols", "apply_rows"}
+        missing = seen - listed
+        assert not missing, missing
         print("SIM-OK")
     """)
 
