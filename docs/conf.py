@@ -102,7 +102,8 @@ def _write_cli_help() -> None:
     out = DOCS / "_generated"
     out.mkdir(exist_ok=True)
     env = {**os.environ, "COLUMNS": "100"}
-    for name, args in (("otgrid", []), ("critic", ["critic"]), ("sco", ["sco"])):
+    for name, args in (("otgrid", []), ("critic", ["critic"]), ("sco", ["sco"]),
+                       ("audit", ["audit"]), ("info", ["info"])):
         text = subprocess.run([sys.executable, "-m", "otgrid", *args, "--help"],
                               capture_output=True, text=True, check=True, env=env).stdout
         path = out / f"cli_{name}.txt"

@@ -119,7 +119,7 @@ def test_cli_audit(tmp_path, capsys, form):
     fig, js = tmp_path / "a.png", tmp_path / "a.json"
     rc = main(["audit", str(path), "--mu", "normal(0, 1)", "--nu", "normal(1, 1)",
                "--bounds", "-5", "6", "--shape", "64", "--samples", "100", "--figure", str(fig),
-               "--json", str(js)])
+               "--json", str(js), *(["--torchscript"] if form == "torchscript" else [])])
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "w_ratio" in out and "shape_error" in out
