@@ -136,8 +136,8 @@ def eight_vs_normal(n: int) -> tuple[og.Grid, np.ndarray, np.ndarray]:
     """8gaussians (Gulrajani et al.) vs N(0, I) on an ``n x n`` grid over [-4, 4]^2."""
     grid = og.Grid(BOUNDS, (n, n))
     with _quiet():
-        mu = grid.discretize(eight_gaussians())
-        nu = grid.discretize(og.Normal(mean=[0.0, 0.0], cov=1.0))
+        mu = grid.discretize(eight_gaussians(), outside="renormalize")
+        nu = grid.discretize(og.Normal(mean=[0.0, 0.0], cov=1.0), outside="renormalize")
     return grid, mu, nu
 
 
@@ -151,8 +151,8 @@ def problem_1d(n: int) -> tuple[og.Grid, np.ndarray, np.ndarray]:
     """N(0, 1) vs N(1, 1.5^2) on ``n`` cells over [-8, 8]."""
     grid = og.Grid(BOUNDS_1D, n)
     with _quiet():
-        mu = grid.discretize(og.Normal(0.0, 1.0))
-        nu = grid.discretize(og.Normal(1.0, 1.5**2))
+        mu = grid.discretize(og.Normal(0.0, 1.0), outside="renormalize")
+        nu = grid.discretize(og.Normal(1.0, 1.5**2), outside="renormalize")
     return grid, mu, nu
 
 
@@ -524,8 +524,10 @@ def bench_batches(cfg: dict, time_limit: float, max_iter: int) -> dict:
     theta = 2.0 * np.pi * np.arange(nb) / nb
     means = BATCH_RADIUS * np.stack([np.cos(theta), np.sin(theta)], axis=1)
     with _quiet():
-        nu = grid.discretize(og.Normal(mean=[0.0, 0.0], cov=1.0))
-        mus = np.stack([grid.discretize(og.Normal(mean=list(m), cov=1.0)) for m in means])
+        nu = grid.discretize(og.Normal(mean=[0.0, 0.0], cov=1.0), outside="renormalize")
+        mus = np.stack([
+            grid.discretize(og.Normal(mean=list(m), cov=1.0), outside="renormalize")
+            for m in means])
     rows = []
     for tol in cfg["tols"]:
         with _quiet():

@@ -155,9 +155,11 @@ def batch(nb: int, n: int, tol: float) -> dict:
     grid = og.Grid([(-4.0, 4.0), (-4.0, 4.0)], (n, n))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", og.OutsideMassWarning)
-        mu = grid.discretize(og.Normal(mean=[0.0, 0.0], cov=1.0))
+        mu = grid.discretize(og.Normal(mean=[0.0, 0.0], cov=1.0), outside="renormalize")
         shifts = np.linspace(0.25, 2.0, nb)
-        nus = np.stack([grid.discretize(og.Normal(mean=[s, 0.5 * s], cov=1.0)) for s in shifts])
+        nus = np.stack([
+            grid.discretize(og.Normal(mean=[s, 0.5 * s], cov=1.0), outside="renormalize")
+            for s in shifts])
     with cuda_solver() as name:
         og.solve_critic(mu, nus[:2], grid, tol=tol, backend=name)  # compile
         t0 = time.perf_counter()

@@ -87,8 +87,8 @@ def problem(n: int) -> tuple[og.Grid, np.ndarray, np.ndarray]:
     grid = og.Grid(BOUNDS, (n, n))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", og.OutsideMassWarning)
-        mu = grid.discretize(og.Normal(mean=list(MEAN_MU), cov=1.0))
-        nu = grid.discretize(og.Normal(mean=list(MEAN_NU), cov=1.0))
+        mu = grid.discretize(og.Normal(mean=list(MEAN_MU), cov=1.0), outside="renormalize")
+        nu = grid.discretize(og.Normal(mean=list(MEAN_NU), cov=1.0), outside="renormalize")
     return grid, mu, nu
 
 

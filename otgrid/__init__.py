@@ -17,7 +17,7 @@ Below them: :mod:`otgrid.errors` and the private helpers (``_device``, ``_valida
 working as aliases of the modules that now hold the code (see CHANGELOG.md).
 
 >>> import otgrid as og
->>> grid = og.Grid([(-4, 4), (-4, 4)], (64, 64))
+>>> grid = og.Grid([(-6, 8), (-6, 7)], (64, 64))
 >>> mu = grid.discretize(og.Normal([0, 0], 1.0))
 >>> nu = grid.discretize(og.Normal([2, 1], 1.0))
 >>> res = og.solve_critic(mu, nu, grid, tol=1e-4)
@@ -29,7 +29,12 @@ from otgrid import sco
 from otgrid._version import __version__
 from otgrid.auditing import AuditReport, audit
 from otgrid.critic import CheckInfo, CriticResult, SolveHistory, available_backends, solve_critic
-from otgrid.errors import ConvergenceWarning, OutsideMassWarning
+from otgrid.errors import (
+    ConvergenceWarning,
+    InsufficientMemoryError,
+    OutsideMassError,
+    OutsideMassWarning,
+)
 from otgrid.grid import (
     Dirac,
     Distribution,
@@ -55,8 +60,10 @@ __all__ = [
     "Empirical",
     "Grid",
     "GridFunction",
+    "InsufficientMemoryError",
     "Mixture",
     "Normal",
+    "OutsideMassError",
     "OutsideMassWarning",
     "PointMass",
     "RegularizedResult",

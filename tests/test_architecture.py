@@ -34,7 +34,7 @@ KERNELS = ROOT / "kernels"
 MAX_FUNCTION_LINES = 120
 
 CAPABILITY_LAYER = {"grid": 1, "critic": 2, "pointcloud": 2, "sco": 3, "auditing": 3, "plot": 4,
-                    "cli": 5}
+                    "distributed": 4, "cli": 5}
 SHARED = {"otgrid.errors", "otgrid._device", "otgrid._validation", "otgrid._threads",
           "otgrid._version"}
 

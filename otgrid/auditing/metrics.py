@@ -36,6 +36,7 @@ from otgrid.auditing.reference import (
 from otgrid.auditing.report import AuditReport
 from otgrid.critic.result import CriticResult
 from otgrid.critic.solve import solve_critic
+from otgrid.errors import OutsideMassError
 from otgrid.grid.grid import Grid
 
 __all__ = ["audit"]
@@ -51,15 +52,25 @@ _REFINE_KEYS = ("grad_cosine", "grad_cosine_determined", "determined_mass", "w_r
 
 
 # ============================================================================ inputs
-def _masses(x: Any, grid: Grid, name: str, outside: str = "renormalize"
+def _masses(x: Any, grid: Grid, name: str, outside: str = "auto"
             ) -> tuple[np.ndarray, Any]:
-    """Grid masses of ``x`` (a distribution or masses); also the distribution (or None)."""
+    """Grid masses of ``x`` (a distribution or masses); also the distribution (or None).
+
+    ``outside`` as in :meth:`Grid.discretize`: by default (``"auto"``) a distribution with more
+    than 1e-6 (per axis) of its mass outside the grid raises
+    :class:`~otgrid.grid.grid.OutsideMassError` naming ``name``, so that no audit runs on a grid
+    that misses the measure."""
     if hasattr(x, "cell_masses") and hasattr(x, "ndim"):
         from otgrid.grid.distributions import Empirical
 
-        if isinstance(x, Empirical):
-            return grid.histogram(x.samples, x.weights, outside=outside), x
-        return grid.discretize(x, outside=outside), x
+        try:
+            if isinstance(x, Empirical):
+                return grid.histogram(x.samples, x.weights, outside=outside), x
+            return grid.discretize(x, outside=outside), x
+        except OutsideMassError as exc:
+            raise OutsideMassError(f"{name}: {exc}", mass=exc.mass, fraction=exc.fraction,
+                                   bounds=exc.bounds,
+                                   suggested_bounds=exc.suggested_bounds) from None
     arr = np.asarray(x, dtype=np.float64)
     if arr.shape != tuple(grid.shape):
         raise ValueError(f"{name} must be a distribution (otgrid.grid.distributions / datasets) or "
@@ -131,7 +142,7 @@ def _check_options(grid: Any, tau: Any, flow_tol: Any, fd_step: Any) -> float:
     return h
 
 
-def _measures(mu: Any, nu: Any, grid: Grid, outside: str = "renormalize"
+def _measures(mu: Any, nu: Any, grid: Grid, outside: str = "auto"
               ) -> tuple[np.ndarray, Any, np.ndarray, Any]:
     """Grid masses and distributions (or None) of ``mu`` and ``nu``, of equal total mass."""
     mu_m, mu_d = _masses(mu, grid, "mu", outside)
@@ -418,7 +429,7 @@ def audit(
     exact: CriticResult | None = None,
     resolution: Literal["grid", "auto"] = "grid",
     time_budget: float = 60.0,
-    outside: Literal["renormalize", "fold", "raise"] = "renormalize",
+    outside: Literal["auto", "renormalize", "fold", "raise"] = "auto",
     seed: int | None = 0,
 ) -> AuditReport:
     r"""Compare a critic with the optimal Wasserstein-1 critic of ``mu`` and ``nu`` on a grid.
@@ -494,8 +505,10 @@ def audit(
         of the last grid; ``levels`` has a row per grid and ``refinement`` says why it stopped.
     time_budget : float, optional
         Seconds that ``resolution="auto"`` may spend in all (the first grid always runs).
-    outside : {"renormalize", "fold", "raise"}, optional
-        Mass of ``mu`` or ``nu`` outside the grid, as in :meth:`Grid.discretize`.
+    outside : {"auto", "renormalize", "fold", "raise"}, optional
+        Mass of ``mu`` or ``nu`` outside the grid, as in :meth:`Grid.discretize`: by default
+        (``"auto"``) more than 1e-6 (per axis) of either outside is an error
+        (:class:`~otgrid.grid.grid.OutsideMassError`, a ValueError, with bounds that hold it).
     seed : int or None, optional
         Seed of the sampling. The samples of ``nu`` that locate sinks (65 536 more when ``nu``
         is a distribution) come from a generator of their own derived from it.
@@ -524,7 +537,7 @@ def audit(
     """
     h = _check_options(grid, tau, flow_tol, fd_step)
     budget = _check_resolution(resolution, time_budget, mu, nu)
-    check_choice(outside, "outside", ("renormalize", "fold", "raise"))
+    check_choice(outside, "outside", ("auto", "renormalize", "fold", "raise"))
     mu_m, mu_d, nu_m, nu_d = _measures(mu, nu, grid, outside)
     f_ = _wrap_critic(critic, grid, h)
     rng = as_rng(seed)

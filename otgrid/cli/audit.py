@@ -87,8 +87,11 @@ def add_audit_parser(sub: Any) -> None:
                         "settle or --time-budget is spent (default: grid)")
     p.add_argument("--time-budget", type=float, default=60.0, dest="time_budget",
                    metavar="SECONDS", help="seconds for --resolution auto (default: 60)")
-    p.add_argument("--outside", choices=("renormalize", "fold", "raise"),
-                   default="renormalize", help="mass outside the bounds (default: renormalize)")
+    p.add_argument("--outside", choices=("auto", "renormalize", "fold", "raise"),
+                   default="auto",
+                   help="mass outside the bounds: auto (default) drops at most 1e-6 of it per "
+                        "axis silently and refuses more; renormalize or fold handle any amount; "
+                        "raise refuses any")
     p.add_argument("--figure", default="audit.png", metavar="PATH",
                    help="figure file (default: audit.png)")
     p.add_argument("--no-figure", action="store_true", dest="no_figure",
@@ -384,14 +387,15 @@ def run_audit(args: argparse.Namespace) -> int:
     fig_path = None if args.no_figure else _check_output(args.figure, "--figure", figure=True)
     json_path = _check_output(args.json, "--json")
     net = _load_reporting(args, grid.ndim)
-    mu_m, out_mu = _discretize(grid, mu, args.outside)
-    nu_m, out_nu = _discretize(grid, nu, args.outside)
+    mu_m, out_mu = _discretize(grid, mu, args.outside, "MU", hold=[mu, nu])
+    nu_m, out_nu = _discretize(grid, nu, args.outside, "NU", hold=[mu, nu])
     print(f"MU: {mu!r}\nNU: {nu!r}")
     print(f"grid: {grid.ndim}D, bounds {_fmt_bounds(grid.bounds)}, shape "
           f"{' x '.join(map(str, grid.shape))}")
-    if out_mu > 0 or out_nu > 0:
+    if args.outside in ("renormalize", "fold") and max(out_mu, out_nu) > 1e-12:
         print(f"mass outside the bounds: MU {out_mu:.3g}, NU {out_nu:.3g} ({args.outside})")
     from otgrid.critic.solve import solve_critic
+    from otgrid.errors import OutsideMassWarning
 
     if not (args.time_budget > 0 and args.time_budget < float("inf")):
         raise _usage(f"--time-budget must be a positive number of seconds; got "
@@ -400,9 +404,11 @@ def run_audit(args: argparse.Namespace) -> int:
         raise _usage(f"--tol must be in (0, 1); got {args.tol}.")
     try:
         exact = solve_critic(mu_m, nu_m, grid, tol=args.tol)
-        rep = audit(net, mu, nu, grid, exact=exact, samples=args.samples, tau=args.tau,
-                    tol=args.tol, resolution=args.resolution, time_budget=args.time_budget,
-                    outside=args.outside, seed=args.seed)
+        with warnings.catch_warnings():  # the outside mass was reported above, once
+            warnings.simplefilter("ignore", OutsideMassWarning)
+            rep = audit(net, mu, nu, grid, exact=exact, samples=args.samples, tau=args.tau,
+                        tol=args.tol, resolution=args.resolution,
+                        time_budget=args.time_budget, outside=args.outside, seed=args.seed)
     except (ValueError, RuntimeError) as exc:
         raise _usage(f"critic: {str(exc).splitlines()[0]}") from None
     print(rep)

@@ -17,8 +17,6 @@ from otgrid.grid.spec import parse_distribution, parse_parallel_lines
 _DEFAULT_SHAPE = {1: 512, 2: 128}
 _DEFAULT_SHAPE_ND = 32
 _MAX_CELLS = 2 ** 27
-_NORMAL_SPAN = 5.0      # default bounds hold mean +- 5 std of every Gaussian
-_PAD = 0.05             # then are padded by 5% of the widest extent on every axis
 
 
 class _UsageError(Exception):
@@ -106,40 +104,42 @@ def _load_pair(mu_text: str, nu_text: str | None, hint: int | None) -> tuple[Any
     return mu, nu, f"{mu_text}  vs  {nu_text}"
 
 
-def _box(dist: Any) -> tuple[np.ndarray, np.ndarray]:
-    """A box holding (essentially all of) a distribution, as (low, high) arrays."""
-    from otgrid.grid.distributions import Empirical, Mixture, Normal, PointMass, Uniform
-
-    if isinstance(dist, Normal):
-        std = np.sqrt(np.diag(dist.cov))
-        return dist.mean - _NORMAL_SPAN * std, dist.mean + _NORMAL_SPAN * std
-    if isinstance(dist, Uniform):
-        return dist.low, dist.high
-    if isinstance(dist, PointMass):
-        return dist.location, dist.location
-    if isinstance(dist, Empirical):
-        x = dist.samples
-        return x.min(axis=0), x.max(axis=0)
-    if isinstance(dist, Mixture):
-        boxes = [_box(c) for c in dist.components]
-        return (np.min([b[0] for b in boxes], axis=0), np.max([b[1] for b in boxes], axis=0))
-    # Anything else (e.g. the swiss roll): the range of many samples, plus 1 std of margin.
-    x = dist.sample(100_000, rng=0)
-    std = x.std(axis=0)
-    return x.min(axis=0) - std, x.max(axis=0) + std
-
-
 def _default_bounds(mu: Any, nu: Any) -> list[tuple[float, float]]:
-    (lo1, hi1), (lo2, hi2) = _box(mu), _box(nu)
-    lo, hi = np.minimum(lo1, lo2), np.maximum(hi1, hi2)
-    widest = float(np.max(hi - lo))
-    if widest <= 0:
-        widest = 2.0
-    pad = _PAD * widest
-    # Round outward to about 1/10 of the widest extent's order of magnitude: readable bounds.
-    step = 10.0 ** (math.floor(math.log10(widest)) - 1)
-    return [(step * math.floor((a - pad) / step), step * math.ceil((b + pad) / step))
-            for a, b in zip(lo.tolist(), hi.tolist(), strict=True)]
+    """A box holding both distributions (Gaussians to mean +- 5 std), padded by 5% and rounded
+    outward (:func:`otgrid.grid.grid.bounds_holding`)."""
+    from otgrid.grid.grid import bounds_holding
+
+    try:
+        return bounds_holding(mu, nu)
+    except ValueError as exc:
+        raise _UsageError(f"no default bounds: {str(exc).rstrip('.')}.") from None
+
+
+def _fmt_shape(shape: Sequence[int]) -> str:
+    """``128 128``; a long list is shortened (``32 32 ... (1000 values)``), never repeated."""
+    if len(shape) <= 4:
+        return " ".join(map(str, shape))
+    return f"{shape[0]} {shape[1]} ... ({len(shape)} values)"
+
+
+def _check_memory(args: argparse.Namespace, shape: list[int]) -> None:
+    """Refuse at once a grid whose solve would not fit in the memory available here."""
+    from otgrid.critic.memory import check_memory
+    from otgrid.errors import InsufficientMemoryError
+
+    dtype = np.float32 if getattr(args, "float32", False) else np.float64
+    try:
+        # the masses mu and nu (2 grid arrays) are held besides the solver's own arrays
+        check_memory(shape, 1, dtype, getattr(args, "backend", "auto"), extra_arrays=2)
+    except InsufficientMemoryError as exc:
+        fits = exc.fits[0] if len(set(exc.fits)) == 1 else " ".join(map(str, exc.fits))
+        gib = 2 ** 30
+        raise _UsageError(
+            f"--shape {_fmt_shape(shape)}: the solve needs about {exc.needed / gib:.3g} GiB of "
+            f"memory (estimate) but {exc.available / gib:.3g} GiB is available here; use "
+            f"--shape {fits} (cells per axis) or less, or set OTGRID_MEMORY_CHECK=0 to try "
+            "anyway."
+        ) from None
 
 
 def _make_grid(args: argparse.Namespace, ndim: int, mu: Any, nu: Any) -> Any:
@@ -162,33 +162,57 @@ def _make_grid(args: argparse.Namespace, ndim: int, mu: Any, nu: Any) -> Any:
         if len(shape) != ndim:
             raise _UsageError(f"--shape gives {len(shape)} values but the distributions are "
                               f"{ndim}D; give one N, or {ndim}.")
-    if math.prod(shape) > _MAX_CELLS:
-        raise _UsageError(f"--shape {' '.join(map(str, shape))} has {math.prod(shape)} cells; "
-                          f"at most {_MAX_CELLS} are allowed here.")
+    if min(shape) >= 1 and math.prod(shape) > _MAX_CELLS:
+        raise _UsageError(f"--shape {_fmt_shape(shape)} has {math.prod(shape)} cells; at most "
+                          f"{_MAX_CELLS} are allowed here.")
     try:
-        return Grid(bounds, shape)
+        grid = Grid(bounds, shape)
     except (TypeError, ValueError) as exc:
         raise _UsageError(f"grid: {exc}") from None
+    _check_memory(args, shape)
+    return grid
 
 
-def _discretize(grid: Any, dist: Any, outside: str) -> tuple[np.ndarray, float]:
-    """Masses of ``dist`` on ``grid`` and the mass found outside the bounds."""
-    from otgrid.errors import OutsideMassWarning
+def _discretize(grid: Any, dist: Any, outside: str, name: str = "",
+                hold: Any = None) -> tuple[np.ndarray, float]:
+    """Masses of ``dist`` on ``grid`` and the mass found outside the bounds (exact, also when
+    ``"auto"`` renormalised it away silently). Bad input becomes a one-line usage error, which
+    for too much mass outside names the fraction and suggests ``--bounds`` holding ``hold``
+    (a list of distributions; default ``dist``)."""
+    from otgrid.errors import OutsideMassError, OutsideMassWarning
     from otgrid.grid.distributions import Empirical
+    from otgrid.grid.grid import bounds_holding
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", OutsideMassWarning)
-        if isinstance(dist, Empirical):
-            masses = grid.histogram(dist.samples, dist.weights, outside=outside)
-        else:
-            masses = grid.discretize(dist, outside=outside)
-    out = 0.0
-    for w in caught:
-        if issubclass(w.category, OutsideMassWarning):
-            out += float(getattr(w.message, "mass", 0.0))
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return masses, out
+    prefix = f"{name}: " if name else ""
+    with warnings.catch_warnings():  # the caller reports the amount in its own words
+        warnings.simplefilter("ignore", OutsideMassWarning)
+        try:
+            if isinstance(dist, Empirical):
+                return grid._histogram(dist.samples, dist.weights, "nearest", outside, None)
+            return grid._discretize(dist, outside, None)
+        except OutsideMassError as exc:
+            try:
+                suggest = bounds_holding(*(hold or [dist]))
+            except ValueError:
+                suggest = exc.suggested_bounds
+            if suggest is not None and [tuple(b) for b in suggest] == list(grid.bounds):
+                suggest = None  # ("raise": even the bounds holding the distributions miss some)
+            fix = "enlarge --bounds" if suggest is None else (
+                "use --bounds " + " ".join(f"{lo:.6g} {hi:.6g}" for lo, hi in suggest)
+                + (" (a box holding the distributions)" if hold else ""))
+            raise _UsageError(
+                f"{prefix}{exc.fraction:.3g} of its mass ({100 * exc.fraction:.3g}%) lies "
+                f"outside the bounds {_fmt_bounds(grid.bounds)}, more than --outside {outside} "
+                f"allows; {fix}, or keep these bounds with --outside renormalize or --outside "
+                "fold.") from None
+        except (TypeError, ValueError) as exc:
+            raise _UsageError(f"{prefix}{exc}") from None
+
+
+def _check_unit_interval(value: float, flag: str) -> None:
+    """A relative tolerance must lie in (0, 1)."""
+    if not (math.isfinite(value) and 0 < value < 1):
+        raise _UsageError(f"{flag} must be a relative gap in (0, 1), e.g. 1e-6; got {value:g}.")
 
 
 def _check_output(path: str | None, what: str, figure: bool = False) -> Path | None:

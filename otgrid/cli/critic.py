@@ -14,6 +14,7 @@ import numpy as np
 
 from otgrid.cli.common import (
     _check_output,
+    _check_unit_interval,
     _dimension_hint,
     _discretize,
     _fmt_bounds,
@@ -26,6 +27,8 @@ from otgrid.grid.spec import GRAMMAR
 
 __all__ = ["add_critic_parser", "run_critic"]
 
+_ROUND_OFF = 1e-12  # outside mass below this is not reported (the grid's round-off level)
+
 _EXAMPLES = """\
 examples:
   otgrid critic "normal(0, 1)" "normal(1, 1)"            # 1D, W close to 1
@@ -37,9 +40,12 @@ examples:
 The dimension comes from the distributions (normal(0, 1) is 1D, normal([0, 0], 1) 2D);
 a dimension-free spec such as normal(0, 1) next to a 2D one, or with 2D --bounds, is 2D.
 Default bounds: a box holding both distributions (Gaussians to mean +- 5 std), padded
-by 5% and rounded outward.
+by 5% and rounded outward. With --outside auto (the default) a mass outside the bounds
+of at most 1e-6 per axis is renormalized away silently and more is an error that suggests
+bounds; --outside renormalize or fold keep the given bounds (and say how much was outside).
 Exit status: 0 on success (also when --max-iter stops the solver before --tol: the
-printed bounds still hold and a warning says so), 2 on bad input, 1 when an output file
+printed bounds still hold and a warning says so), 2 on bad input (one line on standard
+error, also for a grid that does not fit in the memory available), 1 when an output file
 cannot be written."""
 
 
@@ -67,7 +73,7 @@ def add_critic_parser(sub: Any) -> None:
     critic.add_argument("--norm", choices=("euclidean", "cityblock"), default="euclidean",
                         help="pointwise norm of the gradient constraint (default: euclidean)")
     critic.add_argument("--tol", type=float, default=1e-6,
-                        help="relative gap (upper - lower) / upper at which to stop "
+                        help="relative gap (upper - lower) / upper at which to stop, in (0, 1) "
                              "(default: 1e-6)")
     critic.add_argument("--max-iter", type=int, default=100_000, dest="max_iter",
                         help="iteration limit (default: 100000)")
@@ -80,10 +86,12 @@ def add_critic_parser(sub: Any) -> None:
     critic.add_argument("--float32", action="store_true",
                         help="iterate in float32 (faster on large grids; the bounds are still "
                              "certified in float64)")
-    critic.add_argument("--outside", choices=("renormalize", "fold", "raise"),
-                        default="renormalize",
-                        help="mass outside the bounds: rescale the rest (default), fold it into "
-                             "the boundary cells, or stop with an error")
+    critic.add_argument("--outside", choices=("auto", "renormalize", "fold", "raise"),
+                        default="auto",
+                        help="mass outside the bounds: 'auto' (default) drops at most 1e-6 "
+                             "per axis silently and stops with an error above; 'renormalize' "
+                             "rescales the rest, 'fold' moves it into the boundary cells (both "
+                             "report it); 'raise' stops above 1e-12")
     critic.add_argument("--figure", default="critic.png", metavar="PATH",
                         help="figure file, format from the extension (default: critic.png)")
     critic.add_argument("--no-figure", action="store_true", dest="no_figure",
@@ -114,8 +122,7 @@ def run_critic(args: argparse.Namespace) -> int:
     from otgrid.critic.solve import solve_critic
     from otgrid.errors import ConvergenceWarning
 
-    if not (math.isfinite(args.tol) and args.tol > 0):
-        raise _UsageError(f"--tol must be a positive number; got {args.tol}.")
+    _check_unit_interval(args.tol, "--tol")
     if args.max_iter < 1:
         raise _UsageError(f"--max-iter must be >= 1; got {args.max_iter}.")
     if args.time_limit is not None and not (math.isfinite(args.time_limit)
@@ -141,11 +148,10 @@ def run_critic(args: argparse.Namespace) -> int:
     outside = {}
     masses = {}
     for name, dist in (("MU", mu_dist), ("NU", nu_dist)):
-        try:
-            masses[name], outside[name] = _discretize(grid, dist, args.outside)
-        except (TypeError, ValueError) as exc:
-            raise _UsageError(f"{name}: {exc}") from None
-        if outside[name] > 0:
+        masses[name], outside[name] = _discretize(grid, dist, args.outside, name,
+                                                  hold=[mu_dist, nu_dist])
+        # 'auto' drops at most 1e-6 per axis silently (more is an error); explicit modes say so
+        if args.outside in ("renormalize", "fold") and outside[name] > _ROUND_OFF:
             how = "folded into the boundary cells" if args.outside == "fold" else "renormalized"
             print(f"{name}: mass {outside[name]:.3g} lies outside the bounds ({how}); "
                   "enlarge --bounds to avoid this")

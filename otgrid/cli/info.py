@@ -15,8 +15,9 @@ def add_info_parser(sub: Any) -> None:
     sub.add_parser(
         "info",
         help="version, and which backends can run here (and why not)",
-        description="Print the otgrid version and, for each backend of the grid critic, whether\n"
-                    "it can run on this machine or a one-line reason why not.",
+        description="Print the otgrid version, for each backend of the grid critic whether it\n"
+                    "can run on this machine (or a one-line reason why not), and the memory\n"
+                    "available with the largest square 2D grid whose solve fits in it.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
 
@@ -43,6 +44,20 @@ def run_info() -> int:
     print("backends:")
     for name, state in status.items():
         print(f"  {name:<6} {state}")
+    print(f"memory: {_memory_line()}")
     return 0
+
+
+def _memory_line() -> str:
+    """The memory available here and the largest square 2D grid whose solve fits in it."""
+    from otgrid.critic.memory import available_memory, solve_memory
+
+    avail = available_memory()
+    if avail is None:
+        return "unknown (no /proc/meminfo, cgroup limit or ulimit -v to read)"
+    per_cell = solve_memory((1, 1)) + 16  # and the masses mu, nu
+    side = int((avail / per_cell) ** 0.5)
+    return (f"{avail / 2 ** 30:.3g} GiB available; the largest 2D critic that fits is about "
+            f"{side} x {side} cells")
 
 

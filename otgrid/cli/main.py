@@ -53,8 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        Exit status: 0 on success, 2 on bad input (a one-line message on standard error),
-        1 when an output file could not be written.
+        Exit status: 0 on success, 2 on bad input (a one-line message on standard error, never
+        a traceback: grammar errors, extreme numbers, bounds that miss the distributions,
+        grids too large for the memory available), 1 when an output file could not be
+        written.
 
     Examples
     --------
@@ -84,6 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_critic(args)
     except _UsageError as exc:
         print(f"otgrid: error: {exc}", file=sys.stderr)
+        return 2
+    except MemoryError:  # the estimate checked before the solve fell short of the real need
+        print("otgrid: error: out of memory; use a coarser --shape (fewer cells per axis).",
+              file=sys.stderr)
         return 2
     except SystemExit as exc:  # --help and --version
         return exc.code if isinstance(exc.code, int) else 0

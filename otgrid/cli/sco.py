@@ -14,6 +14,7 @@ import numpy as np
 
 from otgrid.cli.common import (
     _check_output,
+    _check_unit_interval,
     _dimension_hint,
     _discretize,
     _fmt_bounds,
@@ -40,9 +41,12 @@ is a Gaussian with a diagonal covariance and the generator is location-scale, th
 parameters are known: the parameter error is printed and --stop-param-tol may be used.
 Default bounds: a box holding the target and the initial generator (Gaussians to mean +- 5
 std), padded by 5% and rounded outward. Default shape: 256 cells in 1D, 64 x 64 in 2D.
+A target with more than 1e-6 (per axis) of its mass outside the bounds is an error
+unless --outside renormalize or fold is given; generated mass outside is folded into the
+boundary cells (the critic pushes it back) and reported.
 Exit status: 0 on success (also when a stopping tolerance was not met or the fit stopped
-early on bad values: the message says why), 2 on bad input, 1 when an output file cannot
-be written."""
+early on bad values: the message says why), 2 on bad input (one line on standard error),
+1 when an output file cannot be written."""
 
 
 def add_sco_parser(sub: Any) -> None:
@@ -77,7 +81,7 @@ def add_sco_parser(sub: Any) -> None:
     sco.add_argument("--n-mass-samples", type=int, default=50_000, dest="n_mass_samples",
                      help="samples per histogram with --masses samples (default: 50000)")
     sco.add_argument("--critic-tol", type=float, default=1e-3, dest="critic_tol",
-                     help="relative gap of each critic solve (default: 1e-3)")
+                     help="relative gap of each critic solve, in (0, 1) (default: 1e-3)")
     sco.add_argument("--prox", action="store_true",
                      help="relaxed Wasserstein proximal generator update")
     sco.add_argument("--prox-h", type=float, default=0.2, dest="prox_h",
@@ -94,6 +98,11 @@ def add_sco_parser(sub: Any) -> None:
     sco.add_argument("--shape", nargs="+", type=int, metavar="N",
                      help="cells per axis (one value is used for every axis); default 256 in "
                           "1D, 64 x 64 in 2D")
+    sco.add_argument("--outside", choices=("auto", "renormalize", "fold", "raise"),
+                     default="auto",
+                     help="target mass outside the bounds: 'auto' (default) drops at most 1e-6 "
+                          "per axis silently and stops with an error above; 'renormalize', "
+                          "'fold' keep the bounds (and report it); 'raise' stops above 1e-12")
     sco.add_argument("--norm", choices=("euclidean", "cityblock"), default="euclidean",
                      help="pointwise norm of the critic constraint (default: euclidean)")
     sco.add_argument("--backend", choices=("auto", "numpy", "numba", "cuda"), default="auto",
@@ -136,8 +145,10 @@ def _true_params(target: Any, generator_kind: str) -> np.ndarray | None:
 
 
 def _check_sco_args(args: argparse.Namespace) -> None:
-    for name, value in (("--lr", args.lr), ("--critic-tol", args.critic_tol),
-                        ("--prox-h", args.prox_h)):
+    from otgrid.grid.grid import MAX_COORDINATE
+
+    _check_unit_interval(args.critic_tol, "--critic-tol")
+    for name, value in (("--lr", args.lr), ("--prox-h", args.prox_h)):
         if not (math.isfinite(value) and value > 0):
             raise _UsageError(f"{name} must be a positive number; got {value}.")
     for name, value in (("--steps", args.steps), ("--batch", args.batch),
@@ -150,8 +161,14 @@ def _check_sco_args(args: argparse.Namespace) -> None:
         if value is not None and not (math.isfinite(value) and value > 0):
             raise _UsageError(f"{name} must be a positive number; got {value}.")
     for name, values in (("--init-loc", args.init_loc), ("--init-scale", args.init_scale)):
-        if values is not None and not all(math.isfinite(v) for v in values):
-            raise _UsageError(f"{name} must be finite numbers; got {values}.")
+        if values is not None and not all(math.isfinite(v) and abs(v) <= MAX_COORDINATE
+                                          for v in values):
+            raise _UsageError(f"{name} must be finite numbers within +-{MAX_COORDINATE:g}; "
+                              f"got {values}.")
+    if args.init_scale is not None and any(0 < abs(v) < 1 / MAX_COORDINATE
+                                           for v in args.init_scale):
+        raise _UsageError(f"--init-scale must be 0 or at least {1 / MAX_COORDINATE:g} in "
+                          f"magnitude (its square is the variance); got {args.init_scale}.")
 
 
 def _sco_figure(res: Any, label: str, path: Path) -> None:
@@ -213,13 +230,11 @@ def run_sco(args: argparse.Namespace) -> int:
     source = "given" if args.bounds is not None else "default, holding target and start"
     print(f"grid: {ndim}D, bounds {_fmt_bounds(grid.bounds)} ({source}), shape "
           f"{' x '.join(map(str, grid.shape))}, dx {', '.join(f'{h:.4g}' for h in grid.dx)}")
-    try:
-        mu, out = _discretize(grid, target, "fold")
-    except (TypeError, ValueError) as exc:
-        raise _UsageError(f"TARGET: {exc}") from None
-    if out > 0:
-        print(f"TARGET: mass {out:.3g} lies outside the bounds (folded into the boundary "
-              "cells); enlarge --bounds to avoid this")
+    mu, out = _discretize(grid, target, args.outside, "TARGET", hold=[target, start])
+    if args.outside in ("renormalize", "fold") and out > 1e-12:
+        how = "folded into the boundary cells" if args.outside == "fold" else "renormalized"
+        print(f"TARGET: mass {out:.3g} lies outside the bounds ({how}); enlarge --bounds to "
+              "avoid this")
     prox = WassersteinProx(args.prox_h, args.prox_steps) if args.prox else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)

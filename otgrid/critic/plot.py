@@ -125,6 +125,24 @@ def _plot_1d(result: Any, mu: np.ndarray | None, nu: np.ndarray | None, ax: Axes
     ax.legend(handles=handles, loc="best", fontsize="small")
 
 
+def _colour_norm(critic: np.ndarray) -> Any:
+    """Colour scale of a 2D critic: its whole range, diverging at 0 (negative values -- where
+    ``nu`` dominates -- take the blue half of the map, positive ones the red half, however
+    unequal the two ranges are).
+
+    0.1.0 used a range symmetric around 0 fitted to the cells with mass, which saturated the
+    rest of the box (``otgrid critic "normal([0, 0], 1)" 8gaussians`` came out mostly red).
+    """
+    from matplotlib.colors import Normalize, TwoSlopeNorm
+
+    lo, hi = float(critic.min()), float(critic.max())
+    if lo < 0 < hi:
+        return TwoSlopeNorm(vcenter=0.0, vmin=lo, vmax=hi)
+    if hi <= lo:
+        lo, hi = lo - 1.0, hi + 1.0
+    return Normalize(vmin=lo, vmax=hi)
+
+
 def _plot_2d(result: Any, mu: np.ndarray | None, nu: np.ndarray | None, ax: Axes,
              flow: bool) -> None:
     from matplotlib.lines import Line2D
@@ -132,22 +150,17 @@ def _plot_2d(result: Any, mu: np.ndarray | None, nu: np.ndarray | None, ax: Axes
     grid = result.grid
     (x0, x1), (y0, y1) = grid.bounds
     critic = np.asarray(result.critic)
-    vmax = float(np.abs(critic).max()) or 1.0
-    extend = "neither"
-    present = [m for m in (mu, nu) if m is not None]
-    if present:
-        # Colour range from the cells that hold mass: the critic only matters there.
-        total = sum(present)
-        support = total > 1e-3 * total.max()
-        inner = float(np.abs(critic[support]).max()) if np.any(support) else 0.0
-        if 0 < inner < vmax:
-            vmax, extend = inner, "both"
+    norm = _colour_norm(critic)
     # Arrays are indexed [ix, iy]; imshow wants rows = y, hence the transpose.
     im = ax.imshow(critic.T, origin="lower", extent=(x0, x1, y0, y1), cmap="RdBu_r",
-                   vmin=-vmax, vmax=vmax, interpolation="nearest")
+                   norm=norm, interpolation="nearest")
     ratio = (x1 - x0) / (y1 - y0)
     ax.set_aspect("equal" if 0.2 <= ratio <= 5 else "auto")
-    ax.figure.colorbar(im, ax=ax, label="critic f", extend=extend)
+    bar = ax.figure.colorbar(im, ax=ax, label="critic f")
+    lo, hi = norm.vmin, norm.vmax
+    if lo < 0 < hi:  # the two halves of a diverging scale get their own ticks
+        bar.set_ticks(np.unique(np.concatenate([np.linspace(lo, 0.0, 3),
+                                                np.linspace(0.0, hi, 5)])))
     ax.set_xlabel("x")
     ax.set_ylabel("y")
     X, Y = grid.mesh()
@@ -176,9 +189,13 @@ def _plot_2d(result: Any, mu: np.ndarray | None, nu: np.ndarray | None, ax: Axes
         big = norm > _NEGLIGIBLE * top if top > 0 else np.zeros(norm.shape, dtype=bool)
         if np.any(big):
             width = min(blocks[0] * grid.dx[0], blocks[1] * grid.dx[1])
-            ax.quiver(xc[big], yc[big], u[big], v[big], angles="xy", scale_units="xy",
-                      scale=top / (0.9 * width), color="0.15", width=0.003,
-                      label="transport flow")
+            q = ax.quiver(xc[big], yc[big], u[big], v[big], angles="xy", scale_units="xy",
+                          scale=top / (0.9 * width), color="0.15", width=0.003,
+                          label="transport flow")
+            key = float(f"{top / 2:.1g}")
+            ax.quiverkey(q, 0.97, 1.03, key, f"arrow scale: flow {key:g} (mass x length, "
+                         f"{blocks[0]} x {blocks[1]} cells) ", labelpos="W",
+                         coordinates="axes", fontproperties={"size": "x-small"})
             proxies.append(_arrow_proxy(Line2D))
     if proxies:
         ax.legend(handles=proxies, loc="upper center", bbox_to_anchor=(0.5, -0.1),
@@ -253,5 +270,5 @@ def plot_critic(result: CriticResult, mu: Any = None, nu: Any = None, *,
     else:
         fig, ax = _new_axes(ax, (6.5, 5.5))
         _plot_2d(result, mu, nu, ax, flow)
-    ax.set_title(_title(result, title), fontsize="medium")
+    ax.set_title(_title(result, title), fontsize="medium", pad=14 if result.grid.ndim == 2 else 6)
     return fig

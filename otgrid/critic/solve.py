@@ -36,6 +36,7 @@ from otgrid._validation import as_finite_array, check_choice, check_positive_int
 from otgrid.critic.backends import BACKENDS, make_kernels, resolve_backend
 from otgrid.critic.certify import CertifiedBounds, certify
 from otgrid.critic.iterate import continue_in_float64, default_steps, iterate
+from otgrid.critic.memory import check_memory
 from otgrid.critic.multilevel import ML_AUTO_CELLS, ML_MIN_CELLS, multilevel_start
 from otgrid.critic.result import CheckInfo, CriticResult, SolveHistory
 from otgrid.errors import ConvergenceWarning
@@ -227,6 +228,13 @@ def solve_critic(
         Critic, flow, bounds ``lower <= W_grid <= upper``, diagnostics; a list, one per problem,
         when ``mu`` or ``nu`` had a batch axis.
 
+    Raises
+    ------
+    InsufficientMemoryError
+        (a :class:`MemoryError` and a :class:`ValueError`) when the estimated peak memory
+        (:func:`otgrid.critic.memory.solve_memory`) exceeds what is available here, before
+        anything large is allocated; ``OTGRID_MEMORY_CHECK=0`` skips the check.
+
     Notes
     -----
     Certificate, valid for any iterate ``(f, y)``:
@@ -274,11 +282,18 @@ def solve_critic(
     opts = _validate_options(grid, norm, backend, tol, max_iter, check_every, dtype, step,
                              adaptive_step, multilevel, time_limit, interrupt, callback,
                              verbose, t0)
+    check_memory(grid.shape, _batch_size(mu, nu, grid), opts.dtype, backend)
     prob = _prepare_problems(mu, nu, grid, warm_start, backend)
     live_results = _solve_live(prob, grid, opts) if prob.live.size else []
     # the ConvergenceWarnings are issued in _package_results, one frame below this one
     results = _package_results(prob, live_results, grid, opts)
     return results if prob.batched else results[0]
+
+
+def _batch_size(mu: Any, nu: Any, grid: Grid) -> int:
+    """Problems in one call, read from the shapes alone (before any copy is made)."""
+    sizes = [np.shape(x)[0] for x in (mu, nu) if np.ndim(x) == grid.ndim + 1]
+    return max([*sizes, 1])
 
 
 @dataclasses.dataclass

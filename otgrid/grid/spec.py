@@ -19,7 +19,13 @@ variance, a list of per-axis variances or a matrix ``[[a, b], [b, c]]``)::
                                 the classic 2D toy datasets of the WGAN literature (bare names)
     parallel_lines(theta)       Arjovsky's pair {0} x U[0, 1] and {theta} x U[0, 1] (a PAIR of
                                 distributions: see :func:`parse_parallel_lines`)
-    path/to/samples.npy         an (n, d) or (n,) array of samples -> Empirical
+    path/to/samples.npy         an (n, d) or (n,) array of samples -> Empirical (d <= 3 unless
+                                ``ndim`` is given; a (d, n) array with d <= 3 < n is taken
+                                for a transposed one and rejected)
+
+Every number must be finite and within ``+-MAX_COORDINATE`` (1e150): beyond, grid spacings
+and squared distances overflow float64, so such a spec is rejected with a message instead of
+producing a meaningless W.
 
 The dimension is that of the vectors in the text (``normal(0, 1)`` is 1D, ``normal([0, 0], 1)``
 is 2D), or ``ndim`` when given: scalars are then broadcast (``normal(0, 1)`` with ``ndim=2`` is
@@ -38,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from otgrid.grid.distributions import Distribution, Empirical, Mixture, Normal, PointMass, Uniform
+from otgrid.grid.grid import MAX_COORDINATE
 
 __all__ = ["GRAMMAR", "parse_distribution", "parse_parallel_lines"]
 
@@ -53,7 +60,8 @@ distribution grammar (numbers, or lists [x, y] in 2D; nothing is evaluated):
   8gaussians | 25gaussians | swissroll
                          the 2D toy datasets of the WGAN literature
   parallel_lines(theta)  Arjovsky's pair {0}xU[0,1], {theta}xU[0,1]; MU alone, W = |theta|
-  FILE.npy               samples: an (n, d) or (n,) array (histogrammed on the grid)"""
+  FILE.npy               samples: an (n, d) or (n,) array, d <= 3 (histogrammed)
+numbers must be finite, within +-1e150"""
 
 _MAX_LENGTH = 10_000
 
@@ -118,9 +126,17 @@ def _number(node: ast.AST, text: str) -> float:
         value = _number(node.operand, text)
         return -value if isinstance(node.op, ast.USub) else value
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-        value = float(node.value)
+        try:
+            value = float(node.value)
+        except OverflowError:  # an integer literal beyond float64
+            value = math.inf
         if not math.isfinite(value):
-            raise _SpecError(f"{_fragment(node, text)!r} is not a finite number")
+            raise _SpecError(f"{_fragment(node, text)!r} is not a finite number (it overflows "
+                             f"float64); numbers must lie within +-{MAX_COORDINATE:g}")
+        if abs(value) > MAX_COORDINATE:
+            raise _SpecError(f"{_fragment(node, text)!r} is too large: numbers must lie within "
+                             f"+-{MAX_COORDINATE:g} (beyond, grid spacings and squared "
+                             "distances overflow); rescale the problem (other units)")
         return value
     raise _SpecError(f"expected a number, got {_fragment(node, text)!r}")
 
@@ -251,6 +267,9 @@ def _parse_tree(text: str) -> _Node:
     try:
         tree = ast.parse(rewritten.strip(), mode="eval")
     except SyntaxError as exc:
+        if "integer string conversion" in str(exc.msg):
+            raise _SpecError(f"a number has too many digits; numbers must lie within "
+                             f"+-{MAX_COORDINATE:g}") from None
         raise _SpecError(f"not a valid expression ({exc.msg})") from None
     except (RecursionError, MemoryError):
         raise _SpecError("the expression is nested too deeply") from None
@@ -364,17 +383,48 @@ def _load_npy(text: str, ndim: int | None) -> Empirical:
         raise _SpecError(f"could not read {str(path)!r} as a .npy array ({exc})") from None
     if samples.dtype.kind not in "biuf":
         raise _SpecError(f"{str(path)!r} holds a {samples.dtype} array; expected numbers")
-    if samples.ndim not in (1, 2) or samples.shape[0] == 0:
+    if samples.ndim not in (1, 2) or samples.shape[0] == 0 or samples.size == 0:
         raise _SpecError(f"{str(path)!r} holds an array of shape {samples.shape}; expected "
                          "(n, d) or (n,) samples with n >= 1")
-    d = 1 if samples.ndim == 1 else samples.shape[1]
-    if ndim is not None and d != ndim:
-        raise _SpecError(f"{str(path)!r} holds {d}D samples (shape {samples.shape}); expected "
-                         f"{ndim}D")
+    _check_sample_shape(samples.shape, ndim, str(path))
     try:
-        return Empirical(samples)
+        dist = Empirical(samples)
     except (TypeError, ValueError) as exc:
-        raise _SpecError(f"invalid samples in {str(path)!r}: {exc}") from None
+        raise _SpecError(f"invalid samples in {str(path)!r}: {str(exc).rstrip('.')}") from None
+    top = float(np.max(np.abs(dist.samples)))
+    if top > MAX_COORDINATE:
+        raise _SpecError(f"{str(path)!r} holds values up to {top:.3g} in magnitude; they must "
+                         f"lie within +-{MAX_COORDINATE:g} (rescale the samples)")
+    return dist
+
+
+# samples of a higher dimension need it given explicitly (ndim, or the CLI's --bounds/--shape)
+_MAX_IMPLICIT_DIM = 3
+
+
+def _check_sample_shape(shape: tuple[int, ...], ndim: int | None, path: str) -> None:
+    """Reject sample arrays of the wrong dimension, those that look transposed (``(d, n)``
+    with ``d <= 3 < n``) and, unless ``ndim`` says so, those above 3D (``(n, d)``, ``d > 3``)."""
+    if len(shape) == 1:
+        if ndim not in (None, 1):
+            raise _SpecError(f"{path!r} holds 1D samples (shape {shape}); expected {ndim}D")
+        return
+    n, d = shape
+    if d == ndim:
+        return
+    transposed = n <= _MAX_IMPLICIT_DIM < d and ndim in (None, n)
+    if transposed:
+        raise _SpecError(f"{path!r} holds an array of shape {shape}, which looks transposed: "
+                         f"samples are rows, so this is {n} sample(s) in {d}D. For {d} samples "
+                         f"in {n}D save the transpose (numpy.save(path, x.T))")
+    if ndim is not None:
+        raise _SpecError(f"{path!r} holds {d}D samples (shape {shape}); expected {ndim}D")
+    if d > _MAX_IMPLICIT_DIM:
+        raise _SpecError(f"{path!r} holds {n} samples in {d}D (shape {shape}); samples above "
+                         f"{_MAX_IMPLICIT_DIM}D need their dimension given explicitly (ndim={d}; "
+                         f"on the command line {d} LOW HIGH pairs in --bounds or {d} values in "
+                         "--shape), and a grid in that dimension only fits in memory when it is "
+                         "coarse. If the array is transposed, save x.T")
 
 
 # --------------------------------------------------------------------------- public API

@@ -60,7 +60,7 @@ Optimizer = Literal["sgd", "adam"]
 Masses = Literal["exact", "samples"]
 _OPTIMIZERS = ("sgd", "adam")
 _MASSES = ("exact", "samples")
-_OUTSIDE = ("fold", "renormalize", "raise")
+_OUTSIDE = ("auto", "fold", "renormalize", "raise")
 
 
 class _Progress:
@@ -110,6 +110,8 @@ def _target_masses(target: Any, grid: Grid, outside: str, outside_tol: float) ->
         if target.ndim != grid.ndim:
             raise ValueError(f"target is {target.ndim}D but the grid is {grid.ndim}D; give a "
                              f"{grid.ndim}D distribution or masses of shape {grid.shape}.")
+        if outside == "auto":  # the grid's own threshold: a target must lie on the grid
+            return grid.discretize(target, outside="auto")
         return grid.discretize(target, outside=outside, outside_tol=outside_tol)
     try:
         mu = as_finite_array(target, "target", nonnegative=True)
@@ -144,7 +146,7 @@ def fit(
     true_params: Any = None,
     stop_param_tol: float | None = None,
     stop_w_tol: float | None = None,
-    outside: str = "fold",
+    outside: str = "auto",
     outside_tol: float = 1e-6,
     norm: str = "euclidean",
     backend: str = "auto",
@@ -202,15 +204,20 @@ def fit(
         Stop once ``max |theta - true_params| <= stop_param_tol`` (needs ``true_params``).
     stop_w_tol : float, optional
         Stop once the certified upper bound on ``W_grid`` is ``<= stop_w_tol``.
-    outside : {"fold", "renormalize", "raise"}, optional
-        Generated (and target) mass outside the grid bounds: moved into the boundary cells
-        (default; the critic then pushes it back), dropped with the rest rescaled, or an
-        error. Samples outside the box still get a gradient from the critic's 1-Lipschitz
-        extension, which points back into the box.
+    outside : {"auto", "fold", "renormalize", "raise"}, optional
+        Mass outside the grid bounds. ``"auto"`` (default): a target distribution must lie on
+        the grid -- more than :data:`~otgrid.grid.grid.AUTO_OUTSIDE_TOL` (1e-6 per axis) of it
+        outside raises :class:`~otgrid.grid.grid.OutsideMassError` (less is renormalised away),
+        and the generated mass outside is moved into the boundary cells (the critic then pushes
+        it back). ``"fold"``, ``"renormalize"`` (dropped with the rest rescaled) or ``"raise"``
+        (an error) apply to both the target and the generated mass. Samples outside the box
+        still get a gradient from the critic's 1-Lipschitz extension, which points back into
+        the box.
     outside_tol : float, optional
-        Outside mass treated as round-off. The first step whose generated mass outside the
-        bounds exceeds it triggers one :class:`~otgrid.errors.OutsideMassWarning` with the
-        amount; every step's amount is in ``result.outside_mass``.
+        Outside mass treated as round-off (with ``"auto"``, for the generated mass only). The
+        first step whose generated mass outside the bounds exceeds it triggers one
+        :class:`~otgrid.errors.OutsideMassWarning` with the amount; every step's amount is in
+        ``result.outside_mass``.
     norm : {"euclidean", "cityblock"}, optional
         Pointwise norm of the critic constraint (see :func:`otgrid.solve_critic`).
     backend : {"auto", "numpy", "numba", "cuda"}, optional
@@ -234,7 +241,9 @@ def fit(
     TypeError, ValueError
         Bad input, found before the first step: wrong types or shapes, non-finite or empty
         initial parameters, ``masses="exact"`` with a generator without ``cell_masses``, an
-        unknown option string, ``stop_param_tol`` without ``true_params``.
+        unknown option string, ``stop_param_tol`` without ``true_params``, a target
+        distribution that misses the grid (:class:`~otgrid.grid.grid.OutsideMassError`, with
+        ``outside="auto"`` or ``"raise"``).
 
     Warns
     -----
@@ -329,7 +338,8 @@ def fit(
                batch=batch, optimizer=optimizer, masses=masses, n_mass_samples=n_mass_samples,
                critic_tol=critic_tol, critic_max_iter=critic_max_iter, prox=prox,
                true_params=true_params, stop_param_tol=stop_param_tol, stop_w_tol=stop_w_tol,
-               outside=outside, outside_tol=outside_tol, norm=norm, backend=backend,
+               outside="fold" if outside == "auto" else outside, outside_tol=outside_tol,
+               norm=norm, backend=backend,
                callback=callback, progress=progress, rng=rng, keep=bool(keep_trajectory),
                names=tuple(str(n) for n in names), t_start=t_start)
     # Small grids run every kernel on one thread, as the solver's own loop does: outside that

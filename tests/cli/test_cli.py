@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -65,7 +66,7 @@ def test_critic_1d_matches_closed_form(tmp_path, capsys):
     np.testing.assert_allclose(w, ref, rtol=1e-6)
     assert lower <= ref * (1 + 1e-9) and ref <= upper * (1 + 1e-9)
     assert "grid: 1D, bounds [-6, 7] (given), shape 64" in out
-    assert "MU: mass" in out and "lies outside the bounds" in out  # the tails are reported
+    assert "outside" not in out    # 1e-9 in the tails: renormalised silently ("auto")
     assert re.search(r"converged:\s+True", out)
     assert re.search(r"iterations:\s+\d+", out) and re.search(r"backend:\s+numpy", out)
     assert re.search(r"relative gap:\s+\S+", out) and re.search(r"seconds:\s+\S+", out)
@@ -75,7 +76,7 @@ def test_critic_1d_matches_closed_form(tmp_path, capsys):
     np.testing.assert_allclose(record["w1"], ref, rtol=1e-6)
     assert record["bounds"] == [[-6.0, 7.0]] and record["shape"] == [64]
     assert record["converged"] is True and record["figure"] == str(fig)
-    assert record["outside_mass"]["mu"] > 0
+    assert record["outside_mass"]["mu"] > 0 and record["outside"] == "auto"  # but recorded
     np.testing.assert_allclose(record["outside_mass"]["mu"], norm.cdf(-6) + norm.sf(7),
                                rtol=1e-6)
 
@@ -149,7 +150,8 @@ def test_critic_2d_cityblock_matches_pot(tmp_path, capsys):
     fig = tmp_path / "c2.png"
     rc = main(["critic", "normal([0, 0], 1)", "normal([1, -0.5], [0.5, 1])", "--bounds", "-4",
                "5", "-5", "4", "--shape", "24", "20", "--norm", "cityblock", "--tol", "1e-5",
-               "--backend", "numpy", "--figure", str(fig), "--flow", "--quiet"])
+               "--backend", "numpy", "--figure", str(fig), "--flow", "--quiet",
+               "--outside", "renormalize"])  # 1e-4 outside, as the renormalised reference
     out = capsys.readouterr().out
     assert rc == 0
     ex, ey = np.linspace(-4, 5, 25), np.linspace(-5, 4, 21)
@@ -171,7 +173,7 @@ def test_dimension_is_inferred_and_scalars_broadcast(capsys):
     out = capsys.readouterr().out
     assert rc == 0
     assert "Normal(mean=[0.0, 0.0], cov=1.0)" in out and "grid: 2D" in out
-    rc = main(["critic", "normal(0, 1)", "normal(1, 1)", "--bounds", "-5", "6", "-5", "5",
+    rc = main(["critic", "normal(0, 1)", "normal(1, 1)", "--bounds", "-5", "6", "-5", "6",
                "--shape", "12", "--tol", "1e-2", "--backend", "numpy", "--no-figure",
                "--quiet"])
     out = capsys.readouterr().out
@@ -219,10 +221,17 @@ def test_parallel_lines_pair(nu, tmp_path, capsys):
     (["critic", "normal(0, 1)", "normal(1, 1)", "--bounds", "-1", "1", "-1", "1", "--shape",
       "4", "4", "4"], ["--bounds gives 2 axes but --shape gives 3"]),
     (["critic", "normal(0, 1)", "normal(1, 1)", "--tol", "-1"], ["--tol"]),
+    (["critic", "normal(0, 1)", "normal(1, 1)", "--tol", "10"], ["--tol", "in (0, 1)", "got 10"]),
+    (["critic", "normal(0, 1)", "normal(1, 1)", "--tol", "0"], ["--tol", "in (0, 1)", "got 0"]),
+    (["critic", "normal(0, 1)", "normal(1, 1)", "--tol", "1"], ["--tol", "in (0, 1)"]),
+    (["critic", "normal(0, 1)", "normal(1, 1)", "--tol", "nan"], ["--tol", "in (0, 1)"]),
     (["critic", "normal(0, 1)", "normal(1, 1)", "--max-iter", "0"], ["--max-iter"]),
     (["critic", "normal(0, 1)", "normal(1, 1)", "--bounds", "-1", "1", "--outside", "raise"],
-     ["MU:", "outside the grid bounds"]),
-    (["critic", "point(5)", "point(6)", "--bounds", "-1", "1"], ["MU:", "No mass"]),
+     ["MU:", "0.317 of its mass (31.7%)", "--outside raise", "--bounds -6 7"]),
+    (["critic", "point(5)", "point(6)", "--bounds", "-1", "1"],
+     ["MU:", "1 of its mass (100%)", "use --bounds 4.9 6.1"]),
+    (["critic", "point(5)", "point(6)", "--bounds", "-1", "1", "--outside", "renormalize"],
+     ["MU:", "No mass"]),
     (["critic", "normal(0, 1)", "normal(1, 1)", "--norm", "manhattan"], ["invalid choice"]),
     (["critic", "normal(0, 1)", "normal(1, 1)", "--shape", "x"], ["invalid int value"]),
     (["critic", "normal(0, 1)", "normal(1, 1)", "--frobnicate"], ["unrecognized arguments"]),
@@ -289,3 +298,148 @@ def test_float32_and_time_limit_flags(capsys):
     assert "converged:    True" in out
     assert main([*args, "--time-limit", "0"]) == 2
     assert "--time-limit must be a positive number" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- careless input
+
+
+def test_bounds_that_miss_the_distributions_are_an_error(capsys, tmp_path, monkeypatch):
+    """The issue's case: with --bounds 10 20 the old default rescaled ~1e-23 of rounding crumbs
+    to the whole mass and printed W ~= 0.01, converged, exit 0."""
+    monkeypatch.chdir(tmp_path)
+    rc = main(["critic", "normal(0, 1)", "normal(1, 1)", "--bounds", "10", "20"])
+    captured = capsys.readouterr()
+    assert "W " not in captured.out
+    assert_captured_one_line(
+        captured, rc, "MU: 1 of its mass (100%) lies outside the bounds [10, 20]",
+        "--outside auto", "use --bounds -6 7", "--outside renormalize", "--outside fold")
+    assert not (tmp_path / "critic.png").exists()
+    rc = main(["critic", "normal(0, 1)", "normal(1, 1)", "--bounds", "10", "20", "--shape",
+               "64", "--outside", "renormalize", "--no-figure", "--quiet"])
+    out = capsys.readouterr().out                        # asked for: done, and said so
+    assert rc == 0 and "MU: mass 1 lies outside the bounds (renormalized)" in out
+
+
+def assert_captured_one_line(captured, rc: int, *words: str) -> None:
+    assert rc == 2 and captured.err.startswith("otgrid: error: ")
+    assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
+    for w in words:
+        assert w in captured.err, captured.err
+
+
+@pytest.mark.parametrize("pair", [
+    ["normal(0, 1)", "normal(1, 1)"],
+    ["normal([0, 0], 1)", "8gaussians"],
+    ["mixture(0.3*normal(-2, 1), 0.7*normal(2, .5))", "uniform(-3, 3)"],
+    ["parallel_lines(0.5)"],
+    ["normal([0, 0], [[1, .5], [.5, 1]])", "swissroll"],
+    ["normal([0, 0, 0], 1)", "point([1, 0, 0])"],
+    ["normal(0, std=0.01)", "normal(100, std=3)"],
+])
+def test_default_bounds_are_silent(pair, capsys):
+    """The default bounds (Gaussians to mean +- 5 std, padded) leave < 1e-6 outside: no line
+    about it. Before, 'otgrid critic "normal(0, 1)" "normal(1, 1)"' printed 'mass 9.88e-10
+    lies outside the bounds ... enlarge --bounds'."""
+    shape = [] if pair == ["normal(0, 1)", "normal(1, 1)"] else ["--shape", "16"]
+    rc = main(["critic", *pair, *shape, "--tol", "1e-2", "--backend", "numpy", "--no-figure",
+               "--quiet"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "outside" not in captured.out and captured.err == ""
+    assert printed_w(captured.out)
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["normal(1e300, 1)", "normal(1, 1)"], ["MU:", "'1e300' is too large", "+-1e+150"]),
+    (["point(1e308)", "point(-1e308)"], ["MU:", "'1e308' is too large"]),
+    (["normal(0, 1)", "point(-1e308)"], ["NU:", "'1e308' is too large"]),
+    (["normal(" + "1" * 320 + ", 1)", "normal(0, 1)"], ["MU:", "overflows float64"]),
+    (["normal(0, 1)", "normal(1, 1)", "--bounds", "-1e300", "1e300"],
+     ["grid: bounds must lie within +-1e+150"]),
+    (["normal(0, 1)", "normal(1, 1)", "--bounds", "0", "1e-200"], ["grid:", "too narrow"]),
+    (["normal(0, 1)", "normal(1, 1)", "--bounds", "1e15", "1.000000000000001e15"],
+     ["grid:", "too narrow"]),
+    (["normal(0, 1)", "normal(1, 1)", "--bounds", "-inf", "1"], ["grid:", "non-finite"]),
+    (["normal(1e150, 1)", "normal(0, 1)"], ["no default bounds", "+-1e+150"]),
+    (["uniform(-1e150, 1e150)", "normal(0, 1)"], ["no default bounds"]),
+])
+def test_extreme_numbers_exit_2_with_one_line(args, words, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rc = main(["critic", *args])
+    assert_one_line_error(capsys, rc, *words)
+    assert not (tmp_path / "critic.png").exists()
+
+
+def test_extreme_numbers_in_a_real_process(tmp_path):
+    """The same at the process level: exit status 2, one line, no traceback (it used to be an
+    OverflowError traceback with status 1)."""
+    done = subprocess.run([sys.executable, "-m", "otgrid", "critic", "point(1e308)",
+                           "point(-1e308)"], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path, check=False)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert "too large" in done.stderr
+
+
+@pytest.mark.parametrize(("shape", "words"), [
+    ((100, 5), ["MU:", "100 samples in 5D", "given explicitly", "5 LOW HIGH pairs in --bounds"]),
+    ((2, 1000), ["MU:", "shape (2, 1000)", "looks transposed", "x.T"]),
+])
+def test_npy_of_a_high_or_transposed_dimension(shape, words, capsys, tmp_path, monkeypatch):
+    """A (100, 5) array was solved as a 5D problem on a 32^5 grid (11 GB, minutes); a
+    (2, 1000) one printed '--shape 32 32 32 ...' with 1000 values. Now: one quick line."""
+    monkeypatch.chdir(tmp_path)
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=shape))
+    t0 = time.perf_counter()
+    rc = main(["critic", "x.npy", "normal(0, 1)"])
+    assert time.perf_counter() - t0 < 2.0
+    err = assert_one_line_error(capsys, rc, *words)
+    assert len(err) < 500 and err.count(" 32") == 0
+
+
+def test_npy_in_5d_with_an_explicit_dimension_meets_the_memory_check(capsys, tmp_path,
+                                                                       monkeypatch):
+    from otgrid.critic import memory
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(memory, "available_memory", lambda: 8 * 2 ** 30)
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(100, 5)))
+    rc = main(["critic", "x.npy", "normal(0, 1)", "--bounds", *["-5", "5"] * 5])
+    assert_one_line_error(capsys, rc, "--shape 32 32 ... (5 values)", "GiB of memory")
+
+
+@pytest.mark.parametrize("command", ["critic", "sco"])
+def test_a_grid_too_large_for_the_memory_is_refused_at_once(command, capsys, tmp_path,
+                                                             monkeypatch):
+    """--shape 11000 11000 under an 8 GB limit died after 36 s with a raw _ArrayMemoryError;
+    the estimate now refuses it before anything is allocated."""
+    from otgrid.critic import memory
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(memory, "available_memory", lambda: 8 * 2 ** 30)
+    dists = (["normal([0, 0], 1)", "normal([1, 1], 1)"] if command == "critic"
+             else ["normal([0, 0], 1)"])
+    t0 = time.perf_counter()
+    rc = main([command, *dists, "--shape", "11000", "11000"])
+    assert time.perf_counter() - t0 < 1.0
+    needed = memory.solve_memory((11000, 11000)) + 2 * 8 * 11000 ** 2   # and mu, nu
+    err = assert_one_line_error(capsys, rc, "--shape 11000 11000", f"{needed / 2 ** 30:.3g} GiB",
+                                "(estimate)", "8 GiB is available", "OTGRID_MEMORY_CHECK=0")
+    side = int(re.search(r"use --shape (\d+)", err).group(1))
+    assert 1000 < side < 11000
+    assert memory.solve_memory((side, side)) + 16 * side ** 2 <= 8 * 2 ** 30
+
+
+def test_info_prints_the_memory_and_the_largest_grid(capsys, monkeypatch):
+    from otgrid.critic import memory
+
+    monkeypatch.setattr(memory, "available_memory", lambda: 8 * 2 ** 30)
+    assert main(["info"]) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    side = int(re.search(r"^memory: 8 GiB available; the largest 2D critic that fits is about "
+                         r"(\d+) x \1 cells$", line).group(1))
+    assert memory.solve_memory((side, side)) + 16 * side ** 2 <= 8 * 2 ** 30
+    assert memory.solve_memory((side + 2, side + 2)) + 16 * (side + 2) ** 2 > 8 * 2 ** 30
+    monkeypatch.setattr(memory, "available_memory", lambda: None)
+    assert main(["info"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("memory: unknown")

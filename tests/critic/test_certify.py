@@ -144,10 +144,9 @@ def test_ctrl_c_before_the_first_iteration_gives_no_estimate(tmp_path, capsys, m
     def interrupt_at_once(info):
         raise KeyboardInterrupt
 
-    res = og.solve_critic(*[og.Grid((0.0, 4.0), 64).discretize(d) for d in
-                            (og.Normal(1.0, 0.3), og.Normal(3.0, 0.3))],
-                          og.Grid((0.0, 4.0), 64), callback=interrupt_at_once,
-                          interrupt="return")
+    grid = og.Grid((-2.0, 6.0), 64)
+    res = og.solve_critic(*[grid.discretize(d) for d in (og.Normal(1.0, 0.3), og.Normal(3.0, 0.3))],
+                          grid, callback=interrupt_at_once, interrupt="return")
     assert res.status == "interrupted" and res.iterations == 0
     assert 0.0 <= res.lower <= res.upper                  # the start's bounds still hold
 

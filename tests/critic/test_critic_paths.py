@@ -259,8 +259,8 @@ def test_float32_precision_floor_goes_on_in_float64():
     grid = og.Grid([(-4, 4), (-4, 4)], (64, 64))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", og.OutsideMassWarning)
-        mu = grid.discretize(og.datasets.eight_gaussians())
-        nu = grid.discretize(og.Normal([0, 0], 1.0))
+        mu = grid.discretize(og.datasets.eight_gaussians(), outside="renormalize")
+        nu = grid.discretize(og.Normal([0, 0], 1.0), outside="renormalize")
     res = og.solve_critic(mu, nu, grid, tol=1e-6, dtype=np.float32)
     assert res.converged and res.dtype == np.float32
     assert res.float64_from is not None and 0 < res.float64_from < res.iterations

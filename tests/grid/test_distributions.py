@@ -353,3 +353,29 @@ def test_normal_interval_property(m, s, lo, w):
     got = Normal(m, s * s).cell_masses([np.array([lo, lo + w])])[0]
     ref = norm.cdf(lo + w, m, s) - norm.cdf(lo, m, s)
     np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-15)
+
+
+# --------------------------------------------------------------------------- bounding_box
+def test_bounding_box_of_each_kind():
+    from otgrid.grid.datasets import swissroll
+    from otgrid.grid.distributions import bounding_box
+
+    lo, hi = bounding_box(Normal([1.0, -2.0], [[4.0, 0.5], [0.5, 0.25]]))
+    np.testing.assert_allclose(lo, [1.0 - 10.0, -2.0 - 2.5])   # marginal std 2 and 0.5
+    np.testing.assert_allclose(hi, [1.0 + 10.0, -2.0 + 2.5])
+    lo, hi = bounding_box(Normal(0.0, 1.0), span=3.0)
+    assert (lo.tolist(), hi.tolist()) == ([-3.0], [3.0])
+    lo, hi = bounding_box(Uniform([0, 1], [2, 3]))
+    assert (lo.tolist(), hi.tolist()) == ([0.0, 1.0], [2.0, 3.0])
+    lo, hi = bounding_box(Empirical([[0.0, 5.0], [2.0, -1.0]]))
+    assert (lo.tolist(), hi.tolist()) == ([0.0, -1.0], [2.0, 5.0])
+    lo, hi = bounding_box(Mixture([PointMass([1.0, 1.0]), Uniform([-1, 0], [0, 3])]))
+    assert (lo.tolist(), hi.tolist()) == ([-1.0, 0.0], [1.0, 3.0])
+    roll = swissroll()                    # no closed form: many samples, widened by a std
+    lo, hi = bounding_box(roll)
+    x = roll.sample(10_000, rng=1)
+    assert np.all(x >= lo) and np.all(x <= hi)
+    with pytest.raises(TypeError, match="Distribution"):
+        bounding_box(np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="span"):
+        bounding_box(Normal(0.0, 1.0), span=0.0)

@@ -12,8 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import norm
 
-from otgrid.errors import OutsideMassWarning
-from otgrid.grid import Empirical, Grid, Normal, PointMass, Uniform
+from otgrid.errors import OutsideMassError, OutsideMassWarning
+from otgrid.grid import Empirical, Grid, Mixture, Normal, PointMass, Uniform
+from otgrid.grid.grid import AUTO_OUTSIDE_TOL, MAX_COORDINATE, bounds_holding
 
 
 # --------------------------------------------------------------------------- geometry
@@ -114,7 +115,7 @@ def test_discretize_diag_2d_vs_scipy_and_renormalize():
     inside = np.outer(px, py)
     expected_out = 1.0 - px.sum() * py.sum()
     with pytest.warns(OutsideMassWarning, match="rescaled") as rec:
-        m = g.discretize(d)
+        m = g.discretize(d, outside="renormalize")
     assert rec[0].message.mass == pytest.approx(expected_out, rel=1e-12)
     assert f"{expected_out:.6g}" in str(rec[0].message)
     np.testing.assert_allclose(m, inside / inside.sum(), rtol=1e-12)
@@ -185,7 +186,7 @@ def test_discretize_atoms_respect_closed_box():
     m = g.discretize(PointMass([0.25, 0.5]), outside="raise")
     assert m[1, 2] == 1.0
     with pytest.raises(ValueError, match="No mass"):
-        g.discretize(PointMass([1.5, 0.5]))
+        g.discretize(PointMass([1.5, 0.5]), outside="renormalize")
     with pytest.warns(OutsideMassWarning) as rec:
         m = g.discretize(PointMass([1.5, 0.5]), outside="fold")
     assert m[3, 2] == 1.0 and rec[0].message.mass == 1.0
@@ -351,7 +352,7 @@ def test_histogram_outside_modes(scheme):
         g.histogram(x, w, scheme=scheme, outside="raise")
     np.testing.assert_allclose(g.outside_mass(x, w), w[out].sum(), rtol=1e-12)
     with pytest.warns(OutsideMassWarning, match="rescaled") as rec:
-        h = g.histogram(x, w, scheme=scheme)
+        h = g.histogram(x, w, scheme=scheme, outside="renormalize")
     np.testing.assert_allclose(rec[0].message.mass, w[out].sum(), rtol=1e-12)
     np.testing.assert_allclose(h.sum(), w.sum(), rtol=1e-12)
     inside = g.histogram(x[~out], w[~out], scheme=scheme, outside="raise")
@@ -379,7 +380,10 @@ def test_histogram_samples_on_box_edge_are_inside():
 def test_histogram_everything_outside():
     g = Grid((0, 1), 4)
     with pytest.raises(ValueError, match="No mass"):
-        g.histogram([2.0, 3.0])
+        g.histogram([2.0, 3.0], outside="renormalize")
+    with pytest.raises(OutsideMassError, match=r"1 \(100%\) of the mass") as exc:
+        g.histogram([2.0, 3.0])                              # the default, "auto"
+    assert exc.value.suggested_bounds == [(1.9, 3.1)]        # the samples' range, padded
 
 
 @pytest.mark.parametrize(("samples", "weights", "kw", "exc", "match"), [
@@ -412,3 +416,128 @@ def test_histogram_large_is_fast_enough():
     g = Grid([(-1, 1), (-1, 1)], 64)
     for scheme in ("nearest", "linear"):
         np.testing.assert_allclose(g.histogram(x, scheme=scheme).sum(), 1.0, rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- outside="auto"
+def test_auto_refuses_a_grid_that_misses_the_measure():
+    """The issue's case: N(0, 1) on [10, 20] used to give masses rescaled from ~1e-23 of
+    rounding crumbs (and then a "converged" W); now it is an error with the fraction outside
+    and bounds that hold the distribution, under which it is silent."""
+    d = Normal(0.0, 1.0)
+    with pytest.raises(OutsideMassError) as exc:
+        Grid((10, 20), 64).discretize(d)
+    err = exc.value
+    assert isinstance(err, ValueError)
+    assert err.fraction == pytest.approx(1.0) and err.mass == pytest.approx(1.0)
+    assert err.bounds == ((10.0, 20.0),) and err.suggested_bounds == [(-6.0, 6.0)]
+    for words in ("outside='auto'", "1 (100%)", "(10, 20)", "e.g. (-6, 6)",
+                  "outside='renormalize'", "outside='fold'"):
+        assert words in str(err), str(err)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = Grid(err.suggested_bounds, 64).discretize(d)
+    np.testing.assert_allclose(m.sum(), 1.0, atol=1e-14)
+
+
+def test_auto_renormalizes_up_to_the_threshold_silently():
+    d = Normal(0.0, 1.0)
+    g5 = Grid((-5, 5), 40)                   # 5.7e-7 outside: below 1e-6
+    out5 = 2 * norm.sf(5.0)
+    assert out5 < AUTO_OUTSIDE_TOL
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = g5.discretize(d)
+    with pytest.warns(OutsideMassWarning):
+        ref = g5.discretize(d, outside="renormalize")
+    np.testing.assert_allclose(m, ref, rtol=1e-15)
+    g45 = Grid((-4.5, 4.5), 40)              # 6.8e-6 outside: above it
+    with pytest.raises(OutsideMassError, match=r"6\.79535e-06") as exc:
+        g45.discretize(d)
+    assert exc.value.fraction == pytest.approx(2 * norm.sf(4.5), rel=1e-9)
+    with warnings.catch_warnings():          # an explicit outside_tol moves the threshold
+        warnings.simplefilter("error")
+        g45.discretize(d, outside_tol=1e-5)
+    d2 = Normal([0.0, 0.0], 1.0)             # 1e-6 per axis: mean +- 5 std passes in 2D too
+    assert 2 * out5 - out5 ** 2 > AUTO_OUTSIDE_TOL      # (1.15e-6: above a flat 1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Grid([(-5, 5), (-5, 5)], 20).discretize(d2)
+    with pytest.raises(OutsideMassError, match=r"2e-06 of the total .*\(1e-06 per axis\)"):
+        Grid([(-5, 5), (-4.5, 4.5)], 20).discretize(d2)
+
+
+def test_auto_threshold_is_relative_for_samples():
+    x = np.concatenate([np.zeros(999_999), [5.0]])     # one sample in a million outside
+    g = Grid((-1, 1), 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        h = g.histogram(x, np.full(x.size, 1000.0))    # total weight 1e9, 1e-6 of it outside
+    np.testing.assert_allclose(h.sum(), 1e9, rtol=1e-12)
+    with pytest.raises(OutsideMassError, match="outside='auto'"):
+        g.histogram(x[-20:])                           # 1 in 20 outside
+
+
+def test_raise_is_an_outside_mass_error_with_suggested_bounds():
+    g = Grid([(-1, 1), (-1, 1)], 8)
+    with pytest.raises(OutsideMassError, match="more than outside_tol=1e-12") as exc:
+        g.discretize(Normal([0.0, 3.0], 1.0), outside="raise")
+    assert exc.value.suggested_bounds == [(-6.0, 6.0), (-3.0, 9.0)]  # +-5 std, padded
+
+
+@pytest.mark.parametrize("mode", ["auto", "raise", "renormalize", "fold"])
+def test_every_mode_is_accepted_and_bad_tolerances_are_not(mode):
+    g = Grid((-12, 12), 24)
+    np.testing.assert_allclose(g.discretize(Normal(0.0, 1.0), outside=mode).sum(), 1.0,
+                               atol=1e-15)
+    with pytest.raises(TypeError, match="outside_tol must be a real number or None"):
+        g.discretize(Normal(0.0, 1.0), outside=mode, outside_tol="1e-6")
+
+
+# --------------------------------------------------------------------------- bounds_holding
+def test_bounds_holding_examples():
+    assert bounds_holding(Normal(0.0, 1.0), Normal(1.0, 1.0)) == [(-6.0, 7.0)]
+    assert bounds_holding(Mixture([Normal(0.0, 1.0), PointMass(8.0)])) == [(-6.0, 9.0)]
+    assert bounds_holding(Uniform([0, 0], [1, 2])) == [(-0.1, 1.1), (-0.1, 2.1)]
+    assert bounds_holding([0.0, 1.0, 2.0]) == [(-0.1, 2.1)]
+    assert bounds_holding(PointMass(3.0)) == [(2.9, 3.1)]
+    with pytest.raises(ValueError, match="at least one"):
+        bounds_holding()
+    with pytest.raises(ValueError, match="different dimensions"):
+        bounds_holding(Normal(0.0, 1.0), Normal([0.0, 0.0], 1.0))
+    with pytest.raises(ValueError, match="beyond"):
+        bounds_holding(PointMass(1e150), PointMass(-1e150))
+
+
+@settings(max_examples=30, deadline=None)
+@given(ndim=st.integers(1, 3),
+       mean=st.floats(-1e3, 1e3, allow_nan=False),
+       std=st.floats(1e-3, 1e3, allow_nan=False))
+def test_bounds_holding_holds_gaussians_under_auto(ndim, mean, std):
+    d = Normal([mean] * ndim, [std ** 2] * ndim)
+    g = Grid(bounds_holding(d), 6)
+    assert g.outside_mass(d) <= 1e-7 * ndim     # 5.5 std and more on every axis
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        g.discretize(d)
+
+
+# --------------------------------------------------------------------------- extreme grids
+@pytest.mark.parametrize(("bounds", "shape", "match"), [
+    ((-1e300, 1e300), 8, "within"),
+    ((0.0, 2e150), 8, "within"),
+    ([(0, 1), (-1e151, 0)], 8, "within"),
+    ((1e15, 1e15 + 1), 512, "too narrow"),
+    ((0.0, 1e-200), 512, "too narrow"),
+])
+def test_extreme_bounds_are_refused(bounds, shape, match):
+    with pytest.raises(ValueError, match=match) as exc:
+        Grid(bounds, shape)
+    assert "towards 0" in str(exc.value)
+
+
+def test_largest_bounds_still_work():
+    g = Grid((-MAX_COORDINATE, MAX_COORDINATE), 8)
+    assert g.dx == (2.5e149,)
+    m = g.discretize(Normal(0.0, 1e298))        # std 1e149
+    np.testing.assert_allclose(m.sum(), 1.0, atol=1e-12)
+    assert np.all(np.isfinite(g.centers[0]))

@@ -530,8 +530,8 @@ def eight_gaussians_64():
     grid = Grid([(-4.0, 4.0), (-4.0, 4.0)], 64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", og.OutsideMassWarning)
-        mu = grid.discretize(og.datasets.eight_gaussians())
-        nu = grid.discretize(og.Normal([0.0, 0.0], 1.0))
+        mu = grid.discretize(og.datasets.eight_gaussians(), outside="renormalize")
+        nu = grid.discretize(og.Normal([0.0, 0.0], 1.0), outside="renormalize")
     return og.solve_critic(mu, nu, grid, tol=1e-6), mu, nu
 
 
@@ -672,8 +672,8 @@ def test_lipschitz_critic_is_below_discrete_w1_and_corner_optimum():
     grid = Grid([(-4.0, 4.0), (-4.0, 4.0)], n)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", og.OutsideMassWarning)
-        mu = grid.discretize(og.datasets.eight_gaussians())
-        nu = grid.discretize(og.Normal([0.0, 0.0], 1.0))
+        mu = grid.discretize(og.datasets.eight_gaussians(), outside="renormalize")
+        nu = grid.discretize(og.Normal([0.0, 0.0], 1.0), outside="renormalize")
     res = og.solve_critic(mu, nu, grid, tol=1e-8)
     g = res.interpolant(lipschitz=True).values
     lower = float(np.vdot(mu - nu, g))

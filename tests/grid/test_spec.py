@@ -157,6 +157,74 @@ def test_npy_errors(tmp_path):
         parse_distribution(str(tmp_path / "junk.npy"))
 
 
+@pytest.mark.parametrize(("shape", "ndim", "words"), [
+    ((100, 5), None, ["100 samples in 5D", "given explicitly", "ndim=5", "--bounds", "x.T"]),
+    ((2, 1000), None, ["(2, 1000)", "looks transposed", "2 sample(s) in 1000D", "x.T"]),
+    ((3, 5), None, ["looks transposed", "For 5 samples in 3D"]),
+    ((3, 5), 3, ["looks transposed"]),
+    ((1000, 2), 3, ["2D samples", "expected 3D"]),
+    ((1000,), 2, ["1D samples", "expected 2D"]),
+])
+def test_npy_of_a_high_or_transposed_dimension_is_refused_quickly(tmp_path, shape, ndim, words):
+    """A (100, 5) array used to become a 5D problem on a 32^5 grid (33.5 M cells), a (2, 1000)
+    one a 1000D problem: each is one clear error, raised before any grid exists."""
+    path = tmp_path / "x.npy"
+    np.save(path, np.random.default_rng(0).normal(size=shape))
+    with pytest.raises(ValueError) as exc:
+        parse_distribution(str(path), ndim=ndim)
+    msg = str(exc.value)
+    for w in words:
+        assert w in msg, msg
+    assert msg.count("looks transposed") <= 1 and "\n" not in msg
+
+
+def test_npy_above_3d_is_read_when_the_dimension_is_given(tmp_path):
+    path = tmp_path / "x.npy"
+    x = np.random.default_rng(0).normal(size=(100, 5))
+    np.save(path, x)
+    d = parse_distribution(str(path), ndim=5)
+    assert d.ndim == 5 and np.array_equal(d.samples, x)
+    np.save(path, x[:, :3])
+    assert parse_distribution(str(path)).ndim == 3          # 3D is read as it is
+
+
+def test_npy_with_huge_values_is_refused(tmp_path):
+    path = tmp_path / "x.npy"
+    np.save(path, np.array([[0.0, 1e300], [1.0, 2.0]]))
+    with pytest.raises(ValueError, match=r"values up to 1e\+300.*within \+-1e\+150"):
+        parse_distribution(str(path))
+
+
+# --------------------------------------------------------------------------- extreme numbers
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("normal(1e300, 1)", "'1e300' is too large: numbers must lie within"),
+    ("point(1e308)", "too large"),
+    ("point(-1e308)", "too large"),
+    ("normal(0, 1e151)", "too large"),
+    ("uniform([0, 0], [1, 2e150])", "too large"),
+    ("mixture(1e200*point(0), 1*point(1))", "too large"),
+    ("normal(" + "1" * 320 + ", 1)", "not a finite number \\(it overflows float64\\)"),
+    ("normal(0x" + "f" * 300 + ", 1)", "overflows float64"),
+    ("normal(-" + "9" * 400 + ", 1)", "overflows float64"),
+    ("point(" + "1" * 5000 + ")", "a number has too many digits"),
+    ("point(1e400)", "not a finite number"),
+])
+def test_extreme_numbers_are_refused_at_parse_time(text, expected):
+    with pytest.raises(ValueError, match=expected) as info:
+        parse_distribution(text)
+    msg = str(info.value)
+    assert msg.startswith("invalid distribution") and len(msg) < 600
+    assert "1e+150" in msg
+
+
+def test_numbers_up_to_the_limit_are_accepted():
+    assert parse_distribution("point(1e150)").location.tolist() == [1e150]
+    assert parse_distribution("normal(-1e150, 1e150)").cov.tolist() == [[1e150]]
+    assert parse_distribution("point(" + "1" * 150 + ")").location[0] == float("1" * 150)
+
+
 # --------------------------------------------------------------------------- parallel lines
 
 

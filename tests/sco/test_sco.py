@@ -13,7 +13,7 @@ from scipy.stats import multivariate_normal, norm, qmc
 
 from otgrid.cli.main import main
 from otgrid.critic import solve_critic
-from otgrid.errors import ConvergenceWarning, OutsideMassWarning
+from otgrid.errors import ConvergenceWarning, OutsideMassError, OutsideMassWarning
 from otgrid.grid import Grid, Normal
 from otgrid.sco import SCOResult, SCOStep, WassersteinProx, fit, sco_gradient
 from otgrid.sco.generators import Affine, LocationScale
@@ -392,6 +392,22 @@ def test_bad_input_raises_clear_errors():
         fit(Normal([0, 0, 0], 1.0), Shift([0.0, 0.0, 0.0]), Grid([(-1, 1)] * 3, 4))
 
 
+def test_a_target_that_misses_the_grid_is_an_error_by_default():
+    """fit used to fold such a target into the boundary cells (with a warning) and fit the
+    generator to the folded masses; by default ("auto") it is now an error before any step,
+    while the generated mass outside is still folded (the previous test)."""
+    grid = Grid((-2.0, 4.0), 60)
+    with pytest.raises(OutsideMassError, match="outside='auto'") as exc:
+        fit(Normal(8.0, 1.0), LocationScale(1.0, 1.0), grid, steps=5, rng=0)
+    assert exc.value.fraction > 0.99 and exc.value.suggested_bounds == [(2.0, 14.0)]
+    with pytest.warns(OutsideMassWarning, match="folded"):     # explicit: as asked
+        res = fit(Normal(8.0, 1.0), LocationScale(1.0, 1.0), grid, steps=2, rng=0,
+                  outside="fold")
+    assert res.steps == 2
+    with pytest.raises(ValueError, match="outside must be one of 'auto', 'fold'"):
+        fit(TARGET_1D, LocationScale(0.0, 1.0), GRID_1D, outside="clip")
+
+
 def test_target_given_as_grid_masses():
     mu = folded_normal_masses(GRID_1D.edges[0], 1.0, 0.5) * 3.0  # normalised by fit
     res = quiet_fit(mu, LocationScale(0.0, 0.5), GRID_1D, steps=400, rng=0,
@@ -459,6 +475,16 @@ def test_cli_sco_2d_affine_quiet(tmp_path, capsys):
     assert "A[0,0]" in out and "true:" not in out and "(steps)" in out
 
 
+def test_cli_sco_target_outside_the_bounds_when_asked(capsys):
+    rc = main(["sco", "normal(0, 1)", "--bounds", "-2", "3", "--outside", "fold", "--steps", "2",
+               "--shape", "32", "--quiet", "--no-figure"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    amount = norm.cdf(-2.0) + norm.sf(3.0)
+    assert f"TARGET: mass {amount:.3g} lies outside the bounds (folded into the boundary cells)" \
+        in out
+
+
 @pytest.mark.parametrize("argv, words", [
     (["sco", "normal(0, 1)", "--lr", "-1"], ["--lr must be a positive number"]),
     (["sco", "normal(0, 1)", "--init-loc", "0", "1", "--init-scale", "1", "2", "3"],
@@ -469,6 +495,16 @@ def test_cli_sco_2d_affine_quiet(tmp_path, capsys):
     (["sco", "normal(0, 1)", "--generator", "affine", "--init-scale", "0"],
      ["--init-scale must be non-zero"]),
     (["sco", "parallel_lines(0.5)"], ["pair of distributions"]),
+    (["sco", "normal(0, 1)", "--bounds", "10", "20"],
+     ["TARGET:", "1 of its mass (100%)", "--outside auto", "use --bounds -6 6"]),
+    (["sco", "normal(0, 1)", "--bounds", "-1", "1", "--outside", "raise"],
+     ["TARGET:", "0.317 of its mass (31.7%)", "--outside raise"]),
+    (["sco", "normal(0, 1)", "--critic-tol", "10"], ["--critic-tol", "in (0, 1)", "got 10"]),
+    (["sco", "normal(0, 1)", "--critic-tol", "0"], ["--critic-tol", "in (0, 1)"]),
+    (["sco", "normal(1e300, 1)"], ["TARGET:", "'1e300' is too large"]),
+    (["sco", "normal(0, 1)", "--init-loc", "1e300"], ["--init-loc", "within +-1e+150"]),
+    (["sco", "normal(0, 1)", "--init-scale", "1e-300"], ["--init-scale", "at least 1e-150"]),
+    (["sco", "normal(0, 1)", "--bounds", "-1e300", "1e300"], ["grid:", "within +-1e+150"]),
 ])
 def test_cli_sco_bad_input(argv, words, capsys):
     rc = main([*argv, "--no-figure", "--quiet"])
