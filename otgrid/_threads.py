@@ -1,15 +1,89 @@
-"""Thread counts around hot sections: one BLAS thread, or one Numba thread, for small problems.
+"""Thread counts around hot sections: one BLAS thread, or one Numba thread, for small problems;
+and the note that Numba kernels are being compiled (a first run).
 
-Shared by the point-cloud solvers and the generator loops (below every capability).
+Shared by the grid critic, the point-cloud solvers and the generator loops (below every
+capability).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import logging
+import os
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-__all__ = ["blas_one_thread", "blas_threads", "numba_threads"]
+__all__ = ["COMPILE_MESSAGE", "LOGGER", "announce_compilation", "blas_one_thread",
+           "blas_threads", "needs_compilation", "notes_to_stderr", "numba_threads"]
+
+# The package's logger: silent unless the application configures logging (the command line
+# sends its INFO records to standard error).
+LOGGER = logging.getLogger("otgrid")
+COMPILE_MESSAGE = "compiling kernels (first run only)"
+_ANNOUNCED: set[str] = set()
+
+
+def needs_compilation(dispatchers: Iterable[Any]) -> bool:
+    """Whether calling one of these Numba dispatchers will compile it: it holds no compiled
+    code in this process and Numba's on-disk cache has no index for it (a fresh install, a
+    new ``NUMBA_CACHE_DIR``, or an edited source file). Best effort: a cache index written for
+    other argument types counts as a hit."""
+    for d in dispatchers:
+        if d.signatures:
+            continue
+        try:
+            index = d._cache._cache_file._index_path
+        except AttributeError:  # not a caching dispatcher (or Numba's internals moved)
+            return True
+        if not os.path.exists(index):
+            return True
+    return False
+
+
+class _StderrHandler(logging.StreamHandler):
+    """INFO records of the ``otgrid`` logger as ``note: ...`` lines on the current
+    ``sys.stderr`` (looked up at every record: test runners and shells swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("note: %(message)s"))
+
+    @property
+    def stream(self) -> Any:
+        import sys
+
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:  # StreamHandler.__init__ assigns it
+        pass
+
+
+@contextlib.contextmanager
+def notes_to_stderr() -> Iterator[None]:
+    """Inside, the ``otgrid`` logger's INFO records (the compilation note) go to standard error
+    (the command line; a library caller configures logging itself)."""
+    handler = _StderrHandler()
+    level = LOGGER.level
+    LOGGER.addHandler(handler)
+    if LOGGER.getEffectiveLevel() > logging.INFO:
+        LOGGER.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        LOGGER.removeHandler(handler)
+        LOGGER.setLevel(level)
+
+
+def announce_compilation(dispatchers: Iterable[Any], what: str) -> bool:
+    """Log :data:`COMPILE_MESSAGE` (INFO, logger ``"otgrid"``; once per ``what`` and process)
+    when calling ``dispatchers`` will compile them; returns whether they need compiling."""
+    if not needs_compilation(dispatchers):
+        return False
+    if what not in _ANNOUNCED:
+        _ANNOUNCED.add(what)
+        LOGGER.info("%s: %s ...", what, COMPILE_MESSAGE)
+    return True
 
 _CONTROLLER: list[Any] = []
 

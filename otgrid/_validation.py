@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
-__all__ = ["as_finite_array", "as_rng", "check_choice", "check_positive_int"]
+__all__ = ["as_finite_array", "as_number", "as_rng", "check_choice", "check_positive_int"]
 
 
 def check_choice(value: Any, name: str, allowed: Iterable[str]) -> str:
@@ -17,6 +18,15 @@ def check_choice(value: Any, name: str, allowed: Iterable[str]) -> str:
         choices = ", ".join(repr(a) for a in allowed)
         raise ValueError(f"{name} must be one of {choices}; got {value!r}.")
     return value
+
+
+def as_number(value: Any, name: str) -> float:
+    """Return ``value`` as a float if it is a real number (a bool is not); raise a TypeError
+    naming the argument otherwise (range checks are the caller's)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
+                                                                      np.floating)):
+        raise TypeError(f"{name} must be a number; got {type(value).__name__} {value!r}.")
+    return float(value)
 
 
 def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
@@ -51,7 +61,11 @@ def as_finite_array(x: Any, name: str, *, dtype: Any = np.float64, ndim: int | N
         The converted array (a copy only when a conversion was needed).
     """
     try:
-        arr = np.asarray(x, dtype=dtype)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", np.exceptions.ComplexWarning)
+            arr = np.asarray(x, dtype=dtype)
+    except np.exceptions.ComplexWarning:
+        raise TypeError(f"{name} must hold real numbers; got complex values.") from None
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name} must be a numeric array; could not convert it ({exc}).") from exc
     if ndim is not None and arr.ndim != ndim:

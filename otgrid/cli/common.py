@@ -31,6 +31,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 # --------------------------------------------------------------------------- output helpers
+def one_line(text: str) -> str:
+    """``text`` with every non-printable character (line breaks, carriage returns, escapes)
+    written as its Python escape, so that a message stays on one line whatever the user typed."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 def _symbol(preferred: str, fallback: str) -> str:
     """``preferred`` if standard output can encode it, else ``fallback``."""
     encoding = getattr(sys.stdout, "encoding", None)

@@ -22,6 +22,7 @@ from otgrid.cli.common import (
     _make_grid,
     _symbol,
     _UsageError,
+    one_line,
 )
 from otgrid.grid.spec import GRAMMAR
 
@@ -32,10 +33,10 @@ _ROUND_OFF = 1e-12  # outside mass below this is not reported (the grid's round-
 _EXAMPLES = """\
 examples:
   otgrid critic "normal(0, 1)" "normal(1, 1)"            # 1D, W close to 1
-  otgrid critic "normal([0, 0], 1)" 8gaussians --flow --figure w.png
+  otgrid critic "normal([0, 0], 1)" 8gaussians --tol 1e-4 --flow --figure w.png
   otgrid critic "mixture(0.3*normal(-2, 1), 0.7*normal(2, .5))" "uniform(-3, 3)"
   otgrid critic "parallel_lines(0.5)"                    # Arjovsky's pair, W close to 0.5
-  otgrid critic samples.npy "normal([0, 0], 1)" --bounds -4 4 -4 4 --json w.json
+  otgrid critic samples.npy "normal([0, 0], 1)" --bounds -6 6 -6 6 --tol 1e-4 --json w.json
 
 The dimension comes from the distributions (normal(0, 1) is 1D, normal([0, 0], 1) 2D);
 a dimension-free spec such as normal(0, 1) next to a 2D one, or with 2D --bounds, is 2D.
@@ -119,6 +120,17 @@ def _write_figure(res: Any, mu: np.ndarray, nu: np.ndarray, label: str, flow: bo
 
 
 def run_critic(args: argparse.Namespace) -> int:
+    """``otgrid critic``: on a first run (without ``--quiet``) standard error says
+    "note: ... compiling kernels (first run only)"."""
+    from otgrid._threads import notes_to_stderr
+
+    if args.quiet:
+        return _run_critic(args)
+    with notes_to_stderr():
+        return _run_critic(args)
+
+
+def _run_critic(args: argparse.Namespace) -> int:
     from otgrid.critic.solve import solve_critic
     from otgrid.errors import ConvergenceWarning
 
@@ -220,7 +232,8 @@ def run_critic(args: argparse.Namespace) -> int:
             json_path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
             print(f"results written to {json_path}")
     except OSError as exc:
-        print(f"otgrid: error: could not write an output file: {exc}", file=sys.stderr)
+        print("otgrid: error: " + one_line(f"could not write an output file: {exc}"),
+              file=sys.stderr)
         return 1
     return 0
 

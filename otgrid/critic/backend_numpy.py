@@ -57,6 +57,27 @@ class GridKernels:
     def with_batch(self, nb: int) -> None:
         """Tell the kernels how many problems run together (the Numba backend picks threads)."""
 
+    def warm_up(self, nb: int, coarse: bool = False) -> None:
+        """Compile what a solve of ``nb`` problems runs (``coarse``: and its multilevel start)
+        before the clock starts; nothing to compile here (the Numba backend compiles)."""
+
+    def exercise(self, nb: int) -> None:
+        """Run every method of the loop body and the certificate once on this object's grid
+        with ``nb`` problems of zeros (compiles the kernels they call)."""
+        shape = (1, *self.shape)
+        f = self.xp.zeros(shape, dtype=self.dtype)
+        y = self.xp.zeros((1, self.ndim, *self.shape), dtype=self.dtype)
+        r, f_out = self.xp.zeros_like(f), self.xp.zeros_like(f)
+        tau = np.ones(1)
+        self.residual(f, y, r)
+        self.dual_step(f, r, y, f_out, tau, tau)
+        self.max_grad_norm(f)
+        self.grad_sq(f)
+        self.flow_cost(y, f)
+        self.corrected_flow(y, f)
+        if self.dtype == np.float64:  # the certificate repairs float64 critics only
+            self.repair(self.xp.zeros((nb, *self.shape), dtype=self.dtype))
+
     # -- arrays --------------------------------------------------------------------------------
     def to_device(self, a: np.ndarray, dtype=None) -> np.ndarray:
         """A contiguous working copy of a host array (in ``dtype``, default the working one)."""
@@ -144,12 +165,15 @@ class GridKernels:
         """
         from otgrid.kernels import critic_numba as k
 
+        if self.ndim not in (1, 2):
+            return None
         g = np.empty_like(f)
         dx = tuple(1.0 / h for h in self.inv_dx)
+        # one problem: the one-thread kernel (its parallel loop runs over the batch)
+        kernel = getattr(k, f"repair_critic_{self.ndim}d" + ("_serial" if f.shape[0] == 1
+                                                              else ""))
         if self.ndim == 1:
-            k.repair_critic_1d(f, g, dx[0])
-        elif self.ndim == 2:
-            k.repair_critic_2d(f, g, dx[0], dx[1], self.iso)
+            kernel(f, g, dx[0])
         else:
-            return None
+            kernel(f, g, dx[0], dx[1], self.iso)
         return g

@@ -106,7 +106,8 @@ class CriticResult:
     history : SolveHistory
         The bounds at every check (those of the iteration, not rounded outward).
     seconds : float
-        Wall time of the solve.
+        Wall time of the solve, excluding the compilation of the Numba kernels on a first run
+        (logged as "compiling kernels (first run only)" on the ``otgrid`` logger).
     backend : str
         Backend that ran (``"numpy"``, ``"numba"`` or ``"cuda"``).
     grid : Grid

@@ -32,12 +32,17 @@ from typing import Any, Literal
 import numpy as np
 
 from otgrid._device import is_cupy_array
-from otgrid._validation import as_finite_array, check_choice, check_positive_int
+from otgrid._validation import as_finite_array, as_number, check_choice, check_positive_int
 from otgrid.critic.backends import BACKENDS, make_kernels, resolve_backend
 from otgrid.critic.certify import CertifiedBounds, certify
 from otgrid.critic.iterate import continue_in_float64, default_steps, iterate
 from otgrid.critic.memory import check_memory
-from otgrid.critic.multilevel import ML_AUTO_CELLS, ML_MIN_CELLS, multilevel_start
+from otgrid.critic.multilevel import (
+    ML_AUTO_CELLS,
+    ML_MIN_CELLS,
+    coarse_deadline,
+    multilevel_start,
+)
 from otgrid.critic.result import CheckInfo, CriticResult, SolveHistory
 from otgrid.errors import ConvergenceWarning
 from otgrid.grid.grid import Grid
@@ -66,6 +71,11 @@ def _trivial_result(mu, nu, ratio, grid, norm, tol, backend, dtype, t0) -> Criti
                         backend, grid, norm, tol, np.dtype(dtype), 0.0)
 
 
+#: Largest total mass of a problem: with coordinates within ``MAX_COORDINATE`` (1e150), W and
+#: every intermediate sum stay below 1e300.
+MAX_TOTAL_MASS = 1e150
+
+
 def _check_masses(x: Any, name: str, grid: Grid) -> tuple[np.ndarray, bool]:
     """Masses as a float64 array ``(B, *grid.shape)``; whether a batch axis was given."""
     arr = as_finite_array(x, name, nonnegative=True)
@@ -77,7 +87,12 @@ def _check_masses(x: Any, name: str, grid: Grid) -> tuple[np.ndarray, bool]:
         raise ValueError(f"{name} must have the grid's shape {grid.shape} (or (B, *{grid.shape}) "
                          f"for a batch of B problems); got {arr.shape}. Use grid.discretize(dist) "
                          "or grid.histogram(samples) to build it.")
-    totals = arr.reshape(arr.shape[0], -1).sum(axis=1)
+    with np.errstate(over="ignore"):
+        totals = arr.reshape(arr.shape[0], -1).sum(axis=1)
+    if not np.all(totals <= MAX_TOTAL_MASS):
+        which = "" if not batched else f" (problem {int(np.argmax(~(totals <= MAX_TOTAL_MASS)))})"
+        raise ValueError(f"{name} has a total mass above {MAX_TOTAL_MASS:g}{which} (W could "
+                         "overflow); rescale the masses (W scales with them).")
     if np.any(totals <= 0):
         which = "" if not batched else f" (problem {int(np.argmax(totals <= 0))})"
         raise ValueError(f"{name} has zero total mass{which}; it must hold some mass.")
@@ -163,7 +178,8 @@ def solve_critic(
     Parameters
     ----------
     mu, nu : array_like, shape grid.shape or (B, \\*grid.shape)
-        Non-negative cell masses with equal totals (relative difference <= 1e-9); for instance
+        Non-negative cell masses with equal totals (relative difference <= 1e-9, at most
+        ``MAX_TOTAL_MASS`` = 1e150 each); for instance
         from :meth:`Grid.discretize` or :meth:`Grid.histogram`. A leading axis of length ``B``
         makes a batch of ``B`` problems (one of the two may be a single array, used for all);
         each problem stops on its own.
@@ -211,11 +227,14 @@ def solve_critic(
         step fixed, as in plain Chambolle–Pock.
     multilevel : bool or "auto", optional
         Start from the solution of the problem coarsened by 2 per axis (recursively, down to
-        32 cells per axis), prolonged to this grid. ``"auto"``: on 2D grids of at least
-        128 x 128 cells, unless ``warm_start`` is given.
+        32 cells per axis), solved to ``tol`` (to 1e-5 for a tighter ``tol``, at most 10 times
+        looser: ``otgrid.critic.multilevel.coarse_tol``) and prolonged to this grid.
+        ``"auto"``: on 2D grids of at least 128 x 128 cells, unless ``warm_start`` is given.
+        The result's ``iterations`` counts the iterations on this grid only.
     time_limit : float, optional
         Seconds after which to stop (checked at every check); ``status="time_limit"``, the
-        bounds hold.
+        bounds hold. Like the result's ``seconds``, it excludes the compilation of the Numba
+        kernels on a first run. The coarse solves of a multilevel start get at most half of it.
     interrupt : {"raise", "return"}, optional
         On ``KeyboardInterrupt`` (Ctrl-C): re-raise it, or return the best certified result so
         far with ``status="interrupted"``.
@@ -368,7 +387,7 @@ def _validate_options(grid: Grid, norm: str, backend: str, tol: float, max_iter:
     norm = check_choice(norm, "norm", NORMS)
     check_choice(backend, "backend", BACKENDS)
     check_choice(interrupt, "interrupt", ("raise", "return"))
-    tol = float(tol)
+    tol = as_number(tol, "tol")
     if not (np.isfinite(tol) and 0 < tol < 1):
         raise ValueError(f"tol must be a relative gap in (0, 1), e.g. 1e-6; got {tol}.")
     max_iter = check_positive_int(max_iter, "max_iter", minimum=0)
@@ -376,8 +395,10 @@ def _validate_options(grid: Grid, norm: str, backend: str, tol: float, max_iter:
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"dtype must be numpy.float64 or numpy.float32; got {dtype}.")
+    step = None if step is None else as_number(step, "step")
     if step is not None and not (np.isfinite(step) and step > 0):
         raise ValueError(f"step must be a positive number or None; got {step}.")
+    time_limit = None if time_limit is None else as_number(time_limit, "time_limit")
     if time_limit is not None and not (np.isfinite(time_limit) and time_limit > 0):
         raise ValueError(f"time_limit must be a positive number of seconds or None; "
                          f"got {time_limit}.")
@@ -450,6 +471,7 @@ def _solve_live(prob: _Problems, grid: Grid, opts: _Options) -> list[CriticResul
     cert = kern if dtype == np.float64 else make_kernels(prob.backend, grid.shape, grid.dx,
                                                          opts.norm, np.float64)
     cert.with_batch(live.size)
+    _warm_up(kern, cert, live.size, _use_multilevel(opts.multilevel, grid, prob.warm), opts)
     with kern.session():
         c_dev = cert.to_device(cl, np.float64)
         start = _build_start(kern, cert, c_dev, cl, prob, grid, opts, flow_candidates)
@@ -465,6 +487,20 @@ def _solve_live(prob: _Problems, grid: Grid, opts: _Options) -> list[CriticResul
                                prob.backend, dtype, start.max_iter, opts.time_limit,
                                start.levels))
     return results
+
+
+def _warm_up(kern: Any, cert: Any, nb: int, coarse: bool, opts: _Options) -> None:
+    """Compile the kernels of the solve before its clock starts (a first run in a fresh
+    environment; it logs "compiling kernels (first run only)" on the ``otgrid`` logger) and
+    move the start time and the deadline past it: ``seconds`` and ``time_limit`` exclude
+    compilation. ``coarse``: a multilevel start will run the coarse grids' kernels too."""
+    t = time.perf_counter()
+    for k in (kern, cert) if cert is not kern else (kern,):
+        k.warm_up(nb, coarse)
+    spent = time.perf_counter() - t
+    opts.t0 += spent
+    if opts.deadline is not None:
+        opts.deadline += spent
 
 
 def _use_multilevel(multilevel: bool | str, grid: Grid, warm: list) -> bool:
@@ -489,7 +525,7 @@ def _build_start(kern: Any, cert: Any, c_dev: Any, cl: np.ndarray, prob: _Proble
         try:
             f0, y0, tau, _ = multilevel_start(
                 prob.backend, grid.shape, grid.dx, opts.norm, dtype, cl, opts.tol,
-                opts.check_every, flow_candidates, max_iter, opts.deadline)
+                opts.check_every, flow_candidates, max_iter, coarse_deadline(opts.deadline))
             f0, y0 = kern.to_device(f0), kern.to_device(y0)
             levels = 1 + int(np.floor(np.log2(min(grid.shape) / ML_MIN_CELLS)))
         except KeyboardInterrupt:

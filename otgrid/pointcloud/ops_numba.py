@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -58,14 +59,26 @@ class _ThreadChooser:
     The first two calls of a kernel run one way each; afterwards the faster mode (by the
     median of its last three timings) runs, and the other one is re-timed every
     ``PROBE_EVERY`` calls, so the choice follows the load of the machine. Every call does real
-    work: the probes cost at most the difference between the modes.
+    work: the probes cost at most the difference between the modes. A one-thread kernel that
+    is not compiled yet (``compiled(name)`` false: a first run) is first timed at call
+    ``PROBE_EVERY`` instead of call 2: compiling it costs seconds, which a short solve should
+    not pay for a probe.
     """
 
-    def __init__(self, enabled: bool, always: bool = False) -> None:
+    def __init__(self, enabled: bool, always: bool = False,
+                 compiled: Callable[[str], bool] | None = None) -> None:
         self.enabled = enabled
         self.always = always
+        self.compiled = compiled
         self.times: dict[tuple[str, bool], list[float]] = {}
         self.calls: dict[str, int] = {}
+        self._defer: dict[str, bool] = {}
+
+    def _deferred(self, name: str, k: int) -> bool:
+        """Whether the first probe of the one-thread ``name`` waits (see the class notes)."""
+        if name not in self._defer:
+            self._defer[name] = self.compiled is not None and not self.compiled(name)
+        return self._defer[name] and k < PROBE_EVERY
 
     def pick(self, name: str) -> bool:
         if self.always:
@@ -78,7 +91,7 @@ class _ThreadChooser:
         if not par:
             return True
         if not ser:
-            return False
+            return self._deferred(name, k)
         best = _median3(par) <= _median3(ser)
         return (not best) if k % PROBE_EVERY == 0 else best
 
@@ -104,7 +117,8 @@ class NumbaCloudOps(CloudOps):
         self.yT = np.ascontiguousarray(np.transpose(y, (0, 2, 1)))
         pairs = self.B * self.n * self.m
         self.chooser = _ThreadChooser(pairs >= PARALLEL_MIN_PAIRS,
-                                      always=pairs >= PARALLEL_ALWAYS_PAIRS)
+                                      always=pairs >= PARALLEL_ALWAYS_PAIRS,
+                                      compiled=self._serial_compiled)
         dense = self.d >= DENSE_MIN_DIM or (many_passes and cost == "euclidean")
         if dense and pairs <= DENSE_MAX_PAIRS:
             self.kind = _DENSE
@@ -143,11 +157,26 @@ class NumbaCloudOps(CloudOps):
             return self.xT, self.yT, self.C
         return self.yT, self.xT, self.CT
 
+    def _serial_compiled(self, name: str) -> bool:
+        """Whether the one-thread version of kernel ``name`` is compiled (or cached)."""
+        from otgrid._threads import needs_compilation
+
+        return not needs_compilation([getattr(self._k, name + "_serial")])
+
+    def _kernel(self, name: str, parallel: bool) -> Any:
+        """Kernel ``name`` (``parallel``: on all threads), noting a first run's compilation."""
+        kernel = getattr(self._k, name if parallel else name + "_serial")
+        if not kernel.signatures:
+            from otgrid._threads import announce_compilation
+
+            announce_compilation([kernel], "otgrid point-cloud solvers")
+        return kernel
+
     def _run(self, name: str, *args) -> None:
         """Run kernel ``name`` on all threads or one, as the chooser says (and time it)."""
         parallel = self.chooser.pick(name)
         t0 = time.perf_counter()
-        getattr(self._k, name if parallel else name + "_serial")(*args)
+        self._kernel(name, parallel)(*args)
         self.chooser.record(name, parallel, time.perf_counter() - t0)
 
     def lse(self, side, h, shift, inv, want_cost=False, low=False):
@@ -195,7 +224,7 @@ class NumbaCloudOps(CloudOps):
         mcost = np.empty_like(lse) if want_cost else lse
         colpart = np.zeros((nq, self.B, q.shape[2]))
         t0 = time.perf_counter()
-        getattr(self._k, "sinkhorn_rows_cols" if parallel else "sinkhorn_rows_cols_serial")(
+        self._kernel("sinkhorn_rows_cols", parallel)(
             p, q, c, h, hs, inv, self.kind, wa, bool(want_cost), lse, mcost, colpart)
         self.chooser.record("sinkhorn_rows_cols", parallel, time.perf_counter() - t0)
         return lse, (mcost if want_cost else None), colpart
@@ -259,7 +288,7 @@ class NumbaCloudOps(CloudOps):
         totals = np.zeros((nq, self.B, 3))
         c = np.ascontiguousarray
         t0 = time.perf_counter()
-        getattr(self._k, "l2_dual_rows" if parallel else "l2_dual_rows_serial")(
+        self._kernel("l2_dual_rows", parallel)(
             self.xT, self.yT, self.C, c(phi), c(psi), c(dphi), c(dpsi), c(wa), c(wb),
             c(inv, dtype=np.float64), self.kind, bool(accurate), row, colpart, totals)
         self.chooser.record("l2_dual_rows", parallel, time.perf_counter() - t0)

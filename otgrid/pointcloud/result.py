@@ -124,6 +124,9 @@ class RegularizedResult:
         Human-readable status.
     history : RegularizedHistory
     seconds : float
+        Wall time of the solve. On a first run in a fresh environment it includes the
+        compilation of the Numba kernels (logged as "compiling kernels (first run only)" on the
+        ``otgrid`` logger).
     backend : {"numpy", "numba", "cuda"}
     method : {"sinkhorn", "lbfgs", "newton", "newton+lbfgs"}
         The algorithm (``smooth_ot``: ``"newton+lbfgs"`` when L-BFGS ran some of the
