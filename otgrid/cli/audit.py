@@ -25,7 +25,7 @@ __all__ = ["add_audit_parser", "run_audit"]
 
 _EXAMPLES = """\
 examples:
-  otgrid audit critic.pt --mu "normal(0, 1)" --nu "normal(1, 1)"
+  otgrid audit critic.pt --mu "normal(0, 1)" --nu "normal(1, 1)" --figure audit.png
   otgrid audit critic_state.pt --arch 2d --mu 8gaussians --nu "normal([0, 0], 1)" \\
       --figure audit.png --json audit.json
 
@@ -374,6 +374,7 @@ def run_audit(args: argparse.Namespace) -> int:
         _fmt_bounds,
         _load_pair,
         _make_grid,
+        one_line,
     )
 
     if args.samples < 1:
@@ -429,6 +430,7 @@ def run_audit(args: argparse.Namespace) -> int:
             json_path.write_text(rep.to_json() + "\n", encoding="utf-8")
             print(f"results written to {json_path}")
     except OSError as exc:
-        print(f"otgrid: error: could not write an output file: {exc}", file=sys.stderr)
+        print("otgrid: error: " + one_line(f"could not write an output file: {exc}"),
+              file=sys.stderr)
         return 1
     return 0

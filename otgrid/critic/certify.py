@@ -309,7 +309,7 @@ def _power_of_two_scale(mu: np.ndarray, nu: np.ndarray, flow: np.ndarray, ratio:
     big = max(float(np.max(np.abs(mu))), float(np.max(np.abs(nu))),
               float(np.max(np.abs(flow))) if flow.size else 0.0)
     k = -math.frexp(top)[1]
-    k = min(k, 1000 - math.frexp(big)[1])
+    k = min(k, 1000 - math.frexp(big)[1], 1000)     # subnormal data: 2^1000 at most
     return math.ldexp(1.0, k)
 
 

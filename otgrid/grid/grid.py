@@ -34,6 +34,9 @@ _EXPLICIT_OUTSIDE_TOL = 1e-12   # the round-off level of the explicit modes (abs
 #: squared coordinates and ``1 / dx**2`` (the Laplacian's eigenvalues) stay below 1e300, and
 #: differences of coordinates stay finite.
 MAX_COORDINATE = 1e150
+#: Most cells on one axis (2**28): a grid stores its edges and centres, 16 bytes per cell and
+#: axis, and a mass array on a longer axis alone needs 2 GiB.
+MAX_AXIS_CELLS = 2**28
 # cells narrower than this many float64 ulps of their coordinates cannot be told apart
 _MIN_RELATIVE_DX = 64 * float(np.finfo(np.float64).eps)
 _SPAN = 5.0     # bounds_holding: Gaussians to mean +- 5 std
@@ -58,7 +61,8 @@ class Grid:
     shape : int or sequence of int
         Number of cells per axis (>= 2 each); an int means the same number on every axis. A
         cell must be at least ``1 / MAX_COORDINATE`` wide, and wider than 64 float64 ulps of
-        its coordinates (so that its edges are distinct numbers).
+        its coordinates (so that its edges are distinct numbers). At most ``MAX_AXIS_CELLS``
+        (2**28) cells per axis.
 
     Attributes
     ----------
@@ -114,6 +118,9 @@ class Grid:
                         for k, s in enumerate(shape))
         else:
             raise TypeError(f"shape must be an int or a sequence of ints; got {shape!r}.")
+        if max(shp) > MAX_AXIS_CELLS:
+            raise ValueError(f"shape must have at most {MAX_AXIS_CELLS} cells per axis (2**28); "
+                             f"got {shp}.")
         d = self.__dict__
         d["_bounds"] = tuple((float(lo), float(hi)) for lo, hi in b)
         d["_shape"] = shp

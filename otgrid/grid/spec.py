@@ -377,16 +377,21 @@ def _load_npy(text: str, ndim: int | None) -> Empirical:
     path = Path(text).expanduser()
     if not path.is_file():
         raise _SpecError(f"no such file {str(path)!r}; expected a .npy file of samples")
+    shape, dtype = _npy_header(path)
+    if dtype.hasobject:
+        raise _SpecError(f"{str(path)!r} holds Python objects (a pickle), which otgrid does not "
+                         "load (unpickling can run code); save a numeric array")
+    if dtype.kind not in "biuf":
+        raise _SpecError(f"{str(path)!r} holds a {dtype} array; expected numbers")
+    if len(shape) not in (1, 2) or shape[0] == 0 or math.prod(shape) == 0:
+        raise _SpecError(f"{str(path)!r} holds an array of shape {shape}; expected "
+                         "(n, d) or (n,) samples with n >= 1")
+    _check_sample_shape(shape, ndim, str(path))
     try:
         samples = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
-        raise _SpecError(f"could not read {str(path)!r} as a .npy array ({exc})") from None
-    if samples.dtype.kind not in "biuf":
-        raise _SpecError(f"{str(path)!r} holds a {samples.dtype} array; expected numbers")
-    if samples.ndim not in (1, 2) or samples.shape[0] == 0 or samples.size == 0:
-        raise _SpecError(f"{str(path)!r} holds an array of shape {samples.shape}; expected "
-                         "(n, d) or (n,) samples with n >= 1")
-    _check_sample_shape(samples.shape, ndim, str(path))
+        detail = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise _SpecError(f"could not read {str(path)!r} as a .npy array ({detail})") from None
     try:
         dist = Empirical(samples)
     except (TypeError, ValueError) as exc:
@@ -396,6 +401,37 @@ def _load_npy(text: str, ndim: int | None) -> Empirical:
         raise _SpecError(f"{str(path)!r} holds values up to {top:.3g} in magnitude; they must "
                          f"lie within +-{MAX_COORDINATE:g} (rescale the samples)")
     return dist
+
+
+def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from the header of a ``.npy`` file, checked against the file's size
+    before any data is read: a header that declares more data than the file holds (damaged,
+    truncated, or crafted to make the loader allocate petabytes) is refused."""
+    from numpy.lib import format as npy_format
+
+    try:
+        with path.open("rb") as fh:
+            version = npy_format.read_magic(fh)
+            if version == (1, 0):
+                shape, _, dtype = npy_format.read_array_header_1_0(fh)
+            elif version == (2, 0):
+                shape, _, dtype = npy_format.read_array_header_2_0(fh)
+            else:
+                raise ValueError(f"unsupported .npy format version {version}")
+            offset = fh.tell()
+    except Exception as exc:  # numpy's header parser lets out what it meets on a damaged
+        # file: ValueError, SyntaxError, tokenize.TokenError, UnicodeDecodeError...
+        detail = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise _SpecError(f"could not read {str(path)!r} as a .npy array ({detail})") from None
+    if dtype.hasobject:
+        return shape, dtype
+    declared = math.prod(shape) * dtype.itemsize
+    held = path.stat().st_size - offset
+    if declared > held:
+        raise _SpecError(f"{str(path)!r} is truncated or damaged: its header declares an array "
+                         f"of shape {shape} ({declared} bytes) but the file holds {held} bytes "
+                         "of data")
+    return shape, dtype
 
 
 # samples of a higher dimension need it given explicitly (ndim, or the CLI's --bounds/--shape)

@@ -36,6 +36,7 @@ from otgrid.pointcloud.problem import (
     Backend,
     Cost,
     _check_common,
+    _check_reg_scale,
     _check_scaling,
     _finish,
     _info_value,
@@ -262,7 +263,9 @@ def sinkhorn(
         rescaled to ``sum(a)``). Uniform ``1/n`` and ``1/m`` by default.
     reg : float
         ``eps > 0``, in units of the cost. Small values (down to about 1e-4 of the cost scale)
-        are stable (log domain) but need more iterations.
+        are stable (log domain) but need more iterations; below ``1e-9`` times the largest cost
+        (``otgrid.pointcloud.problem.MIN_REG_RELATIVE``) float64 cannot resolve the
+        regularization and a ``ValueError`` says so.
     cost : {"euclidean", "sqeuclidean", "cityblock"}, optional
         ``|x - y|_2``, ``|x - y|_2^2`` (no factor 1/2, like ``ot.dist``) or ``|x - y|_1``.
     tol : float, optional
@@ -444,6 +447,7 @@ def sinkhorn(
     anderson = check_positive_int(anderson, "anderson", minimum=0)
     n_samples = check_positive_int(n_samples, "n_samples")
     prob = _prepare(x, y, a, b, cost, dtype)
+    _check_reg_scale(reg, prob)
     warm = _warm(warm_start, prob)
     q = _annealing(eps_scaling, reg, prob, warm is not None)
     if multiscale not in (None, True, False):

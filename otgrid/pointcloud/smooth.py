@@ -20,6 +20,7 @@ from otgrid.pointcloud.problem import (
     Cost,
     Regularizer,
     _check_common,
+    _check_reg_scale,
     _check_scaling,
     _prepare,
     _warm,
@@ -78,7 +79,9 @@ def smooth_ot(
         As in :func:`sinkhorn` (points (n, d) and (m, d), or batches (B, n, d) and (B, m, d);
         weights with equal totals, uniform by default).
     reg : float
-        ``lambda > 0``, in units of the cost.
+        ``lambda > 0``, in units of the cost; at least ``1e-9`` times the largest cost
+        (``otgrid.pointcloud.problem.MIN_REG_RELATIVE``), below which float64 cannot
+        resolve the regularization (``ValueError``).
     regularizer : {"l2", "kl"}, optional
         The strongly convex term ``I``.
     cost : {"euclidean", "sqeuclidean", "cityblock"}, optional
@@ -193,6 +196,7 @@ def smooth_ot(
     if method == "auto" and (regularizer != "l2" or backend == "cuda"):
         method = "lbfgs"
     prob = _prepare(x, y, a, b, cost, dtype)
+    _check_reg_scale(reg, prob)
     warm = _warm(warm_start, prob)
     q = _check_scaling(reg_scaling, "reg_scaling", 0.1, warm is not None)
     return solve_smooth_dual(prob, warm, reg=reg, regularizer=regularizer, tol=tol,

@@ -41,7 +41,7 @@ def assert_one_line_error(capsys: pytest.CaptureFixture, rc: int, *words: str) -
     err = capsys.readouterr().err
     assert rc == 2
     assert err.startswith("otgrid: error: ")
-    assert err.count("\n") == 1 and err.endswith("\n")
+    assert err.count("\n") == 1 and err.endswith("\n") and len(err.splitlines()) == 1
     assert "Traceback" not in err
     for w in words:
         assert w in err, err
@@ -368,6 +368,18 @@ def test_extreme_numbers_exit_2_with_one_line(args, words, capsys, tmp_path, mon
     rc = main(["critic", *args])
     assert_one_line_error(capsys, rc, *words)
     assert not (tmp_path / "critic.png").exists()
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["normal(0, 1)", "normal(0, 1)", "\r", "--bogus"], ["unrecognized arguments: \\r --bogus"]),
+    (["normal(0,\n1", "normal(1, 1)"], ["MU:", "'normal(0,\\n1'"]),
+    (["normal(0, 1)", "normal(1, 1)\x1b[31m"], ["NU:", "\\x1b[31m"]),
+])
+def test_control_characters_in_arguments_stay_on_the_error_line(args, words, capsys, tmp_path,
+                                                                 monkeypatch):
+    # found by fuzzing: a carriage return typed in an argument split the error over two lines
+    monkeypatch.chdir(tmp_path)
+    assert_one_line_error(capsys, main(["critic", *args]), *words)
 
 
 def test_extreme_numbers_in_a_real_process(tmp_path):

@@ -169,3 +169,48 @@ def test_tol_must_be_a_relative_gap_below_one(tol):
     mu, nu = np.eye(8)[1], np.eye(8)[6]
     with pytest.raises(ValueError, match=r"tol must be a relative gap in \(0, 1\)"):
         og.solve_critic(mu, nu, grid, tol=tol)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"tol": None}, "tol must be a number; got NoneType None"),
+    ({"step": "x"}, "step must be a number; got str 'x'"),
+    ({"time_limit": [1.0]}, "time_limit must be a number; got list"),
+])
+def test_non_numeric_options_are_named(kwargs, match):
+    # before: numpy's "ufunc 'isfinite' not supported for the input types" (found by fuzzing)
+    grid = og.Grid((0.0, 1.0), 8)
+    mu, nu = np.eye(8)[1], np.eye(8)[6]
+    with pytest.raises(TypeError, match=match):
+        og.solve_critic(mu, nu, grid, **kwargs)
+
+
+def test_a_total_mass_that_could_overflow_w_is_refused():
+    # before: mu + nu overflowed to inf inside the solver (found by fuzzing)
+    grid = og.Grid([(0.0, 1.0), (0.0, 1.0)], (4, 8))
+    mu = np.zeros(grid.shape)
+    mu[0, 0] = mu[3, 7] = 1e308
+    nu = mu[::-1, ::-1].copy()
+    with pytest.raises(ValueError, match=r"mu has a total mass above 1e\+150"):
+        og.solve_critic(mu, nu, grid)
+
+
+def test_complex_masses_are_refused_not_silently_cast():
+    # before: numpy's ComplexWarning and the imaginary part dropped (found by fuzzing)
+    grid = og.Grid((0.0, 1.0), 8)
+    mu = np.eye(8)[1]
+    with pytest.raises(TypeError, match="nu must hold real numbers; got complex values"):
+        og.solve_critic(mu, np.eye(8)[6].astype(complex), grid)
+
+
+@pytest.mark.parametrize("scale", [1e-302, 1e-310])
+def test_bounds_hold_for_masses_near_the_subnormal_range(scale):
+    # before: OverflowError in the certificate's power-of-two rescaling (found by fuzzing)
+    grid = og.Grid((0.0, 3.0), 16)
+    rng = np.random.default_rng(5)
+    mu, nu = rng.random(16), rng.random(16)
+    nu *= mu.sum() / nu.sum()
+    exact = float(np.sum(np.abs(np.cumsum(mu - nu))[:-1]) * grid.dx[0])   # closed form, 1D
+    res = og.solve_critic(mu * scale, nu * scale, grid, tol=1e-6)
+    assert res.lower <= exact * scale * (1 + 1e-9)
+    assert exact * scale * (1 - 1e-9) <= res.upper
+    assert res.upper - res.lower <= 1e-5 * res.upper

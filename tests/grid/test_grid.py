@@ -90,6 +90,7 @@ def test_identity_and_immutability():
     ([(0, 1), (0, 1)], (4,), ValueError, "one entry per axis"),
     ([(0, 1), (0, 1)], (4, 1), ValueError, r"shape\[1\]"),
     ([(0, 1), (0, 1)], (4, 4.0), TypeError, r"shape\[1\]"),
+    ((0.0, 1.0), 10**12, ValueError, r"at most 268435456 cells per axis"),
 ])
 def test_bad_grid(bounds, shape, exc, match):
     with pytest.raises(exc, match=match):

@@ -147,7 +147,8 @@ def test_npy_errors(tmp_path):
     with pytest.raises(ValueError, match="expected numbers"):
         parse_distribution(str(tmp_path / "text.npy"))
     np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    with pytest.raises(ValueError, match="could not read"):
+    with pytest.raises(ValueError, match=r"holds Python objects \(a pickle\), which otgrid does "
+                       "not load"):
         parse_distribution(str(tmp_path / "objects.npy"))
     np.save(tmp_path / "nan.npy", np.array([0.0, np.nan]))
     with pytest.raises(ValueError, match="non-finite"):
@@ -155,6 +156,19 @@ def test_npy_errors(tmp_path):
     (tmp_path / "junk.npy").write_text("not numpy")
     with pytest.raises(ValueError, match="could not read"):
         parse_distribution(str(tmp_path / "junk.npy"))
+
+
+@pytest.mark.parametrize("shape", ["(1000000000000000,)", "(4000000000, 2)", "(100000000,)"])
+def test_npy_header_declaring_more_data_than_the_file_is_refused_before_reading(tmp_path, shape):
+    # a header crafted (or damaged) to declare petabytes: refused from the header and the file
+    # size, before numpy allocates (found by fuzzing: MemoryError, or minutes of allocation)
+    header = "{'descr': '<f8', 'fortran_order': False, 'shape': " + shape + ", }"
+    header += " " * (63 - (len(header) + 10) % 64) + "\n"
+    path = tmp_path / "bomb.npy"
+    path.write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little")
+                     + header.encode() + b"\0" * 64)
+    with pytest.raises(ValueError, match="truncated or damaged: its header declares"):
+        parse_distribution(str(path))
 
 
 @pytest.mark.parametrize(("shape", "ndim", "words"), [
