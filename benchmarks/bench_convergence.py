@@ -876,7 +876,7 @@ def to_markdown(report: dict) -> str:
     """The report as a Markdown page: machine, one table per section, the targets."""
     m = report["machine"]
     v = m["versions"]
-    lines = ["# Convergence benchmark (issue 3): otgrid and its peers", "",
+    lines = ["# Convergence benchmark: otgrid and its peers", "",
              f"Machine: {m['cpu_model'] or 'unknown CPU'}, {m['cpu_count']} CPUs "
              f"({m['cpu_usable']} usable, {m['numba_threads']} Numba threads), "
              f"{m['platform']}, Python {m['python']}.",
@@ -895,7 +895,7 @@ def to_markdown(report: dict) -> str:
             lines += _MD[name](report["sections"][name])
     if report.get("figure"):
         lines += [f"![iterations to 1e-4]({report['figure']})", ""]
-    lines += ["## Targets of issue 3", "", "| target | measured | status |", "|:---|:---|:---|"]
+    lines += ["## Targets", "", "| target | measured | status |", "|:---|:---|:---|"]
     lines += [f"| {t['target']} | {t['figure']} | {t['met']} |" for t in report["targets"]]
     return "\n".join([*lines, ""])
 

@@ -396,7 +396,7 @@ def _targets(rep: dict) -> list[str]:
     def verdict(ok):
         return "met" if ok else "missed"
 
-    out = ["", "## Targets of issue 5 in this run", ""]
+    out = ["", "## Targets in this run", ""]
     for n in (10_000,):  # the issue states its CPU ratios at n = 1e4
         o = row("sinkhorn-otgrid", n)
         if o is None:

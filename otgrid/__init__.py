@@ -36,7 +36,6 @@ from otgrid.errors import (
     OutsideMassWarning,
 )
 from otgrid.grid import (
-    Dirac,
     Distribution,
     Empirical,
     Grid,
@@ -49,6 +48,20 @@ from otgrid.grid import (
 )
 from otgrid.pointcloud import RegularizedResult, sinkhorn, smooth_ot
 from otgrid.sco import generators
+
+#: Another name for :class:`PointMass` -- the same class (``og.Dirac is og.PointMass``), under
+#: the name the papers give a measure with all its mass at one point. ``og.Dirac(location)``
+#: (a float, or a point of shape ``(ndim,)``) discretizes to mass 1 in the cell that holds
+#: ``location``; see :class:`PointMass` for its methods.
+#:
+#: Examples
+#: --------
+#: >>> import otgrid as og
+#: >>> og.Grid((0, 1), 4).discretize(og.Dirac(0.3)).tolist()
+#: [0.0, 1.0, 0.0, 0.0]
+#: >>> og.Dirac is og.PointMass
+#: True
+Dirac = PointMass
 
 __all__ = [
     "AuditReport",

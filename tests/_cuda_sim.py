@@ -18,8 +18,9 @@ from otgrid._device import cuda_status
 
 STATUS = cuda_status()
 RUNS_HERE = STATUS.startswith("available")
-NOT_HERE = (f"the CUDA backend cannot run in this process ({STATUS}); these tests run in the "
-            "CUDA simulator subprocess of test_*_under_the_simulator")
+# Skip reasons stay short: why CUDA cannot run here is printed once, in the header of the test
+# session (conftest.py, pytest_report_header), not after each of the 35 skipped tests.
+NOT_HERE = "no CUDA here: run in the simulator by test_*_under_the_simulator"
 ROOT = Path(__file__).resolve().parents[1]
 GPU_ONLY = "needs a CUDA GPU with CuPy"
 OUTSIDE_ONLY = "[not a simulator test]"

@@ -10,8 +10,9 @@ layers, from the bottom:
 2. ``otgrid.critic`` and ``otgrid.pointcloud``;
 3. ``otgrid.sco`` and ``otgrid.auditing``;
 4. ``otgrid.plot`` (every figure, gathered from the capabilities);
-5. ``otgrid.cli``;
-6. the package itself, ``python -m otgrid`` and the 0.1.0 import paths.
+5. ``otgrid.explore`` (the interactive explorer, over everything below);
+6. ``otgrid.cli``;
+7. the package itself, ``python -m otgrid`` and the 0.1.0 import paths.
 
 A module may import from its own capability and from lower layers only; two capabilities of one
 layer do not import each other.
@@ -34,7 +35,7 @@ KERNELS = ROOT / "kernels"
 MAX_FUNCTION_LINES = 120
 
 CAPABILITY_LAYER = {"grid": 1, "critic": 2, "pointcloud": 2, "sco": 3, "auditing": 3, "plot": 4,
-                    "distributed": 4, "cli": 5}
+                    "distributed": 4, "explore": 5, "cli": 6}
 SHARED = {"otgrid.errors", "otgrid._device", "otgrid._validation", "otgrid._threads",
           "otgrid._version"}
 
@@ -91,7 +92,7 @@ def _layer(module: str) -> tuple[int, str]:
         return 0, "shared"
     if len(parts) > 1 and parts[1] in CAPABILITY_LAYER:
         return CAPABILITY_LAYER[parts[1]], parts[1]
-    return 6, "top"
+    return 7, "top"
 
 
 def test_every_otgrid_import_names_a_module_of_the_package():

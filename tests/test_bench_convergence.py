@@ -61,7 +61,7 @@ def test_report_files_and_targets(small_report, tmp_path):
     md = (tmp_path / "convergence.md").read_text(encoding="utf-8")
     assert (tmp_path / "convergence_iterations.png").stat().st_size > 0
     assert set(data["sections"]) == {"euclidean", "1d"}
-    assert "## 2. Euclidean 2D" in md and "## 5. 1D" in md and "## Targets of issue 3" in md
+    assert "## 2. Euclidean 2D" in md and "## 5. 1D" in md and "## Targets" in md
     status = {t["target"]: t["met"] for t in data["targets"]}
     # nothing at 256² or above was run: those targets must say so, not pass
     assert status["Gaussian pair, 256², rel. gap 1e-04, ≤ 0.3 s"] == "not measured"

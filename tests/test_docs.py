@@ -40,6 +40,8 @@ def test_docs_build_without_warnings(tmp_path):
                  "benchmarks", "references", "auto_examples/index",
                  "auto_examples/plot_parallel_lines", "_autosummary/otgrid.solve_critic"):
         assert (out / f"{page}.html").is_file(), f"{page}.html was not built"
+    dirac = (out / "_autosummary" / "otgrid.Dirac.html").read_text(encoding="utf-8")
+    assert "alias of" not in dirac and "Another name for" in dirac   # a page of its own
     cli = (out / "cli.html").read_text(encoding="utf-8")
     assert "distribution grammar" in cli            # the generated --help text is included
     demos = sorted(p.stem for p in (ROOT / "demos").glob("*.py") if not p.name.startswith("_"))
@@ -47,6 +49,8 @@ def test_docs_build_without_warnings(tmp_path):
         page = (out / "auto_examples" / f"{stem}.html").read_text(encoding="utf-8")
         if gallery or not stem.startswith("plot_"):
             assert "<img" in page and ".png" in page, f"gallery page {stem} shows no figure"
+            # one figure per row at the page's width, never side by side at 42% of it
+            assert "sphx-glr-multi-img" not in page, f"gallery page {stem} shrinks its figures"
     bench = list((out / "_generated" / "benchmarks").glob("*.html"))
     assert {p.stem for p in bench} == {p.stem for p in (ROOT / "benchmarks" / "results").glob(
         "*.md")}

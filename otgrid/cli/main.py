@@ -15,10 +15,12 @@ import sys
 from collections.abc import Sequence
 
 from otgrid.cli.audit import add_audit_parser, run_audit
-from otgrid.cli.common import _Parser, _protect_negative_numbers, _UsageError
+from otgrid.cli.common import _Parser, _protect_negative_numbers, _UsageError, one_line
 from otgrid.cli.critic import add_critic_parser, run_critic
+from otgrid.cli.explore import add_explore_parser, run_explore
 from otgrid.cli.info import add_info_parser, run_info
 from otgrid.cli.sco import add_sco_parser, run_sco
+from otgrid.cli.sweep import add_sweep_parser, run_sweep
 
 __all__ = ["main"]
 
@@ -39,6 +41,8 @@ def _build_parser() -> _Parser:
     add_sco_parser(sub)
     add_info_parser(sub)
     add_audit_parser(sub)
+    add_explore_parser(sub)
+    add_sweep_parser(sub)
     return parser
 
 
@@ -83,9 +87,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_audit(args)
         if args.command == "sco":
             return run_sco(args)
+        if args.command == "explore":
+            return run_explore(args)
+        if args.command == "sweep":
+            return run_sweep(args)
         return run_critic(args)
     except _UsageError as exc:
-        print(f"otgrid: error: {exc}", file=sys.stderr)
+        print("otgrid: error: " + one_line(f"{exc}"),
+              file=sys.stderr)
         return 2
     except MemoryError:  # the estimate checked before the solve fell short of the real need
         print("otgrid: error: out of memory; use a coarser --shape (fewer cells per axis).",

@@ -23,6 +23,7 @@ from otgrid.cli.common import (
     _parse,
     _symbol,
     _UsageError,
+    one_line,
 )
 from otgrid.grid.spec import GRAMMAR
 
@@ -30,10 +31,18 @@ __all__ = ["add_sco_parser", "run_sco"]
 
 _SCO_EXAMPLES = """\
 examples:
-  otgrid sco "normal(2, std=0.5)" --init-loc 0 --init-scale 2 --steps 500 --figure sco.png
-  otgrid sco "normal([0.5, -0.3], [0.36, 0.16])" --init-loc -1 1 --init-scale 0.1 1.5
-  otgrid sco "normal([0, 0], [[1, .5], [.5, 1]])" --generator affine --steps 2000
+  otgrid sco "normal(2, std=0.5)" --init-loc 0 --init-scale 2 --steps 1000 --figure sco.png
+  otgrid sco "normal([0.5, -0.3], [0.36, 0.16])" --init-loc -1 1 --init-scale 0.1 1.5 \\
+      --shape 32 --stop-param-tol 0.01
+  otgrid sco "normal([0, 0], [[1, .5], [.5, 1]])" --generator affine --steps 300 --shape 32
   otgrid sco "normal(1, std=0.5)" --prox --stop-param-tol 0.02 --json fit.json
+
+The first example reaches loc 2, scale 0.5 with a parameter error of about 0.002
+(below 0.01). An SGD step moves a parameter by at most --lr (the critic is
+1-Lipschitz): at the default --lr 5e-3, loc gets from 0 to 2 after about 600 steps.
+The second stops within 0.01 of the true parameters (after about 550 steps), the
+third ends with A A^T close to the target covariance [[1, .5], [.5, 1]], the fourth
+within 0.02 of the true parameters.
 
 The generator is g(z) = scale * z + loc per axis (location-scale, the default) or
 g(z) = A z + b (affine; A starts as diag(--init-scale)), with z ~ N(0, I). When the target
@@ -296,7 +305,8 @@ def run_sco(args: argparse.Namespace) -> int:
             json_path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
             print(f"results written to {json_path}")
     except OSError as exc:
-        print(f"otgrid: error: could not write an output file: {exc}", file=sys.stderr)
+        print("otgrid: error: " + one_line(f"could not write an output file: {exc}"),
+              file=sys.stderr)
         return 1
     return 0
 

@@ -529,6 +529,19 @@ class PointMass(Distribution):
         return _bin_points(self._loc[None, :], np.ones(1), edges)
 
 
+#: Another name for :class:`PointMass` -- the same class (``Dirac is PointMass``), under the
+#: name the papers use for a measure with all its mass at one point: ``Dirac(location)``
+#: (a float, or a point of shape ``(ndim,)``) discretizes to mass 1 in the cell that holds
+#: ``location``. See :class:`PointMass` for its methods.
+#:
+#: Examples
+#: --------
+#: >>> import otgrid as og
+#: >>> grid = og.Grid((0, 1), 4)
+#: >>> grid.discretize(og.Dirac(0.3)).tolist()
+#: [0.0, 1.0, 0.0, 0.0]
+#: >>> og.Dirac is og.PointMass
+#: True
 Dirac = PointMass
 
 

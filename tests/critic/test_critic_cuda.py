@@ -428,7 +428,7 @@ def test_solver_batch_and_warm_start():
 
 
 # ---------------------------------------------------------------------------------- real GPU
-@pytest.mark.skipif(not STATUS == "available", reason=f"{GPU_ONLY} ({STATUS})")
+@pytest.mark.skipif(not STATUS == "available", reason=GPU_ONLY)
 def test_device_arrays_stay_on_the_gpu():
     import cupy
 
@@ -452,7 +452,7 @@ def _gpu_count() -> int:
     return cupy.cuda.runtime.getDeviceCount()
 
 
-@pytest.mark.skipif(_gpu_count() < 2, reason=f"{GPU_ONLY}: two devices ({STATUS})")
+@pytest.mark.skipif(_gpu_count() < 2, reason=f"{GPU_ONLY}: two devices")
 def test_launches_run_on_the_arrays_device():
     """Arrays on device 1 while device 0 is current: the kernels run on device 1."""
     import cupy

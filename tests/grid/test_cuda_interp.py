@@ -154,7 +154,7 @@ def test_launches_are_the_signatures_compiled_to_ptx(monkeypatch):
     assert seen <= {(kern, tuple(sig)) for kern, sig in k.PTX_SIGNATURES}
 
 
-@pytest.mark.skipif(not STATUS == "available", reason=f"{GPU_ONLY} ({STATUS})")
+@pytest.mark.skipif(not STATUS == "available", reason=GPU_ONLY)
 def test_cupy_points_give_cupy_values():
     import cupy
 
@@ -182,7 +182,7 @@ def _gpu_count() -> int:
     return cupy.cuda.runtime.getDeviceCount()
 
 
-@pytest.mark.skipif(_gpu_count() < 2, reason=f"{GPU_ONLY}: two devices ({STATUS})")
+@pytest.mark.skipif(_gpu_count() < 2, reason=f"{GPU_ONLY}: two devices")
 def test_points_on_another_device_are_evaluated_there():
     """Points on device 1 while device 0 is current: samples copied there, outputs there."""
     import cupy
