@@ -114,12 +114,19 @@ def _markdown(rows: list[dict], meta: dict) -> str:
                      "  ```", *("  " + ln for ln in b["detail"].splitlines()[-8:]), "  ```", ""]
     else:
         text += ["No crash, traceback, hang or wrong answer.", ""]
-    text += ["Fixed during the campaign (inputs that the first runs found): `reg` far below the "
-             "cost scale (sinkhorn divided by zero, smooth_ot returned 15x the true cost) is "
-             "refused below 1e-9 of the largest cost; point clouds with coordinates beyond "
-             "1e150 (squared distances overflowed) are refused; a grid axis above 2**28 cells "
-             "(allocated terabytes) is refused; total masses above 1e150 (sums overflowed) are "
-             "refused.", ""]
+    text += ["Fixed during the campaign (what the first runs found): `reg` far below the cost "
+             "scale (sinkhorn divided by zero, smooth_ot returned 15x the true cost) is refused "
+             "below 1e-9 of the largest cost; point clouds with coordinates beyond 1e150 (squared "
+             "distances overflowed) are refused; a grid axis above 2**28 cells (allocated "
+             "terabytes) is refused; total masses above 1e150 (sums overflowed) are refused; "
+             "complex masses are refused (NumPy cast them with a warning); non-numeric `tol`, "
+             "`step`, `time_limit` get otgrid's message (NumPy's ufunc error leaked); masses in "
+             "the subnormal range no longer overflow the certificate's power-of-two rescaling; "
+             "a carriage return typed in a command-line argument no longer splits the error "
+             "line. The harness itself was corrected twice: the 2D reference built cell centres "
+             "from the grid's coordinates, which lose tiny cells to cancellation far from 0 "
+             "(now from the cell indices), and a write that fails after the solve may follow "
+             "the solve's own warnings.", ""]
     return "\n".join(text)
 
 
