@@ -18,7 +18,7 @@ ML_MIN_CELLS = 32
 ML_AUTO_CELLS = 128 * 128
 # The coarse problems are solved to the requested relative gap, but never below
 # _ML_COARSE_FLOOR unless that is more than 10 times the requested gap: coarse_tol(tol) =
-# max(_ML_COARSE_TOL tol, min(10 tol, _ML_COARSE_FLOOR)). Before issue 24 it was 10 tol.
+# max(tol, min(10 tol, _ML_COARSE_FLOOR)). Until 0.1.0 it was 10 tol.
 # Measured (benchmarks/bench_hard.py, 256^2, fine iterations / seconds including the coarse
 # levels, a 2-core machine shared with other jobs), at relative gap 1e-4, 10 tol -> tol:
 # 8gaussians (r 2, sigma 0.2) vs N(0, I) 2 008 / 26.1 s -> 480 / 7.3 s, 8gaussians at the
@@ -30,7 +30,6 @@ ML_AUTO_CELLS = 128 * 128
 # 1e-6 a coarse solve to 1e-6 cost more than it saved on 8gaussians (r 2): the 128^2 level took
 # 33 667 iterations, 18 958 fine-iteration equivalents in all against 17 678 with 1e-5 --
 # the coarse grid's own discretisation error makes a very tight coarse solve pointless.
-_ML_COARSE_TOL = 1.0
 _ML_COARSE_FLOOR = 1e-5
 
 
@@ -46,7 +45,7 @@ def coarse_deadline(deadline: float | None) -> float | None:
 
 def coarse_tol(tol: float) -> float:
     """The relative gap to which the coarse problems of a solve to ``tol`` are solved."""
-    return max(_ML_COARSE_TOL * tol, min(10.0 * tol, _ML_COARSE_FLOOR))
+    return max(tol, min(10.0 * tol, _ML_COARSE_FLOOR))
 
 
 def coarsen(c: np.ndarray) -> np.ndarray:
