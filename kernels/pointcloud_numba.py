@@ -29,7 +29,9 @@ threads over a tile of columns, a shared-memory reduction per tile):
 Every kernel has a parallel version (``prange`` over chunks of ``ROWS_PER_CHUNK`` rows) and a
 ``*_serial`` one (same body, one thread): the caller runs small problems on one thread, where
 waking threads costs more than it saves, and times both on large ones (on a busy machine the
-OpenMP threads can lose to one thread).
+OpenMP threads can lose to one thread). A parallel version compiles for seconds longer than its
+twin (the parfor lowering generates the loop body's machine code again): on a first run the
+caller compiles it only once the one-thread version has run long enough to pay for it.
 
 Kernels
 -------
@@ -519,7 +521,10 @@ def sinkhorn_rows_cols(xT, yT, C, h, hs, iv, kind, wa, want_cost, lse, mcost, co
     rows = xT.shape[0] * xT.shape[2]
     nch = colpart.shape[0]
     m = yT.shape[2]
-    for q in prange(nch):
+    for qq in prange(nch):
+        # prange's index is unsigned after the parfor pass and signed before it: without the
+        # cast the loop body compiled twice (3.3 s more for the first sinkhorn)
+        q = np.int64(qq)
         ebuf = np.empty(m, xT.dtype)
         _sk_chunk(q, q * rows // nch, (q + 1) * rows // nch, xT, yT, C, h, hs, iv, kind, wa,
                   want_cost, _flush_rows(xT), lse, mcost, colpart, ebuf)
@@ -679,7 +684,8 @@ def l2_dual_rows(xT, yT, C, phi, psi, dphi, dpsi, wa, wb, inv, kind, accurate, r
     """
     rows = xT.shape[0] * xT.shape[2]
     nch = colpart.shape[0]
-    for q in prange(nch):
+    for qq in prange(nch):
+        q = np.int64(qq)  # one signature of the loop body (see sinkhorn_rows_cols)
         _l2_chunk(q, q * rows // nch, (q + 1) * rows // nch, xT, yT, C, phi, psi, dphi,
                   dpsi, wa, wb, inv, kind, accurate, row, colpart, totals)
 

@@ -47,6 +47,17 @@ DENSE_MAX_PAIRS = 1 << 22
 COL_FLOOR = 1e-10
 
 
+# A kernel's parallel version that is neither compiled nor in Numba's cache is compiled only
+# once its one-thread version has run this many seconds in this process (tiered, as a JIT
+# does): compiling a ``prange`` kernel costs seconds (the fused Sinkhorn pass: about 4 s on top
+# of its loop body, whose machine code the parfor lowering generates again), which a short
+# first solve should not pay. Spending as long in the slower mode as the compilation costs
+# bounds the loss at twice the better choice (the ski-rental rule). Once compiled it is cached:
+# later processes start in parallel.
+PARALLEL_COMPILE_AFTER = 5.0
+_SERIAL_SECONDS: dict[str, float] = {}  # per process: seconds of one-thread runs per kernel
+
+
 def _median3(times: list[float]) -> float:
     """Median of the last three timings (plain Python: called once per kernel call)."""
     last = sorted(times[-3:])
@@ -59,32 +70,48 @@ class _ThreadChooser:
     The first two calls of a kernel run one way each; afterwards the faster mode (by the
     median of its last three timings) runs, and the other one is re-timed every
     ``PROBE_EVERY`` calls, so the choice follows the load of the machine. Every call does real
-    work: the probes cost at most the difference between the modes. A one-thread kernel that
-    is not compiled yet (``compiled(name)`` false: a first run) is first timed at call
-    ``PROBE_EVERY`` instead of call 2: compiling it costs seconds, which a short solve should
-    not pay for a probe.
+    work: the probes cost at most the difference between the modes.
+
+    A first run compiles as little as it can (``compiled(name, parallel)`` false: the version
+    is neither compiled nor cached). A parallel version not compiled runs only once the
+    one-thread one has run for ``PARALLEL_COMPILE_AFTER`` seconds in this process (the
+    problems of ``always`` included); a one-thread version not compiled while the parallel one
+    is, is first timed at call ``PROBE_EVERY`` instead of call 2.
     """
 
     def __init__(self, enabled: bool, always: bool = False,
-                 compiled: Callable[[str], bool] | None = None) -> None:
+                 compiled: Callable[[str, bool], bool] | None = None) -> None:
         self.enabled = enabled
         self.always = always
         self.compiled = compiled
         self.times: dict[tuple[str, bool], list[float]] = {}
         self.calls: dict[str, int] = {}
         self._defer: dict[str, bool] = {}
+        self._parallel_ready: set[str] = set()
 
     def _deferred(self, name: str, k: int) -> bool:
         """Whether the first probe of the one-thread ``name`` waits (see the class notes)."""
         if name not in self._defer:
-            self._defer[name] = self.compiled is not None and not self.compiled(name)
+            self._defer[name] = self.compiled is not None and not self.compiled(name, False)
         return self._defer[name] and k < PROBE_EVERY
 
-    def pick(self, name: str) -> bool:
-        if self.always:
+    def _parallel_allowed(self, name: str) -> bool:
+        """Whether the parallel ``name`` may run: compiled, cached, or worth compiling now."""
+        if name in self._parallel_ready:
             return True
+        if (self.compiled is None or self.compiled(name, True)
+                or _SERIAL_SECONDS.get(name, 0.0) >= PARALLEL_COMPILE_AFTER):
+            self._parallel_ready.add(name)
+            return True
+        return False
+
+    def pick(self, name: str) -> bool:
         if not self.enabled:
             return False
+        if not self._parallel_allowed(name):
+            return False
+        if self.always:
+            return True
         k = self.calls.get(name, 0)
         self.calls[name] = k + 1
         par, ser = self.times.get((name, True)), self.times.get((name, False))
@@ -96,7 +123,11 @@ class _ThreadChooser:
         return (not best) if k % PROBE_EVERY == 0 else best
 
     def record(self, name: str, parallel: bool, seconds: float) -> None:
-        if self.enabled and not self.always:
+        if not self.enabled:
+            return
+        if not parallel:
+            _SERIAL_SECONDS[name] = _SERIAL_SECONDS.get(name, 0.0) + seconds
+        if not self.always:
             self.times.setdefault((name, parallel), []).append(seconds)
 
 
@@ -118,7 +149,7 @@ class NumbaCloudOps(CloudOps):
         pairs = self.B * self.n * self.m
         self.chooser = _ThreadChooser(pairs >= PARALLEL_MIN_PAIRS,
                                       always=pairs >= PARALLEL_ALWAYS_PAIRS,
-                                      compiled=self._serial_compiled)
+                                      compiled=self._compiled)
         dense = self.d >= DENSE_MIN_DIM or (many_passes and cost == "euclidean")
         if dense and pairs <= DENSE_MAX_PAIRS:
             self.kind = _DENSE
@@ -157,11 +188,12 @@ class NumbaCloudOps(CloudOps):
             return self.xT, self.yT, self.C
         return self.yT, self.xT, self.CT
 
-    def _serial_compiled(self, name: str) -> bool:
-        """Whether the one-thread version of kernel ``name`` is compiled (or cached)."""
+    def _compiled(self, name: str, parallel: bool) -> bool:
+        """Whether kernel ``name`` (``parallel``: its ``prange`` version, else its one-thread
+        twin) is compiled in this process or in Numba's cache."""
         from otgrid._threads import needs_compilation
 
-        return not needs_compilation([getattr(self._k, name + "_serial")])
+        return not needs_compilation([getattr(self._k, name if parallel else name + "_serial")])
 
     def _kernel(self, name: str, parallel: bool) -> Any:
         """Kernel ``name`` (``parallel``: on all threads), noting a first run's compilation."""
