@@ -102,7 +102,7 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
     try:
         while True:
             kern.residual(c, y, r)
-            u = kern.poisson(r)
+            u = kern.poisson_step(r)
             if adaptive and pending.any():
                 restart(kern, cert, c64, f, y, u, tau, tau0, f_anchor, y_anchor, pending,
                          res0, res_prev, k_restart, k, out, ids)
@@ -111,7 +111,10 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
                 # the certificate stays a small share of the work in long solves
                 next_check = k + max(check_every, int(_CHECK_FRACTION * k))
                 if dt == np.float64:
-                    best.update(cert, ids, c64, f, y, u, flow_candidates)
+                    # the certificate's flow correction in float64 transforms (the step's
+                    # may use float32 ones: GridKernels.poisson_step)
+                    uc = cert.poisson(r) if kern.fast_poisson else u
+                    best.update(cert, ids, c64, f, y, uc, flow_candidates)
                 else:  # the certificate is evaluated in float64 from the float32 iterates
                     y64 = y.astype(np.float64)
                     r64 = xp.empty(c64.shape)
