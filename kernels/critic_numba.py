@@ -24,6 +24,8 @@ corrected_flow_{1d,2d}(y, u, out, h...)
     ``out = y + D u``.
 repair_critic_{1d,2d}(f, g, dx..., iso)
     A feasible critic near ``f`` by one sequential sweep per problem.
+poisson_lines_2d(rh, cp, m, e, hx2)
+    The tridiagonal x-solves of a 2D Neumann Poisson problem DCT-transformed along y.
 
 Every kernel also exists as ``<name>_serial``: the same function compiled for one thread
 (``prange`` runs as ``range``). Problems too small to gain from threads use those: they compile
@@ -59,6 +61,8 @@ __all__ = [
     "max_grad_norm_1d_serial",
     "max_grad_norm_2d",
     "max_grad_norm_2d_serial",
+    "poisson_lines_2d",
+    "poisson_lines_2d_serial",
     "repair_critic_1d",
     "repair_critic_1d_serial",
     "repair_critic_2d",
@@ -356,6 +360,51 @@ def repair_critic_2d(f, g, dx, dy, iso):
                 g[b, i, j] = lo if v < lo else (hi if v > hi else v)
 
 
+# --------------------------------------------------- the step's Poisson solve: tridiagonal lines
+@njit(cache=True, parallel=True)
+def poisson_lines_2d(rh, cp, m, e, hx2):
+    """The x-direction solves of a 2D Neumann Poisson problem whose y axis is DCT-transformed.
+
+    ``rh`` ``(B, nx, ny)``: the right-hand side after a DCT-II along y (in place: the solution
+    before the inverse DCT). Column ``k`` solves ``(L_x + lambda_k) u = rh[:, k]`` with
+    ``L_x = hx2 tridiag(-1, 2, -1)`` (Neumann ends) by the Thomas algorithm from precomputed
+    factors ``cp``, ``m`` ``(nx, ny)`` (``e = -hx2``); column 0 (``lambda_0 = 0``, singular) is
+    integrated twice from its mean-free right-hand side and given zero mean. The loops over
+    ``k`` are the inner, contiguous ones (vectorized); threads take blocks of columns.
+    """
+    nb, nx, ny = rh.shape
+    nblk = (ny + 127) // 128
+    for task in prange(nb * nblk):
+        b = task // nblk
+        k0 = (task - b * nblk) * 128
+        k1 = min(k0 + 128, ny)
+        if k0 == 0:
+            mean = 0.0
+            for i in range(nx):
+                mean += rh[b, i, 0]
+            mean /= nx
+            flux = 0.0
+            v = 0.0
+            tot = 0.0
+            for i in range(nx):
+                flux += rh[b, i, 0] - mean
+                rh[b, i, 0] = v
+                tot += v
+                v -= flux / hx2
+            tot /= nx
+            for i in range(nx):
+                rh[b, i, 0] -= tot
+            k0 = 1
+        for k in range(k0, k1):
+            rh[b, 0, k] *= m[0, k]
+        for i in range(1, nx):
+            for k in range(k0, k1):
+                rh[b, i, k] = (rh[b, i, k] - e * rh[b, i - 1, k]) * m[i, k]
+        for i in range(nx - 2, -1, -1):
+            for k in range(k0, k1):
+                rh[b, i, k] -= cp[i, k] * rh[b, i + 1, k]
+
+
 # ------------------------------------------------------------- one-thread versions
 corrected_flow_1d_serial = _serial(corrected_flow_1d)
 corrected_flow_2d_serial = _serial(corrected_flow_2d)
@@ -367,6 +416,7 @@ grad_sq_1d_serial = _serial(grad_sq_1d)
 grad_sq_2d_serial = _serial(grad_sq_2d)
 max_grad_norm_1d_serial = _serial(max_grad_norm_1d)
 max_grad_norm_2d_serial = _serial(max_grad_norm_2d)
+poisson_lines_2d_serial = _serial(poisson_lines_2d)
 repair_critic_1d_serial = _serial(repair_critic_1d)
 repair_critic_2d_serial = _serial(repair_critic_2d)
 residual_1d_serial = _serial(residual_1d)

@@ -7,10 +7,12 @@ import os
 from collections.abc import Iterator
 
 import numpy as np
+import scipy.fft
 
+from otgrid.critic import operators as ops
 from otgrid.critic.backend_numpy import GridKernels
 
-__all__ = ["PARALLEL_MIN_CELLS", "NumbaGridKernels"]
+__all__ = ["PARALLEL_MIN_CELLS", "POISSON_LINES", "NumbaGridKernels"]
 
 # Problems (grid cells x batch) smaller than this run the Numba kernels and the DCTs on one
 # thread: below it a stencil pass takes microseconds and waking a second thread costs more (by
@@ -18,6 +20,14 @@ __all__ = ["PARALLEL_MIN_CELLS", "NumbaGridKernels"]
 # 0.08 ms at 64^2 and 0.75 ms instead of 0.25 ms at 128^2 (thread start-up per call), breaks
 # even at 256^2 and wins from 512^2 on (1.8 ms instead of 3.0 ms), measured on 2 cores.
 PARALLEL_MIN_CELLS = 1 << 18
+
+# The iteration's 2D Poisson solve as a DCT pair along y and tridiagonal (Thomas) solves along
+# x (``poisson_lines_2d``), instead of a DCT pair along both axes: half the transforms, for two
+# light sweeps. Measured (one thread, 2-core Xeon, best of 20): float64 0.94 -> 0.50 ms at
+# 256^2, 6.2 -> 3.3 ms at 512^2, 25.4 -> 11.9 ms at 1024^2; float32 0.51 -> 0.32, 2.3 -> 1.3,
+# 12.3 -> 5.4 ms; the solutions agree to 1e-12 (float64) and 1e-6 (float32) relative. The
+# certificate's solves (``poisson``) stay DCT pairs.
+POISSON_LINES = True
 
 
 class NumbaGridKernels(GridKernels):
@@ -32,6 +42,7 @@ class NumbaGridKernels(GridKernels):
         if self.ndim not in (1, 2):
             raise ValueError("the numba backend supports 1D and 2D grids only.")
         self._k = k
+        self._lines: dict = {}
         self.threads = 1
         self.workers = 1
         self.with_batch(1)
@@ -68,6 +79,9 @@ class NumbaGridKernels(GridKernels):
             tiny._bind(parallel)
             rep = "repair_critic_" + f"{self.ndim}d" + ("_serial" if nb == 1 else "")
             disp += [tiny._d, tiny._r, tiny._g, tiny._m, tiny._c, tiny._cf, getattr(self._k, rep)]
+            if self.ndim == 2 and POISSON_LINES:
+                disp.append(self._k.poisson_lines_2d if parallel
+                            else self._k.poisson_lines_2d_serial)
         announce_compilation(disp, "otgrid.solve_critic")
         for parallel in variants:
             tiny._bind(parallel)
@@ -84,6 +98,28 @@ class NumbaGridKernels(GridKernels):
             yield
         finally:
             numba.set_num_threads(before)
+
+    def poisson_step(self, r) -> np.ndarray:
+        """The iteration's Poisson solve (see :meth:`GridKernels.poisson_step`); on 2D grids a
+        DCT pair along y and the tridiagonal solves of :data:`POISSON_LINES` along x."""
+        from otgrid.critic import backend_numpy
+
+        if self.ndim != 2 or not POISSON_LINES:
+            return super().poisson_step(r)
+        dt = backend_numpy.POISSON_STEP_DTYPE if self.fast_poisson else None
+        dt = np.dtype(r.dtype if dt is None or r.dtype != np.float64 else dt)
+        if dt not in self._lines:
+            self._lines[dt] = ops.tridiagonal_factors(self.shape, self.inv_dx, dt)
+        cp, m = self._lines[dt]
+        rh = scipy.fft.dct(r.astype(dt, copy=False), type=2, norm="ortho", axis=-1,
+                           workers=self.workers)
+        hx2 = dt.type(self.inv_dx[0] ** 2)
+        kernel = self._k.poisson_lines_2d if self.threads is None else \
+            self._k.poisson_lines_2d_serial
+        kernel(rh, cp, m, -hx2, hx2)
+        u = scipy.fft.idct(rh, type=2, norm="ortho", axis=-1, workers=self.workers,
+                           overwrite_x=True)
+        return u.astype(r.dtype, copy=False)
 
     def dual_step(self, f, u, y, f_out, tau, sigma) -> None:
         t = f.dtype.type

@@ -80,6 +80,7 @@ class GridKernels:
         r, f_out = self.xp.zeros_like(f), self.xp.zeros_like(f)
         tau = np.ones(1)
         self.residual(f, y, r)
+        self.poisson_step(r)
         self.dual_step(f, r, y, f_out, tau, tau)
         self.max_grad_norm(f)
         self.grad_sq(f)

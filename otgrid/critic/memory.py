@@ -8,8 +8,9 @@ per cell):
   ``d``-dimensional grid), ``f_out``, the residual ``r``, the Poisson correction ``u``, the
   restart anchors (``1 + d``), the best critic and flow of the certificate (``2 + d``), the
   scaled data ``c`` (two copies) and the DCT buffers and check-time temporaries (the repaired
-  critic, the restart's differences): ``16 + 6 d`` arrays in all with the compiled backends,
-  ``20 + 6 d`` with ``backend="numpy"`` (its operators build their temporaries);
+  critic, the restart's differences, the float64 Poisson correction of a check beside the
+  step's float32 one): ``17 + 6 d`` arrays in all with the compiled backends, ``21 + 6 d``
+  with ``backend="numpy"`` (its operators build their temporaries);
 - **certificate** (after the iteration): ``8 + 4 d`` arrays per problem stay (masses, data,
   critics and flows of the batch), and the rigorous float64 certificate of one problem at a
   time (:mod:`otgrid.critic.certify`) adds ``38`` -- most of it the exact sum ``math.fsum``
@@ -20,7 +21,10 @@ iteration's arrays at a time and never sets the peak. Measured (peak RSS of the 
 1D/2D/3D, Linux, glibc): 49.75 grid arrays at 512^2, 48.5 at 256^2 (both 2D, estimate 54),
 54.1 at 1024^2, 49.3 and 44.1 in 1D at 2^18 and 2^20 cells (estimate 50), 53.0 in 3D at 64^3
 with the NumPy backend (estimate 58), 27.7 per problem for a batch of 4 at 256^2 (estimate
-28). The estimate is meant to be at or slightly above the measured peak.
+28 then). The estimate is meant to be at or slightly above the measured peak. Since then: the
+float32 Poisson step with a float64 correction at checks (one array more per problem,
+counted: 28.6 per problem for a batch of 4 at 64^2, estimate 29) and its Thomas factors (one
+array per grid, in the margin).
 
 :func:`available_memory` reads what this process may still use (``MemAvailable`` of
 ``/proc/meminfo``, the cgroup's ``memory.max`` minus ``memory.current``, and the
@@ -44,8 +48,8 @@ from otgrid.errors import InsufficientMemoryError
 __all__ = ["available_memory", "check_memory", "solve_memory"]
 
 # grid arrays (float64, one per cell) per problem: see the module docstring
-_ITERATE_BASE = 16
-_ITERATE_BASE_NUMPY = 20
+_ITERATE_BASE = 17
+_ITERATE_BASE_NUMPY = 21
 _ITERATE_PER_AXIS = 6
 _KEPT_BASE = 8
 _KEPT_PER_AXIS = 4

@@ -26,6 +26,7 @@ __all__ = [
     "operator_norm_sq",
     "poisson_neumann",
     "shrink",
+    "tridiagonal_factors",
 ]
 
 
@@ -168,6 +169,34 @@ def poisson_neumann(r: np.ndarray, inv_lam: np.ndarray, workers: int | None = No
     rh = scipy.fft.dctn(r, type=2, norm="ortho", axes=axes, workers=workers)
     rh *= inv_lam
     return scipy.fft.idctn(rh, type=2, norm="ortho", axes=axes, workers=workers)
+
+
+def tridiagonal_factors(shape: Sequence[int], inv_dx: Sequence[float],
+                        dtype: type = np.float64) -> tuple[np.ndarray, np.ndarray]:
+    """Thomas factors of the x-direction systems of a 2D Neumann Poisson solve whose y axis is
+    DCT-II transformed: for column ``k``, ``(L_x + lambda_k) u = r`` with
+    ``L_x = h_x^2 tridiag(-1, 2, -1)`` (Neumann ends: 1 on the first and last diagonal entries)
+    and ``lambda_k = 4 sin^2(pi k / (2 N_y)) h_y^2``.
+
+    Returns ``cp, m`` of shape ``shape``: ``m[i, k] = 1 / (d_i + lambda_k - e cp[i-1, k])``,
+    ``cp[i, k] = e m[i, k]`` with ``e = -h_x^2`` (column 0, singular, is left at 0: the kernel
+    integrates it). Computed in float64, returned in ``dtype``. The systems are diagonally
+    dominant for ``k >= 1``, where the elimination is stable.
+    """
+    nx, ny = (int(n) for n in shape)
+    hx2, hy2 = float(inv_dx[0]) ** 2, float(inv_dx[1]) ** 2
+    lam = 4.0 * np.sin(np.pi * np.arange(ny) / (2 * ny)) ** 2 * hy2
+    e = -hx2
+    cp = np.zeros((nx, ny))
+    m = np.zeros((nx, ny))
+    prev = np.zeros(ny - 1)
+    for i in range(nx):
+        ends = (i == 0) + (i == nx - 1)
+        d = hx2 * (2 - ends) + lam[1:]
+        m[i, 1:] = 1.0 / (d - e * prev)
+        cp[i, 1:] = e * m[i, 1:]
+        prev = cp[i, 1:]
+    return cp.astype(dtype), m.astype(dtype)
 
 
 def inverse_eigenvalues(shape: Sequence[int], inv_dx: Sequence[float],

@@ -1,4 +1,5 @@
-"""The iteration's Poisson solve in float32 transforms (float64 iterates, CPU backends).
+"""The iteration's Poisson solve: float32 transforms for float64 iterates (CPU backends), and
+on 2D Numba grids a DCT pair along one axis with tridiagonal solves along the other.
 
 The preconditioner is then applied with an error relative to the residual: the solves must
 reach the same certified answers, and the certificate's flow corrections stay in float64.
@@ -29,14 +30,47 @@ def test_poisson_step_runs_float32_transforms_of_a_float64_residual(backend, sha
 
 
 def test_poisson_step_in_float64_without_the_float32_transforms(monkeypatch):
+    from otgrid.critic import backend_numba
+
     kern = make_kernels("numba", (32, 32), [0.1, 0.1], "euclidean", np.float64)
     r = np.random.default_rng(1).standard_normal((1, 32, 32))
     r -= r.mean()
     monkeypatch.setattr(backend_numpy, "POISSON_STEP_DTYPE", None)
+    monkeypatch.setattr(backend_numba, "POISSON_LINES", False)  # the DCT pair itself
     np.testing.assert_array_equal(kern.poisson_step(r), kern.poisson(r))
     kern32 = make_kernels("numba", (32, 32), [0.1, 0.1], "euclidean", np.float32)
     r32 = r.astype(np.float32)
     np.testing.assert_array_equal(kern32.poisson_step(r32), kern32.poisson(r32))
+
+
+@pytest.mark.parametrize("shape", [(2, 7), (7, 2), (3, 3), (40, 56), (130, 257)])
+def test_poisson_lines_solve_the_neumann_problem(monkeypatch, shape):
+    """The step's 2D solve (a DCT pair along y, tridiagonal solves along x) in float64: the
+    zero-mean solution of ``D^T D u = r - mean(r)`` (checked by applying ``D^T D``), equal to
+    the DCT pair's; the one-thread and parallel kernels agree."""
+    from otgrid.critic import backend_numba
+    from otgrid.critic import operators as ops
+
+    monkeypatch.setattr(backend_numpy, "POISSON_STEP_DTYPE", None)
+    dx = (0.3, 0.7)
+    kern = make_kernels("numba", shape, dx, "euclidean", np.float64)
+    r = np.random.default_rng(2).standard_normal((2, *shape)) + 5.0  # a mean to ignore
+    inv_dx = tuple(1 / h for h in dx)
+    outs = []
+    for parallel in (False, True):
+        kern._bind(parallel)
+        u = kern.poisson_step(r)
+        for b in range(2):
+            lap = ops.div_adjoint(ops.grad(u[b], inv_dx), inv_dx)
+            want = r[b] - r[b].mean()
+            assert abs(u[b].mean()) <= 1e-12 * np.abs(u[b]).max()
+            np.testing.assert_allclose(lap, want, atol=1e-9 * np.abs(want).max())
+        np.testing.assert_allclose(u, kern.poisson(r), rtol=0,
+                                   atol=1e-11 * np.abs(u).max())
+        outs.append(u)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    monkeypatch.setattr(backend_numba, "POISSON_LINES", False)
+    np.testing.assert_array_equal(kern.poisson_step(r), kern.poisson(r))
 
 
 def _eight_gaussians(n: int):
