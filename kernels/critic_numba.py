@@ -24,6 +24,8 @@ corrected_flow_{1d,2d}(y, u, out, h...)
     ``out = y + D u``.
 repair_critic_{1d,2d}(f, g, dx..., iso)
     A feasible critic near ``f`` by one sequential sweep per problem.
+level_rescale_2d(f, g, hx, hy, iso, nbins)
+    A feasible critic ``g = phi(f)`` by a nondecreasing piecewise-linear map of the values.
 poisson_lines_2d(rh, cp, m, e, hx2)
     The tridiagonal x-solves of a 2D Neumann Poisson problem DCT-transformed along y.
 
@@ -57,6 +59,8 @@ __all__ = [
     "grad_sq_1d_serial",
     "grad_sq_2d",
     "grad_sq_2d_serial",
+    "level_rescale_2d",
+    "level_rescale_2d_serial",
     "max_grad_norm_1d",
     "max_grad_norm_1d_serial",
     "max_grad_norm_2d",
@@ -360,6 +364,63 @@ def repair_critic_2d(f, g, dx, dy, iso):
                 g[b, i, j] = lo if v < lo else (hi if v > hi else v)
 
 
+@njit(cache=True, parallel=True)
+def level_rescale_2d(f, g, hx, hy, iso, nbins):
+    """A feasible critic from ``f`` by a nondecreasing map of its values: ``g = phi(f)``.
+
+    ``phi`` is piecewise linear on ``nbins`` equal bins of ``[min f, max f]``; its slope on a
+    bin is ``min(1, 1 / |(Df)_i|)`` over the cells ``i`` whose constraint is violated and whose
+    three values (the cell and its forward neighbours) span that bin. A difference of ``g`` is
+    a difference of ``f`` times the mean slope between its two values, at most ``1 / |(Df)_i|``,
+    so every cell's constraint holds (up to rounding; the caller still divides by
+    ``max(1, max |Dg|)``). Where the violations sit at a few levels of ``f`` -- along a part of
+    the transport rays -- this loses less of ``<c, f>`` than dividing all of ``f`` by its
+    largest violation.
+    """
+    nb, nx, ny = f.shape
+    for b in prange(nb):
+        lo = f[b, 0, 0]
+        hi = lo
+        for i in range(nx):
+            for j in range(ny):
+                lo = min(lo, f[b, i, j])
+                hi = max(hi, f[b, i, j])
+        width = (hi - lo) / nbins if hi > lo else 1.0
+        slope = np.ones(nbins)
+        for i in range(nx):
+            for j in range(ny):
+                v = f[b, i, j]
+                vmin = v
+                vmax = v
+                a = 0.0
+                c = 0.0
+                if i < nx - 1:
+                    a = (f[b, i + 1, j] - v) * hx
+                    vmin = min(vmin, f[b, i + 1, j])
+                    vmax = max(vmax, f[b, i + 1, j])
+                if j < ny - 1:
+                    c = (f[b, i, j + 1] - v) * hy
+                    vmin = min(vmin, f[b, i, j + 1])
+                    vmax = max(vmax, f[b, i, j + 1])
+                nrm = np.sqrt(a * a + c * c) if iso else max(abs(a), abs(c))
+                if nrm <= 1.0:
+                    continue
+                s = 1.0 / nrm
+                q1 = min(int((vmax - lo) / width), nbins - 1)
+                for q in range(min(int((vmin - lo) / width), nbins - 1), q1 + 1):
+                    slope[q] = min(slope[q], s)
+        start = np.empty(nbins)  # phi at the start of each bin
+        acc = lo
+        for q in range(nbins):
+            start[q] = acc
+            acc += slope[q] * width
+        for i in range(nx):
+            for j in range(ny):
+                t = f[b, i, j] - lo
+                q = min(int(t / width), nbins - 1)
+                g[b, i, j] = start[q] + slope[q] * (t - q * width)
+
+
 # --------------------------------------------------- the step's Poisson solve: tridiagonal lines
 @njit(cache=True, parallel=True)
 def poisson_lines_2d(rh, cp, m, e, hx2):
@@ -419,5 +480,6 @@ max_grad_norm_2d_serial = _serial(max_grad_norm_2d)
 poisson_lines_2d_serial = _serial(poisson_lines_2d)
 repair_critic_1d_serial = _serial(repair_critic_1d)
 repair_critic_2d_serial = _serial(repair_critic_2d)
+level_rescale_2d_serial = _serial(level_rescale_2d)
 residual_1d_serial = _serial(residual_1d)
 residual_2d_serial = _serial(residual_2d)

@@ -248,6 +248,12 @@ class CudaGridKernels(GridKernels):
         return self.poisson(rhs)
 
     @_on_own_device
+    def level_rescale(self, f: Any) -> Any:
+        """The level-rescaled critic of ``f``, on the host with the Numba CPU kernel (its
+        histogram of slopes is a sequential pass) and back to the device; checks only."""
+        g = super().level_rescale(np.ascontiguousarray(self.to_host(f)))
+        return None if g is None else self.to_device(g, dtype=g.dtype)
+
     def repair(self, f: Any) -> Any:
         """A feasible critic near ``f`` by the sequential sweep, run on the host (a round trip).
 

@@ -82,6 +82,9 @@ class NumbaGridKernels(GridKernels):
             if self.ndim == 2 and POISSON_LINES:
                 disp.append(self._k.poisson_lines_2d if parallel
                             else self._k.poisson_lines_2d_serial)
+            if self.ndim == 2:
+                disp.append(getattr(self._k, "level_rescale_2d" + ("_serial" if nb == 1
+                                                                   else "")))
         announce_compilation(disp, "otgrid.solve_critic")
         for parallel in variants:
             tiny._bind(parallel)

@@ -14,7 +14,7 @@ import numpy as np
 
 from otgrid.critic import operators as ops
 
-__all__ = ["POISSON_STEP_DTYPE", "GridKernels"]
+__all__ = ["LEVEL_BINS", "POISSON_STEP_DTYPE", "GridKernels"]
 
 # The transforms of the iteration's Poisson solve with float64 iterates (None: float64 too).
 # float32 halves the DCT pair's time (256^2: 0.50 ms against 0.92 ms; 1024^2: 6.8 ms against
@@ -23,6 +23,15 @@ __all__ = ["POISSON_STEP_DTYPE", "GridKernels"]
 # (8gaussians: 16 518 iterations either way) and 8gaussians at 1024^2 (806), whose solve went
 # from 33.5 s to 25.2 s. The certificate's flow corrections stay in float64.
 POISSON_STEP_DTYPE: type | None = np.float32
+
+# Bins of the value map of the level-rescaled critic (Best.update's candidate; 0: not tried).
+# Measured on the 256^2 problems of benchmarks/bench_hard.py (relative gap 1e-4, work in fine
+# iterations): 8gaussians (r 2) 978 -> 807, at the WGAN-GP scale 1 264 -> 1 151, its histogram
+# 1 418 -> 1 226, 25gaussians 861 -> 680, swissroll 624 -> 451, funnel pairs with 4, 16, 64
+# funnels 1 243 -> 792, 1 890 -> 1 513, 668 -> 836; the Gaussian pair 39 either way. On the
+# critic of 8gaussians at its stop, the value lost to feasibility: 6.8e-5 of <c, f> with 256 to
+# 16 384 bins, 8.9e-5 by the uniform rescaling.
+LEVEL_BINS = 1024
 
 
 class GridKernels:
@@ -88,6 +97,7 @@ class GridKernels:
         self.corrected_flow(y, f)
         if self.dtype == np.float64:  # the certificate repairs float64 critics only
             self.repair(self.xp.zeros((nb, *self.shape), dtype=self.dtype))
+            self.level_rescale(self.xp.zeros((nb, *self.shape), dtype=self.dtype))
 
     # -- arrays --------------------------------------------------------------------------------
     def to_device(self, a: np.ndarray, dtype=None) -> np.ndarray:
@@ -180,6 +190,19 @@ class GridKernels:
                 yhat = np.where(np.abs(yb) > 1e-9 * top, np.sign(yb), 0.0)
             rhs[b] = ops.div_adjoint(yhat, self.inv_dx)
         return self.poisson(rhs)
+
+    def level_rescale(self, f: np.ndarray) -> np.ndarray | None:
+        """A feasible critic ``phi(f)`` by a nondecreasing map of the values (2D; None
+        otherwise): see ``otgrid.kernels.critic_numba.level_rescale_2d``. Shared by every
+        backend, evaluated at checks only."""
+        from otgrid.kernels import critic_numba as k
+
+        if self.ndim != 2:
+            return None
+        g = np.empty_like(f)
+        kernel = (k.level_rescale_2d_serial if f.shape[0] == 1 else k.level_rescale_2d)
+        kernel(f, g, *self.inv_dx, self.iso, LEVEL_BINS)
+        return g
 
     def repair(self, f: np.ndarray) -> np.ndarray | None:
         """A critic near ``f`` made feasible by one sequential sweep (1D, 2D); None otherwise.
