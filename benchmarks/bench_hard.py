@@ -466,9 +466,11 @@ def bench_cold(cfg: dict, baseline_path: str | None = None) -> list[dict]:
 # runs named there, on a shared 2-core machine).
 NOTES = """## Notes (shared 2-core machine)
 
-The screening figures below were measured on a 2-core machine shared with three other jobs
-(load average 5 to 10; the tables above at 1.2 to 4.9, see their sources): **seconds are
-inflated and noisy**, compare them only side by side; iteration counts are deterministic.
+The screening figures below (items 1-2 of "Kept" and the first four items of "Tried") were
+measured on a 2-core machine shared with three other jobs (load average 5 to 10): **their
+seconds are inflated and noisy**, compare them only side by side; iteration counts are
+deterministic. Items 3-6 and the later tries: the same machine without other jobs (load about
+1), one run each unless said.
 Rerun this script on a quiet machine for the seconds (the command is in the header of
 `bench_hard.py`). "work" counts the iterations of every level of the multilevel start in fine
 iterations (a coarse iteration costs its share of the cells); the result's `iterations` counts
@@ -522,7 +524,42 @@ this problem at every check (the rescaled iterate is always the better candidate
    Measured (section above, the two solvers alternately, each in a fresh process with an empty
    Numba cache): the first `solve_critic` at 256² 9.9 s → 3.5 s (compilation about 9.2 s →
    3.3 s); the first `sinkhorn` (500 x 500 points) is unchanged, 13 s (it runs more than 25
-   passes, so both kernels still compile): that goal is missed.
+   passes, so both kernels still compile): that goal is missed (see 6).
+3. **The level-rescaled critic** (`level_rescale_2d`, a candidate of the certificate's lower
+   bound in 2D): `g = phi(f)` with `phi` nondecreasing and piecewise linear on 1 024 bins of
+   values, its slope on a bin `min(1, 1/|(Df)_i|)` over the violated cells spanning the bin
+   (feasible by construction). On the iterate of 8gaussians (r 2) at its stop (617
+   iterations, 256²), whose violations are at most 8.9e-5 (99th percentile 2.7e-5, the largest
+   ones on a stretch of the rays towards the modes on the axes), it loses 6.8e-5 of `<c, f>`
+   instead of 8.9e-5 (256 to 16 384 bins alike). Work to 1e-4 at 256² (fine-iteration
+   equivalents, identical runs but for it): 8gaussians (r 2) 978 → 807, WGAN-GP scale
+   1 264 → 1 151, histogram 1 418 → 1 226, 25gaussians 861 → 680, swissroll 624 → 451,
+   funnels 4, 16, 64: 1 243 → 792, 1 890 → 1 513, 668 → 836 (its coarse levels stop sooner,
+   the fine one then needs more); 1024² 8gaussians 806 → 370 fine iterations; 512² funnels
+   1 257 → 530, 2 799 → 1 498, 1 186 → 1 413. At 1e-6, 8gaussians 16 518 → 16 848 (+2 %).
+   The ablation section has the rows without it.
+4. **The iteration's Poisson solve in float32** for float64 iterates on the CPU
+   (`POISSON_STEP_DTYPE`): an error relative to the residual (about 1e-7 of it with the DCT
+   pair), which vanishes with it, so the fixed point is unchanged; the checks still correct
+   the flow with a float64 DCT pair. Every iteration count of this report's problems at 1e-4
+   and 1e-6 stayed the same; 8gaussians at 1024² 33.5 s → 25.2 s, at 256² and 1e-6
+   28.7 s → 24.1 s (one run each, quiet machine).
+5. **The Poisson step on 2D Numba grids as a DCT pair along y and tridiagonal solves along x**
+   (`poisson_lines_2d`, Thomas factors precomputed per grid): half the transforms for two light
+   sweeps. One thread, best of 20: float64 0.94 → 0.50 ms at 256², 6.2 → 3.3 ms at 512²,
+   25.4 → 11.9 ms at 1024²; float32 0.51 → 0.32, 2.3 → 1.3, 12.3 → 5.4 ms. The solutions agree
+   with the DCT pair to 1e-12 (float64); in float32 the error is larger on rough right-hand
+   sides (5e-6 of the solution for white noise at 256², against 3e-7) and alike on smooth ones
+   (5e-7); no iteration count changed. Column blocks of 32 or 64 instead of 128 made no
+   measurable difference.
+6. **Point-cloud cold start**: the thread chooser compiles a kernel's `prange` version only
+   once its one-thread twin has run 5 s in the process (`PARALLEL_COMPILE_AFTER`, a
+   ski-rental rule; cached afterwards, so later processes start in parallel), and the `prange`
+   index is cast to `int64` before the loop body is called (unsigned after the parfor pass, it
+   compiled the body a second time: 3.3 s). First `sinkhorn` (500 x 500, empty cache, quiet
+   machine, separate processes) 11.5 s → 4.8 s, first `smooth_ot` 10.9 s → 5.2 s; the warm
+   passes are as fast as before (5 000 x 5 000 points: 0.203 / 0.208 / 0.203 s against
+   0.204 / 0.197 / 0.201 s).
 
 ### Tried and not kept
 
@@ -550,17 +587,38 @@ this problem at every check (the rescaled iterate is always the better candidate
   4 575, 4 399, 2 854, 3 028, 997); every 32: 230, 2 442, 2 589, 3 406, 1 651, 719, 1 498.
   Better on the near-atomic pairs, worse on the others; not worth fused kernels in three
   backends.
+- **A lowering sweep** (Gauss-Seidel in four sweep directions, only ever lowering values: the
+  cell's value when its forward differences are too negative, its forward neighbours when too
+  positive): feasible after 5 sweeps (10 ms at 256²) but on 8gaussians it lost 2.5 % of
+  `<c, f>` (the uniform rescaling 8.9e-5): the euclidean forward-difference constraint is not
+  closed under minima, and lowering one value steepens its neighbours' descents, an
+  avalanche down from every mode.
+- **The critic rebuilt from the flow by weighted least squares** (unit flow directions on the
+  flow's support, the iterate's gradient elsewhere with weight 1e-2 or 1e-4; 40 DCT-
+  preconditioned CG steps), then rescaled: it lost 1e-2 to 5e-1 of W at every check (the
+  directions are far from a gradient field).
+- **The running average of the iterate since the last restart** as a candidate: never the best
+  (bounds identical to the last digit on 8gaussians, its WGAN-GP variant and 16 funnels).
+- **A fresh default step on the fine grid** instead of the coarse grid's adapted one (which had
+  drifted to 0.1-0.8 of the default on the hard problems, 8 times it on the Gaussian pair):
+  work at 256², 1e-4 (before the level rescaling) 8gaussians r 2 978 → 1 094, WGAN-GP scale
+  1 264 → 1 128, histogram 1 418 → 1 144, 25gaussians 861 → 833, swissroll 624 → 716,
+  funnels 1 243 → 1 182, 1 890 → 1 061, 668 → 732: 12 % less in all but worse on three of eight;
+  the geometric mean of both steps was worse than either. Not kept: no consistent rule.
+- **The fused Sinkhorn pass on Python threads** (a `nogil` one-thread kernel per chunk of rows
+  instead of `prange`): the first `sinkhorn` compiled in 4.4 s, but the passes were 5-10 %
+  slower from 5 000 x 5 000 points and up to 35 % at 1 500 x 1 500 (thread wake-ups; Numba's
+  threads spin), so the tiered compilation (6) was kept instead.
 
 ### Not done (next sessions)
 
-- A better critic extraction: the repair sweep is useless on these problems (above); a
-  lowering (eikonal-style) sweep, or the flow-based critic with weights on the flow's support.
-- A second-order finish (Newton / IPM steps on the weighted Laplacian, DCT-preconditioned CG).
-- The Poisson solve: it is most of an iteration from 256² up (section above); float32
-  transforms at the fine level, a fused real-to-real transform, or a multigrid cycle.
-- The point-cloud kernels' compilation itself (profiled: type inference of the inlined
-  `_cost_tile` / `_exp_tile` and the parfor passes); a first small `sinkhorn` still compiles for
-  tens of seconds on a loaded 2-core machine.
+- The lower bound still lags the upper one (on 8gaussians at 256² the flow is within 5e-6 of W
+  when the critic is 1e-4 below): level maps per region (each transport ray its own), or a
+  second-order finish (Newton / IPM steps on the weighted Laplacian, DCT-preconditioned CG).
+- The Poisson step is still most of an iteration from 512² up: the float32 casts could be fused
+  into the residual and dual-step kernels, and the tridiagonal sweeps are memory-bound.
+- The rigorous final certificate costs about 2.5 s at 1024² (`math.fsum` over Python lists of
+  the error-free parts): an exact accumulation in compiled code would cut it.
 """
 
 def _fmt(x, spec: str = ".3g") -> str:
