@@ -273,7 +273,11 @@ def n_chunks(rows):
     return max(1, (rows + ROWS_PER_CHUNK - 1) // ROWS_PER_CHUNK)
 
 
-@njit(cache=True, inline="always", fastmath=True)
+# _cost_tile and _exp_tile are compiled once as functions of their own (LLVM inlines them
+# where it pays), not inlined into every caller by Numba (``inline="always"``): the fused
+# Sinkhorn pass then compiled in 5.9 s instead of 7.3 s (a 2-core machine, fresh cache), its
+# speed within 1-5 % (3 000 x 3 000 points, float64 and float32, one and two threads).
+@njit(cache=True, fastmath=True)
 def _cost_tile(xT, yT, C, b, i, j0, w, kind, cbuf):
     """``cbuf[t] = c(x_i, y_{j0 + t})`` for ``t < w``, in the precision of ``cbuf``.
 
@@ -327,7 +331,7 @@ def _exp_loop2(x0, x1, y0, y1, hh, sh, ivb, eb, cbuf, kind):
     return st
 
 
-@njit(cache=True, inline="always", fastmath=True)
+@njit(cache=True, fastmath=True)
 def _exp_tile(xT, yT, C, h, b, i, j0, w, sh, ivb, kind, want_cost, cbuf, eb):
     """``eb[t] = exp(h[b, j0 + t] + sh - c_ij ivb)`` for the ``w`` columns of a tile from
     ``j0``: ``(sum_t eb[t], sum_t eb[t] c_ij)`` (the second 0 without ``want_cost``), all in
