@@ -66,3 +66,24 @@ def test_disabled_chooser_runs_serial_and_counts_nothing():
     chooser = _ThreadChooser(False, compiled=lambda name, parallel: False)
     assert _modes(chooser, 4) == [False] * 4
     assert ops_numba._SERIAL_SECONDS == {}
+
+
+def test_a_call_that_compiles_does_not_count_as_serial_work():
+    """The first call of a kernel compiles it (seconds, not the kernel's time): only the calls
+    after it add to the one-thread seconds and to the chooser's timings."""
+    import types
+
+    import numpy as np
+    from numba import njit
+
+    def body(x):
+        return x + 1.0
+
+    ops = ops_numba.NumbaCloudOps(np.zeros((1, 3, 2)), np.ones((1, 4, 2)), "euclidean")
+    ops._k = types.SimpleNamespace(fresh=njit(body), fresh_serial=njit(body))
+    ops.chooser = _ThreadChooser(True, compiled=lambda name, parallel: True)
+    ops._call("fresh", False, 1.0)  # compiles
+    assert "fresh" not in ops_numba._SERIAL_SECONDS
+    ops._call("fresh", False, 1.0)
+    assert 0 < ops_numba._SERIAL_SECONDS["fresh"] < 0.1
+    assert len(ops.chooser.times[("fresh", False)]) == 1
