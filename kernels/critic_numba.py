@@ -248,7 +248,10 @@ def max_grad_norm_2d(f, hx, hy, iso):
         rowmax[row] = m
     out = np.zeros(nb)
     for b in range(nb):
-        out[b] = rowmax[b * nx:(b + 1) * nx].max()
+        m = 0.0  # a loop, not .max(): NumPy's reduction compiles for 0.4 s more
+        for row in range(b * nx, (b + 1) * nx):
+            m = max(m, rowmax[row])
+        out[b] = m
     return out
 
 
@@ -267,7 +270,10 @@ def grad_sq_2d(f, hx, hy):
         rows[row] = s
     out = np.zeros(nb)
     for b in range(nb):
-        out[b] = rows[b * nx:(b + 1) * nx].sum()
+        t = 0.0
+        for row in range(b * nx, (b + 1) * nx):
+            t += rows[row]
+        out[b] = t
     return out
 
 
@@ -289,7 +295,10 @@ def flow_cost_2d(y, u, hx, hy, iso):
         rows[row] = s
     out = np.zeros(nb)
     for b in range(nb):
-        out[b] = rows[b * nx:(b + 1) * nx].sum()
+        t = 0.0
+        for row in range(b * nx, (b + 1) * nx):
+            t += rows[row]
+        out[b] = t
     return out
 
 
