@@ -556,10 +556,17 @@ this problem at every check (the rescaled iterate is always the better candidate
    once its one-thread twin has run 5 s in the process (`PARALLEL_COMPILE_AFTER`, a
    ski-rental rule; cached afterwards, so later processes start in parallel), and the `prange`
    index is cast to `int64` before the loop body is called (unsigned after the parfor pass, it
-   compiled the body a second time: 3.3 s). First `sinkhorn` (500 x 500, empty cache, quiet
-   machine, separate processes) 11.5 s → 4.8 s, first `smooth_ot` 10.9 s → 5.2 s; the warm
-   passes are as fast as before (5 000 x 5 000 points: 0.203 / 0.208 / 0.203 s against
-   0.204 / 0.197 / 0.201 s).
+   compiled the body a second time: 3.3 s); a call that compiled does not count as one-thread
+   work (the first bench run above had the first `sinkhorn` compile both versions, 14.7 s,
+   because its 7 s of compilation counted); `_cost_tile` and `_exp_tile` are compiled once as
+   functions of their own rather than inlined by Numba into every caller (the fused pass 7.3 s
+   → 5.9 s to compile, its speed within 1-5 % at 3 000 x 3 000 points). First `sinkhorn`
+   (500 x 500, empty cache, section above, interleaved with the baseline) 14.3 s → 4.3 s; first
+   `smooth_ot` 10.9 s → 5.2 s (separately, before the last two changes); the warm passes are as
+   fast as before (5 000 x 5 000 points: 0.203 / 0.208 / 0.203 s against 0.204 / 0.197 /
+   0.201 s). The first `solve_critic` compiles two more small kernels than before this session
+   (the tridiagonal Poisson step and the level rescaling, about 0.5 s each) and its
+   `max_grad_norm` no longer compiles NumPy's reduction: 3.5 s → 4.2 s (section above).
 
 ### Tried and not kept
 
