@@ -612,6 +612,17 @@ this problem at every check (the rescaled iterate is always the better candidate
   1 264 → 1 128, histogram 1 418 → 1 144, 25gaussians 861 → 833, swissroll 624 → 716,
   funnels 1 243 → 1 182, 1 890 → 1 061, 668 → 732: 12 % less in all but worse on three of eight;
   the geometric mean of both steps was worse than either. Not kept: no consistent rule.
+- **The level-rescaled critic in the restarts' veto** (`losses`, which judges the critic by
+  its plain rescaling and the repair sweep): work at 256², 1e-4, 8gaussians r 2 807 → 633,
+  WGAN-GP scale 1 151 → 1 171, histogram 1 226 → 1 185, 25gaussians 680 → 659, swissroll
+  451 → 495, the funnel pairs unchanged: 2 % less in all, worse on two of eight.
+- **Restarting at the best certified critic** (and flow) instead of the current iterate: work
+  7 456 → 7 382 (critic) and 7 590 (both) summed over the eight hard problems at 256², better
+  and worse by problem.
+- **Which candidate gives the lower bound** (256², 1e-4, checks that improved it): on the
+  Gaussian pair the repair sweep at every level (55 of 56); on 8gaussians, its WGAN-GP variant
+  and the funnel pairs the level rescaling (245 of 248 on 8gaussians); the plain rescaled
+  iterate once per solve. Both sweeps stay.
 - **The fused Sinkhorn pass on Python threads** (a `nogil` one-thread kernel per chunk of rows
   instead of `prange`): the first `sinkhorn` compiled in 4.4 s, but the passes were 5-10 %
   slower from 5 000 x 5 000 points and up to 35 % at 1 500 x 1 500 (thread wake-ups; Numba's
