@@ -105,12 +105,9 @@ class NumbaGridKernels(GridKernels):
     def poisson_step(self, r) -> np.ndarray:
         """The iteration's Poisson solve (see :meth:`GridKernels.poisson_step`); on 2D grids a
         DCT pair along y and the tridiagonal solves of :data:`POISSON_LINES` along x."""
-        from otgrid.critic import backend_numpy
-
         if self.ndim != 2 or not POISSON_LINES:
             return super().poisson_step(r)
-        dt = backend_numpy.POISSON_STEP_DTYPE if self.fast_poisson else None
-        dt = np.dtype(r.dtype if dt is None or r.dtype != np.float64 else dt)
+        dt = self._step_dtype(r)
         if dt not in self._lines:
             self._lines[dt] = ops.tridiagonal_factors(self.shape, self.inv_dx, dt)
         cp, m = self._lines[dt]

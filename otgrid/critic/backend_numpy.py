@@ -133,10 +133,15 @@ class GridKernels:
         about 1e-7 of it), which vanishes with the residual: the iteration keeps its fixed
         point, and the certificate corrects its flows with float64 solves.
         """
-        dt = POISSON_STEP_DTYPE if self.fast_poisson else None
-        if dt is None or r.dtype != np.float64:
+        dt = self._step_dtype(r)
+        if dt == r.dtype:
             return self.poisson(r)
-        return self.poisson(r.astype(dt)).astype(np.float64)
+        return self.poisson(r.astype(dt)).astype(r.dtype)
+
+    def _step_dtype(self, r) -> np.dtype:
+        """The dtype in which :meth:`poisson_step` solves for the residual ``r``."""
+        dt = POISSON_STEP_DTYPE if self.fast_poisson else None
+        return np.dtype(r.dtype if dt is None or r.dtype != np.float64 else dt)
 
     # -- loop body ---------------------------------------------------------------------------
     def dual_step(self, f, u, y, f_out, tau, sigma) -> None:
