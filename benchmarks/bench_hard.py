@@ -623,6 +623,10 @@ this problem at every check (the rescaled iterate is always the better candidate
 - **Restarting at the best certified critic** (and flow) instead of the current iterate: work
   7 456 → 7 382 (critic) and 7 590 (both) summed over the eight hard problems at 256², better
   and worse by problem.
+- **The coarse solves' tolerance again, with the level rescaling** (multiples of
+  `coarse_tol`): ×0.3, ×0.5, ×2 give 8 035, 7 810, 7 591 work summed over the eight hard
+  problems at 256², 1e-4, against 7 456 at ×1, and the Gaussian pair 69, 54, 125 against 39.
+  ×1 stays.
 - **Which candidate gives the lower bound** (256², 1e-4, checks that improved it): on the
   Gaussian pair the repair sweep at every level (55 of 56); on 8gaussians, its WGAN-GP variant
   and the funnel pairs the level rescaling (245 of 248 on 8gaussians); the plain rescaled
