@@ -174,14 +174,28 @@ def poisson_neumann(r: np.ndarray, inv_lam: np.ndarray, workers: int | None = No
 def tridiagonal_factors(shape: Sequence[int], inv_dx: Sequence[float],
                         dtype: type = np.float64) -> tuple[np.ndarray, np.ndarray]:
     """Thomas factors of the x-direction systems of a 2D Neumann Poisson solve whose y axis is
-    DCT-II transformed: for column ``k``, ``(L_x + lambda_k) u = r`` with
-    ``L_x = h_x^2 tridiag(-1, 2, -1)`` (Neumann ends: 1 on the first and last diagonal entries)
-    and ``lambda_k = 4 sin^2(pi k / (2 N_y)) h_y^2``.
+    DCT-II transformed.
 
-    Returns ``cp, m`` of shape ``shape``: ``m[i, k] = 1 / (d_i + lambda_k - e cp[i-1, k])``,
-    ``cp[i, k] = e m[i, k]`` with ``e = -h_x^2`` (column 0, singular, is left at 0: the kernel
-    integrates it). Computed in float64, returned in ``dtype``. The systems are diagonally
-    dominant for ``k >= 1``, where the elimination is stable.
+    For column ``k`` the system is ``(L_x + lambda_k) u = r`` with
+    ``L_x = h_x^2 tridiag(-1, 2, -1)`` (Neumann ends: 1 on the first and last diagonal entries)
+    and ``lambda_k = 4 sin^2(pi k / (2 N_y)) h_y^2``. The systems are diagonally dominant for
+    ``k >= 1``, where the elimination is stable; column 0 (singular) is left to the solver
+    (``otgrid.kernels.critic_numba.poisson_lines_2d`` integrates it).
+
+    Parameters
+    ----------
+    shape : sequence of int
+        ``(N_x, N_y)``, the grid's cells per axis.
+    inv_dx : sequence of float
+        ``(h_x, h_y)``, the inverse cell sizes.
+    dtype : numpy dtype, optional
+        The dtype of the returned factors (computed in float64).
+
+    Returns
+    -------
+    cp, m : ndarray, shape ``shape``
+        ``m[i, k] = 1 / (d_i + lambda_k - e cp[i-1, k])`` and ``cp[i, k] = e m[i, k]``, with
+        ``e = -h_x^2`` and ``d_i`` the diagonal of ``L_x``; zero in column 0.
     """
     nx, ny = (int(n) for n in shape)
     hx2, hy2 = float(inv_dx[0]) ** 2, float(inv_dx[1]) ** 2
