@@ -248,11 +248,16 @@ class CudaGridKernels(GridKernels):
         return self.poisson(rhs)
 
     @_on_own_device
+    def _on_host(self, sweep: Callable[[np.ndarray], np.ndarray | None], f: Any) -> Any:
+        """``sweep`` (a certificate sweep of the host class) of ``f``, brought to the host
+        and the result back to the device (a round trip, at checks only)."""
+        g = sweep(np.ascontiguousarray(self.to_host(f)))
+        return None if g is None else self.to_device(g, dtype=g.dtype)
+
     def level_rescale(self, f: Any) -> Any:
         """The level-rescaled critic of ``f``, on the host with the Numba CPU kernel (its
         histogram of slopes is a sequential pass) and back to the device; checks only."""
-        g = super().level_rescale(np.ascontiguousarray(self.to_host(f)))
-        return None if g is None else self.to_device(g, dtype=g.dtype)
+        return self._on_host(super().level_rescale, f)
 
     def repair(self, f: Any) -> Any:
         """A feasible critic near ``f`` by the sequential sweep, run on the host (a round trip).
@@ -262,5 +267,4 @@ class CudaGridKernels(GridKernels):
         per-cell form; it runs on the host with the Numba CPU kernel (the code every backend
         uses) and the result goes back to the device. Called at certificate checks only.
         """
-        g = super().repair(np.ascontiguousarray(self.to_host(f)))
-        return None if g is None else self.to_device(g, dtype=g.dtype)
+        return self._on_host(super().repair, f)

@@ -61,6 +61,7 @@ class NumbaGridKernels(GridKernels):
                  "corrected_flow")
         (self._d, self._r, self._g, self._m, self._c,
          self._cf) = (getattr(self._k, n + suffix) for n in names)
+        self._pl = getattr(self._k, "poisson_lines" + suffix, None)  # 2D only
 
     def warm_up(self, nb: int, coarse: bool = False) -> None:
         """Compile (or load from Numba's cache) the kernels a solve of ``nb`` problems runs, on a
@@ -77,14 +78,12 @@ class NumbaGridKernels(GridKernels):
         disp = []
         for parallel in variants:
             tiny._bind(parallel)
-            rep = "repair_critic_" + f"{self.ndim}d" + ("_serial" if nb == 1 else "")
-            disp += [tiny._d, tiny._r, tiny._g, tiny._m, tiny._c, tiny._cf, getattr(self._k, rep)]
+            disp += [tiny._d, tiny._r, tiny._g, tiny._m, tiny._c, tiny._cf,
+                     tiny._sweep_kernel("repair_critic", nb)]
             if self.ndim == 2 and POISSON_LINES:
-                disp.append(self._k.poisson_lines_2d if parallel
-                            else self._k.poisson_lines_2d_serial)
+                disp.append(tiny._pl)
             if self.ndim == 2:
-                disp.append(getattr(self._k, "level_rescale_2d" + ("_serial" if nb == 1
-                                                                   else "")))
+                disp.append(tiny._sweep_kernel("level_rescale", nb))
         announce_compilation(disp, "otgrid.solve_critic")
         for parallel in variants:
             tiny._bind(parallel)
@@ -114,9 +113,7 @@ class NumbaGridKernels(GridKernels):
         rh = scipy.fft.dct(r.astype(dt, copy=False), type=2, norm="ortho", axis=-1,
                            workers=self.workers)
         hx2 = dt.type(self.inv_dx[0] ** 2)
-        kernel = self._k.poisson_lines_2d if self.threads is None else \
-            self._k.poisson_lines_2d_serial
-        kernel(rh, cp, m, -hx2, hx2)
+        self._pl(rh, cp, m, -hx2, hx2)
         u = scipy.fft.idct(rh, type=2, norm="ortho", axis=-1, workers=self.workers,
                            overwrite_x=True)
         return u.astype(r.dtype, copy=False)

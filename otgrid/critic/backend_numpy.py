@@ -24,7 +24,7 @@ __all__ = ["LEVEL_BINS", "POISSON_STEP_DTYPE", "GridKernels"]
 # from 33.5 s to 25.2 s. The certificate's flow corrections stay in float64.
 POISSON_STEP_DTYPE: type | None = np.float32
 
-# Bins of the value map of the level-rescaled critic (Best.update's candidate; 0: not tried).
+# Bins of the value map of the level-rescaled critic (a candidate of Best.update; 0: none).
 # Measured on the 256^2 problems of benchmarks/bench_hard.py (relative gap 1e-4, work in fine
 # iterations): 8gaussians (r 2) 978 -> 807, at the WGAN-GP scale 1 264 -> 1 151, its histogram
 # 1 418 -> 1 226, 25gaussians 861 -> 680, swissroll 624 -> 451, funnel pairs with 4, 16, 64
@@ -196,17 +196,23 @@ class GridKernels:
             rhs[b] = ops.div_adjoint(yhat, self.inv_dx)
         return self.poisson(rhs)
 
-    def level_rescale(self, f: np.ndarray) -> np.ndarray | None:
-        """A feasible critic ``phi(f)`` by a nondecreasing map of the values (2D; None
-        otherwise): see ``otgrid.kernels.critic_numba.level_rescale_2d``. Shared by every
-        backend, evaluated at checks only."""
+    def _sweep_kernel(self, name: str, nb: int):
+        """The Numba kernel ``<name>_<ndim>d`` of a certificate sweep: its one-thread twin for
+        one problem (the parallel loop runs over the batch)."""
         from otgrid.kernels import critic_numba as k
 
-        if self.ndim != 2:
+        return getattr(k, f"{name}_{self.ndim}d" + ("_serial" if nb == 1 else ""))
+
+    def level_rescale(self, f: np.ndarray) -> np.ndarray | None:
+        """A feasible critic ``phi(f)`` by a nondecreasing map of the values (2D, with
+        :data:`LEVEL_BINS` > 0; None otherwise): see
+        ``otgrid.kernels.critic_numba.level_rescale_2d``. Shared by every backend, evaluated at
+        checks only."""
+        if self.ndim != 2 or not LEVEL_BINS:
             return None
         g = np.empty_like(f)
-        kernel = (k.level_rescale_2d_serial if f.shape[0] == 1 else k.level_rescale_2d)
-        kernel(f, g, *self.inv_dx, self.iso, LEVEL_BINS)
+        self._sweep_kernel("level_rescale", f.shape[0])(f, g, *self.inv_dx, self.iso,
+                                                          LEVEL_BINS)
         return g
 
     def repair(self, f: np.ndarray) -> np.ndarray | None:
@@ -215,15 +221,11 @@ class GridKernels:
         Shared by every backend: it is part of the certificate, evaluated at checks only, and
         inherently sequential (see ``otgrid.kernels.critic_numba.repair_critic_2d``).
         """
-        from otgrid.kernels import critic_numba as k
-
         if self.ndim not in (1, 2):
             return None
         g = np.empty_like(f)
         dx = tuple(1.0 / h for h in self.inv_dx)
-        # one problem: the one-thread kernel (its parallel loop runs over the batch)
-        kernel = getattr(k, f"repair_critic_{self.ndim}d" + ("_serial" if f.shape[0] == 1
-                                                              else ""))
+        kernel = self._sweep_kernel("repair_critic", f.shape[0])
         if self.ndim == 1:
             kernel(f, g, dx[0])
         else:

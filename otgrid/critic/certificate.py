@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from otgrid.critic import backend_numpy
-
 __all__ = ["Best", "losses"]
 
 
@@ -41,9 +39,7 @@ class Best:
             self.upper[b] = upper[j]
             self.flow_y[b] = y64[j]
             self.flow_u[b] = u64[j]
-        cands = [f64, cert.repair(f64)]
-        if backend_numpy.LEVEL_BINS:
-            cands.append(cert.level_rescale(f64))
+        cands = [f64, cert.repair(f64), cert.level_rescale(f64)]
         if flow_candidates:
             ix = xp.asarray(ids)
             g = cert.flow_critic(cert.corrected_flow(self.flow_y[ix], self.flow_u[ix]))

@@ -188,16 +188,20 @@ class NumbaCloudOps(CloudOps):
             return self.xT, self.yT, self.C
         return self.yT, self.xT, self.CT
 
+    def _version(self, name: str, parallel: bool) -> Any:
+        """Kernel ``name``'s ``prange`` version (``parallel``) or its one-thread twin."""
+        return getattr(self._k, name if parallel else name + "_serial")
+
     def _compiled(self, name: str, parallel: bool) -> bool:
-        """Whether kernel ``name`` (``parallel``: its ``prange`` version, else its one-thread
-        twin) is compiled in this process or in Numba's cache."""
+        """Whether that version of kernel ``name`` is compiled in this process or in Numba's
+        cache."""
         from otgrid._threads import needs_compilation
 
-        return not needs_compilation([getattr(self._k, name if parallel else name + "_serial")])
+        return not needs_compilation([self._version(name, parallel)])
 
     def _kernel(self, name: str, parallel: bool) -> Any:
         """Kernel ``name`` (``parallel``: on all threads), noting a first run's compilation."""
-        kernel = getattr(self._k, name if parallel else name + "_serial")
+        kernel = self._version(name, parallel)
         if not kernel.signatures:
             from otgrid._threads import announce_compilation
 

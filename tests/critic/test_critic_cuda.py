@@ -39,6 +39,8 @@ from references import kr_lp_2d_cityblock_highs, socp_2d_euclidean_cvxpy, w1_1d_
 
 import otgrid as og
 from otgrid import backends
+from otgrid.critic.backend_numpy import LEVEL_BINS
+from otgrid.critic.backends import make_kernels
 
 here = pytest.mark.skipif(not RUNS_HERE, reason=NOT_HERE)
 
@@ -292,6 +294,27 @@ def test_repair_on_the_device_gives_feasible_critics(shape, dx, norm):
     lip = np.array([_cell_norms(ref.grad(fb), norm, dual=False).max() for fb in f])
     feasible = f / (1.001 * lip[:, None] if len(shape) == 1 else 1.001 * lip[:, None, None])
     np.testing.assert_array_equal(cu.to_host(cu.repair(cu.to_device(feasible))), feasible)
+
+
+@here
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize(("shape", "dx"), CASES)
+def test_level_rescale_on_the_device_gives_feasible_critics(shape, dx, norm):
+    """The level-rescaled critic (the Numba kernel through a host round trip): a device array,
+    feasible on 2D grids and equal to the host kernels' result; None in 1D."""
+    ref, cu = Dense(shape, dx, norm), _cuda_kernels(shape, dx, norm, np.float64)
+    f = 3.0 * np.random.default_rng(4).normal(size=(2, *shape))
+    g_dev = cu.level_rescale(cu.to_device(f))
+    if len(shape) != 2:
+        assert g_dev is None
+        return
+    assert type(g_dev) is type(cu.to_device(f)) and g_dev.dtype == np.float64
+    g = cu.to_host(g_dev)
+    host = make_kernels("numba", shape, dx, norm, np.float64).level_rescale(f)
+    np.testing.assert_array_equal(g, host)
+    for b in range(2):  # feasible up to rounding: the map adds one rounding per bin
+        slack = 4 * LEVEL_BINS * np.finfo(float).eps * np.abs(g[b]).max() / min(dx)
+        assert _cell_norms(ref.grad(g[b]), norm, dual=False).max() <= 1 + slack
 
 
 @here
