@@ -12,7 +12,7 @@ import scipy.fft
 from otgrid.critic import operators as ops
 from otgrid.critic.backend_numpy import GridKernels
 
-__all__ = ["PARALLEL_MIN_CELLS", "POISSON_LINES", "NumbaGridKernels"]
+__all__ = ["LINES_MAX_ROUNDING", "PARALLEL_MIN_CELLS", "POISSON_LINES", "NumbaGridKernels"]
 
 # Problems (grid cells x batch) smaller than this run the Numba kernels and the DCTs on one
 # thread: below it a stencil pass takes microseconds and waking a second thread costs more (by
@@ -28,6 +28,12 @@ PARALLEL_MIN_CELLS = 1 << 18
 # 12.3 -> 5.4 ms; the solutions agree to 1e-12 (float64) and 1e-6 (float32) relative. The
 # certificate's solves (``poisson``) stay DCT pairs.
 POISSON_LINES = True
+# ... where the elimination is well conditioned in the step's dtype: eps(dtype) h_x^2 max m (the
+# relative rounding of the smallest pivot, about eps sqrt(h_x^2 / lambda_1)) at most this, else
+# the DCT pair. Square cells pass in float32 up to about 26 000 cells per axis (h_x^2 max m is
+# 81 at 256^2, 327 at 1024^2); at 1024^2 cells about 9 times narrower along x than along y do
+# not (a fuzzed 5 x 8 grid on (0, 1) x (0, 1e9) divided by a zero pivot).
+LINES_MAX_ROUNDING = 1e-3
 
 
 class NumbaGridKernels(GridKernels):
@@ -108,7 +114,9 @@ class NumbaGridKernels(GridKernels):
             return super().poisson_step(r)
         dt = self._step_dtype(r)
         if dt not in self._lines:
-            self._lines[dt] = ops.tridiagonal_factors(self.shape, self.inv_dx, dt)
+            self._lines[dt] = self._line_factors(dt)
+        if self._lines[dt] is None:
+            return super().poisson_step(r)
         cp, m = self._lines[dt]
         rh = scipy.fft.dct(r.astype(dt, copy=False), type=2, norm="ortho", axis=-1,
                            workers=self.workers)
@@ -117,6 +125,15 @@ class NumbaGridKernels(GridKernels):
         u = scipy.fft.idct(rh, type=2, norm="ortho", axis=-1, workers=self.workers,
                            overwrite_x=True)
         return u.astype(r.dtype, copy=False)
+
+    def _line_factors(self, dt: np.dtype) -> tuple[np.ndarray, np.ndarray] | None:
+        """The Thomas factors of the step's x-solves in ``dt``, or None where their smallest
+        pivot is lost to rounding (:data:`LINES_MAX_ROUNDING`)."""
+        cp, m = ops.tridiagonal_factors(self.shape, self.inv_dx, np.float64)
+        worst = np.finfo(dt).eps * self.inv_dx[0] ** 2 * float(np.max(np.abs(m)))
+        if not (np.all(np.isfinite(m)) and np.all(m >= 0) and worst <= LINES_MAX_ROUNDING):
+            return None
+        return cp.astype(dt), m.astype(dt)
 
     def dual_step(self, f, u, y, f_out, tau, sigma) -> None:
         t = f.dtype.type

@@ -195,7 +195,11 @@ def tridiagonal_factors(shape: Sequence[int], inv_dx: Sequence[float],
     -------
     cp, m : ndarray, shape ``shape``
         ``m[i, k] = 1 / (d_i + lambda_k - e cp[i-1, k])`` and ``cp[i, k] = e m[i, k]``, with
-        ``e = -h_x^2`` and ``d_i`` the diagonal of ``L_x``; zero in column 0.
+        ``e = -h_x^2`` and ``d_i`` the diagonal of ``L_x``; zero in column 0. The last pivot
+        of column ``k`` is about ``sqrt(lambda_k h_x^2)``, a difference of numbers of size
+        ``h_x^2``: when ``lambda_1`` is below float64's rounding of ``h_x^2`` (cells far
+        narrower along x than along y) it is lost, and ``m`` holds infinite or meaningless
+        values -- see ``otgrid.critic.backend_numba.LINES_MAX_ROUNDING``.
     """
     nx, ny = (int(n) for n in shape)
     hx2, hy2 = float(inv_dx[0]) ** 2, float(inv_dx[1]) ** 2
@@ -204,12 +208,13 @@ def tridiagonal_factors(shape: Sequence[int], inv_dx: Sequence[float],
     cp = np.zeros((nx, ny))
     m = np.zeros((nx, ny))
     prev = np.zeros(ny - 1)
-    for i in range(nx):
-        ends = (i == 0) + (i == nx - 1)
-        d = hx2 * (2 - ends) + lam[1:]
-        m[i, 1:] = 1.0 / (d - e * prev)
-        cp[i, 1:] = e * m[i, 1:]
-        prev = cp[i, 1:]
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        for i in range(nx):
+            ends = (i == 0) + (i == nx - 1)
+            d = hx2 * (2 - ends) + lam[1:]
+            m[i, 1:] = 1.0 / (d - e * prev)
+            cp[i, 1:] = e * m[i, 1:]
+            prev = cp[i, 1:]
     return cp.astype(dtype), m.astype(dtype)
 
 

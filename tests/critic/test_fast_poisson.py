@@ -127,3 +127,30 @@ def test_the_cuda_kernels_keep_float64_transforms():
     from otgrid.critic.backend_cuda import CudaGridKernels
 
     assert CudaGridKernels.fast_poisson is False
+
+
+def test_extreme_anisotropy_falls_back_to_the_dct_pair():
+    # cells 1e9 / 8 / 0.2 times longer along y than x: the x-solves' last pivot is lost to
+    # rounding (a fuzzed problem divided by zero); the step falls back to the DCT pair
+    from otgrid.critic.backend_numba import NumbaGridKernels
+
+    kern = NumbaGridKernels((5, 8), (0.2, 1.25e8), "euclidean", np.float64)
+    assert kern._line_factors(np.dtype(np.float32)) is None
+    r = np.random.default_rng(0).standard_normal((1, 5, 8))
+    r -= r.mean()
+    with np.errstate(all="raise"):
+        u = kern.poisson_step(r)
+    np.testing.assert_allclose(u, kern.poisson(r), rtol=1e-5, atol=1e-5 * np.abs(u).max())
+    grid = og.Grid([(0.0, 1.0), (0.0, 1e9)], (5, 8))
+    mu, nu = np.zeros(grid.shape), np.zeros(grid.shape)
+    mu[4, 7], nu[4, 6] = 1.0, 1.0
+    res = og.solve_critic(mu, nu, grid, backend="numba", tol=1e-6)
+    assert res.converged and res.lower <= 1.25e8 <= res.upper
+
+
+def test_square_grids_keep_the_tridiagonal_step():
+    from otgrid.critic.backend_numba import NumbaGridKernels
+
+    for n in (64, 1024):
+        kern = NumbaGridKernels((n, n), (8.0 / n, 8.0 / n), "euclidean", np.float64)
+        assert kern._line_factors(np.dtype(np.float32)) is not None
