@@ -299,6 +299,8 @@ ABLATIONS: dict[str, list[tuple[str, str, object]]] = {
     "float64 Poisson step": [("otgrid.critic.backend_numpy", "POISSON_STEP_DTYPE", None)],
     "Poisson step as a DCT pair on both axes": [
         ("otgrid.critic.backend_numba", "POISSON_LINES", False)],
+    "checks every check_every (no spacing)": [
+        ("otgrid.critic.iterate", "_CHECK_FAR", float("inf"))],
 }
 
 
@@ -567,6 +569,32 @@ this problem at every check (the rescaled iterate is always the better candidate
    0.201 s). The first `solve_critic` compiles two more small kernels than before this session
    (the tridiagonal Poisson step and the level rescaling, about 0.5 s each) and its
    `max_grad_norm` no longer compiles NumPy's reduction: 3.5 s → 4.2 s (section above).
+7. **Checks spaced while the gap is far from the tolerance** (`otgrid.critic.iterate`,
+   `_CHECK_FAR` 3, `_CHECK_SQRT` 64, `_CHECK_CELLS` 2^25): a check costs one to four
+   iterations (profile of 512², 4 funnels: 30 % of the solve in checks with one every 10
+   iterations; 1024² 8gaussians: 25 %). While every gap is above 3 × tol the next check comes
+   `sqrt(64 k)` iterations after `k` (at most 2^25 cell-iterations later: 512 iterations at
+   256², 32 at 1024²), else every `check_every` as before. Screen (work / seconds summed over
+   the 9 problems, best of two, the plain schedule first, one process): 64² 7 047 / 0.92 s →
+   7 141 / 0.74 s; 128² 5 491 / 2.71 s → 5 524 / 2.18 s; 256² 7 495 / 12.0 s → 7 475 / 9.4 s;
+   512² funnel pairs 4 227 / 24.1 s → 4 262 / 17.6 s; 1024² 8gaussians 528 / 15.3 s →
+   518 / 12.9 s; 256² at 1e-6 unchanged (19 795 / 19 682 work). Other settings (256²,
+   64²): `sqrt(4 k)` everywhere (no gap test) 7 721 work / 9.8 s, `sqrt(256 k)` with the gap test
+   7 006 / 8.7 s at 256² but 7 367 at 64², `_CHECK_FAR` 1.5 or 2 up to 20 % more work on single
+   problems, 5 no gain over 3. The ablation has the plain schedule's row.
+8. **A certificate short of tol sends the solve on**: with fewer checks, the anisotropic
+   cityblock problem of the tests (tol 1e-9) stopped where the tracked gap was 9.76e-10 but the
+   rigorous one 1.005e-9 (the 0.1.x "floor" case); the solve now goes on from its best iterates
+   to `tol` less twice the difference (`solve.RECERTIFY`, twice at most): 2.9e-11 after 9 279
+   iterations.
+9. **The rigorous certificate's exact sums compiled** (`otgrid.kernels.exact_sum_numba`:
+   `math.fsum`'s algorithm, bit for bit, tested against it on adversarial data; above 2^18
+   entries, so 256² solves do not compile it): `certify` at 1024² 1.8 s → 1.0 s (three
+   alternated runs each). Dozens of partials can be alive mid-sum (71 at 1024²), so the
+   capacity is the float64 bit range, not the 40 that non-adjacent partials would need.
+10. **The tridiagonal step only where it is well conditioned** (`LINES_MAX_ROUNDING`): its
+   last pivot is about `sqrt(lambda_1 h_x^2)`, a difference of numbers of size `h_x^2`; a fuzzed
+   5 x 8 grid on (0, 1) x (0, 1e9) divided by zero. Such grids take the DCT pair.
 
 ### Tried and not kept
 
@@ -631,6 +659,9 @@ this problem at every check (the rescaled iterate is always the better candidate
   Gaussian pair the repair sweep at every level (55 of 56); on 8gaussians, its WGAN-GP variant
   and the funnel pairs the level rescaling (245 of 248 on 8gaussians); the plain rescaled
   iterate once per solve. Both sweeps stay.
+- **A Thomas pass reading one factor array** (`cp = e m` computed in the backward sweep
+  instead of read): no measurable difference at 256² .. 1024² (float32 1024²: 1.67 / 1.77 ms
+  against 1.55 / 1.69 ms, column blocks of 32, 64, 128 alike).
 - **The fused Sinkhorn pass on Python threads** (a `nogil` one-thread kernel per chunk of rows
   instead of `prange`): the first `sinkhorn` compiled in 4.4 s, but the passes were 5-10 %
   slower from 5 000 x 5 000 points and up to 35 % at 1 500 x 1 500 (thread wake-ups; Numba's
@@ -643,8 +674,11 @@ this problem at every check (the rescaled iterate is always the better candidate
   second-order finish (Newton / IPM steps on the weighted Laplacian, DCT-preconditioned CG).
 - The Poisson step is still most of an iteration from 512² up: the float32 casts could be fused
   into the residual and dual-step kernels, and the tridiagonal sweeps are memory-bound.
-- The rigorous final certificate costs about 2.5 s at 1024² (`math.fsum` over Python lists of
-  the error-free parts): an exact accumulation in compiled code would cut it.
+- The rigorous certificate's NumPy passes (TwoSum temporaries, about 0.3 s at 1024²) could be
+  fused into compiled loops too.
+- The checks' float64 Poisson solve could take the tridiagonal path (15-30 % faster than the
+  DCT pair on 2 threads), but its float64 specialisation adds 0.4 s to a first solve's
+  compilation; left as a DCT pair.
 """
 
 def _fmt(x, spec: str = ".3g") -> str:
