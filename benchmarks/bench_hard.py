@@ -669,6 +669,14 @@ this problem at every check (the rescaled iterate is always the better candidate
   Gaussian pair the repair sweep at every level (55 of 56); on 8gaussians, its WGAN-GP variant
   and the funnel pairs the level rescaling (245 of 248 on 8gaussians); the plain rescaled
   iterate once per solve. Both sweeps stay.
+- **A better global level map** (the level rescaling's family, `g = phi(f)` with one
+  nondecreasing `phi`): (a) slope 0 on the bins where the integral of `M(t) = sum_{f_i > t} c_i`
+  is negative (a guaranteed gain in exact arithmetic): work at 256², 1e-4, identical on all 9
+  problems (7 475); (b) the slopes of an LP (HiGHS; 1 024 bins, every violated cell's two
+  chords' mean slopes at most `1 / |(Df)_i|`, objective `sum_q s_q int_q M`) on the iterate at
+  the stop: 8gaussians r 2 loses 8.92e-5 of W instead of 9.04e-5 (52 k constraints), the
+  16-funnel pair 1.03e-4 instead of 9.94e-5 (the per-axis linearisation is looser there). The
+  one-map family is exhausted; what is left is spatial (per region).
 - **A Thomas pass reading one factor array** (`cp = e m` computed in the backward sweep
   instead of read): no measurable difference at 256² .. 1024² (float32 1024²: 1.67 / 1.77 ms
   against 1.55 / 1.69 ms, column blocks of 32, 64, 128 alike).
