@@ -510,7 +510,7 @@ def _solve_live(prob: _Problems, grid: Grid, opts: _Options) -> list[CriticResul
 # the flow's residual) ends above ``tol`` goes on this many times, from its best iterates, to a
 # tolerance lowered by twice the difference. Measured: the anisotropic cityblock problem of
 # the tests (64 x 64 on (0, 0.01) x (0, 100), tol 1e-9) stopped at a tracked relative gap of
-# 9.76e-10 whose certificate was 1.005e-9; 0.1 reported that as the rounding floor.
+# 9.76e-10 whose certificate was 1.005e-9, and was reported as stopped at the rounding floor.
 RECERTIFY = 2
 
 
