@@ -32,17 +32,18 @@ _KAPPA = {1: 4.0}
 _KAPPA_DEFAULT = 0.5
 
 _CHECK_FRACTION = 0.02
-# While every running problem's gap is above _CHECK_FAR times the tolerance, checks are spaced
-# out to sqrt(_CHECK_SQRT k) iterations after k run (at most _CHECK_CELLS cell-iterations
-# apart: about 0.3 s at 1024^2 on 2 cores, so callbacks, progress lines and time limits still
-# come often). A check costs 1-4 iterations (two sweeps, a float64 Poisson solve, several
-# reductions); stopping can only be late by the interval, and a gap within _CHECK_FAR of the
-# tolerance brings back the plain schedule (so does a float32 gap within _F32_STALL_GAP: the
-# stall rule counts checks). Measured (work to 1e-4 in fine-iteration equivalents, the 9
-# bench_hard problems; seconds of the same runs, best of two) against checks every 10 (then
-# 2 %): 64^2 7 047 -> 7 141 work, 0.92 -> 0.74 s; 128^2 5 491 -> 5 524, 2.71 -> 2.18 s;
-# 256^2 7 495 -> 7 475, 12.0 -> 9.4 s; 512^2 funnel pairs 4 227 -> 4 262, 24.1 -> 17.6 s;
-# 1024^2 8gaussians 528 -> 518, 15.3 -> 12.9 s; 256^2 at 1e-6 (Gaussian pair, 8gaussians)
+# While a problem's gap is above _CHECK_FAR times the tolerance, its checks are spaced out to
+# sqrt(_CHECK_SQRT k) iterations after k run (at most _CHECK_CELLS cell-iterations of one problem
+# apart: about 0.3 s at 1024^2 on 2 cores, so callbacks, progress lines and time limits still come
+# often; a batch of B problems runs B times longer between them). Each problem of a batch keeps its
+# own schedule: where it stops does not depend on its batch. A check costs 1-4 iterations (two
+# sweeps, a float64 Poisson solve, several reductions); stopping can only be late by the interval,
+# and a gap within _CHECK_FAR of the tolerance brings back the plain schedule (so does a float32
+# gap within _F32_STALL_GAP: the stall rule counts checks). Measured (work to 1e-4 in fine-
+# iteration equivalents, the 9 bench_hard problems; seconds of the same runs, best of two) against
+# checks every 10 (then 2 %): 64^2 7 047 -> 7 141 work, 0.92 -> 0.74 s; 128^2 5 491 -> 5 524, 2.71
+# -> 2.18 s; 256^2 7 495 -> 7 475, 12.0 -> 9.4 s; 512^2 funnel pairs 4 227 -> 4 262, 24.1 -> 17.6
+# s; 1024^2 8gaussians 528 -> 518, 15.3 -> 12.9 s; 256^2 at 1e-6 (Gaussian pair, 8gaussians)
 # unchanged. sqrt(256 k) saved as much time at 256^2 but cost 5 % more work at 64^2 and 128^2;
 # _CHECK_FAR 1.5 and 2 lost up to 20 % on single problems, 5 did not gain.
 _CHECK_FAR = 3.0
@@ -115,7 +116,8 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
     stall_ref = np.full(nb, np.inf)
     stall_count = np.zeros(nb, dtype=np.int64)
     last_print = time.perf_counter()
-    k = next_check = k0
+    k = k0
+    nxt = np.full(nb, k0, dtype=np.int64)  # each problem's next check
     try:
         while True:
             kern.residual(c, y, r)
@@ -123,25 +125,17 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
             if adaptive and pending.any():
                 restart(kern, cert, c64, f, y, u, tau, tau0, f_anchor, y_anchor, pending,
                          res0, res_prev, k_restart, k, out, ids)
-            if k >= next_check or k >= max_iter:
-                # checks every check_every iterations, then every 2 % of the iterations run:
-                # the certificate stays a small share of the work in long solves
-                next_check = k + max(check_every, int(_CHECK_FRACTION * k))
-                if dt == np.float64:
-                    # the certificate's flow correction in float64 transforms (the step's
-                    # may use float32 ones: GridKernels.poisson_step)
-                    uc = cert.poisson(r) if kern.fast_poisson else u
-                    best.update(cert, ids, c64, f, y, uc, flow_candidates)
-                else:  # the certificate is evaluated in float64 from the float32 iterates
-                    y64 = y.astype(np.float64)
-                    r64 = xp.empty(c64.shape)
-                    cert.residual(c64, y64, r64)
-                    best.update(cert, ids, c64, f.astype(np.float64), y64, cert.poisson(r64),
-                                flow_candidates)
+            due = np.flatnonzero((nxt <= k) | (k >= max_iter))
+            if due.size:
+                # each problem on its own schedule (_next_interval), so that a problem's
+                # checks, and where it stops, do not depend on the batch it runs in
+                _update_bounds(kern, cert, best, ids, due, c64, f, y, r, u, flow_candidates)
                 now = time.perf_counter() - t0
                 done = np.zeros(len(ids), dtype=bool)
-                floor = rounding_floor(cert, c64, best, ids)
-                for j, b in enumerate(ids):
+                sub = c64 if due.size == len(ids) else c64[xp.asarray(due)]
+                floor = rounding_floor(cert, sub, best, ids[due])
+                for jj, j in enumerate(due):
+                    b = ids[j]
                     lo, up = best.lower[b], best.upper[b]
                     gap = up - lo
                     out[b].history.append((k, scale[b] * lo, scale[b] * up, now))
@@ -155,7 +149,7 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
                             stall_count[b] += 1
                     if gap <= tol * up:
                         status = "converged"
-                    elif gap <= floor[j]:
+                    elif gap <= floor[jj]:
                         status = "floor"
                     elif stop:
                         status = "callback"
@@ -169,25 +163,24 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
                         done[j] = True
                         out[b].status, out[b].iterations, out[b].seconds = status, k, now
                         out[b].step = float(tau[j])
-                if verbose and (time.perf_counter() - last_print >= 1.0 or k == 0
+                    else:
+                        far = gap > _CHECK_FAR * tol * up and not (
+                            watch_stall and gap <= _F32_STALL_GAP * up)
+                        nxt[j] = k + _next_interval(k, k0, far, check_every, kern.shape)
+                if verbose and (time.perf_counter() - last_print >= 1.0 or k == k0
                                 or done.all()):
                     last_print = time.perf_counter()
-                    b = ids[0]
+                    b = ids[due[0]]
                     print(f"[otgrid] iter {k:7d}  lower {scale[b] * best.lower[b]:.10g}  upper "
                           f"{scale[b] * best.upper[b]:.10g}  rel. gap "
                           f"{(best.upper[b] - best.lower[b]) / best.upper[b]:.2e}"
                           + (f"  ({len(ids)} problems running)" if nb > 1 else ""), flush=True)
                 if done.all():
                     break
-                live = ids[~done]
-                gap, up = best.upper[live] - best.lower[live], best.upper[live]
-                if np.all(gap > _CHECK_FAR * tol * up) and not (
-                        watch_stall and np.any(gap <= _F32_STALL_GAP * up)):
-                    next_check = max(next_check, k + _far_interval(k - k0, kern.shape, len(live)))
                 if done.any():
                     keep = np.flatnonzero(~done)
                     kx = xp.asarray(keep)
-                    ids, tau, tau0 = ids[keep], tau[keep], tau0[keep]
+                    ids, tau, tau0, nxt = ids[keep], tau[keep], tau0[keep], nxt[keep]
                     c64, c, f, y, u = c64[kx], c[kx], f[kx], y[kx], u[kx]
                     f_anchor, y_anchor = f_anchor[kx], y_anchor[kx]
                     res0, res_prev = res0[keep], res_prev[keep]
@@ -218,9 +211,34 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
 
 
 
-def _far_interval(k: int, shape: tuple[int, ...], nb: int) -> int:
-    """Iterations to the next check while every gap is far from the tolerance, ``k`` run."""
-    return min(int(np.sqrt(_CHECK_SQRT * k)), _CHECK_CELLS // (nb * int(np.prod(shape))))
+def _next_interval(k: int, k0: int, far: bool, check_every: int, shape: tuple[int, ...]
+                   ) -> int:
+    """Iterations from check ``k`` to a problem's next one: ``check_every``, then 2 % of the
+    iterations run (the certificate stays a small share of long solves); while its gap is far
+    from the tolerance (``far``), ``sqrt(_CHECK_SQRT (k - k0))`` if longer, at most
+    ``_CHECK_CELLS`` cell-iterations of one problem."""
+    step = max(check_every, int(_CHECK_FRACTION * k))
+    if far:
+        step = max(step, min(int(np.sqrt(_CHECK_SQRT * (k - k0))),
+                             _CHECK_CELLS // int(np.prod(shape))))
+    return step
+
+
+def _update_bounds(kern, cert, best: Best, ids, due, c64, f, y, r, u, flow_candidates) -> None:
+    """Evaluate the certificate of the running problems ``due`` (positions in the batch) in
+    float64 (the flow corrected by a float64 Poisson solve: the step's may be float32)."""
+    if due.size < len(ids):
+        jx = kern.xp.asarray(due)
+        c64, f, y, r, u = c64[jx], f[jx], y[jx], r[jx], u[jx]
+    if kern.dtype == np.float64:
+        uc = cert.poisson(r) if kern.fast_poisson else u
+        best.update(cert, ids[due], c64, f, y, uc, flow_candidates)
+    else:  # from the float32 iterates
+        y64 = y.astype(np.float64)
+        r64 = cert.xp.empty(c64.shape)
+        cert.residual(c64, y64, r64)
+        best.update(cert, ids[due], c64, f.astype(np.float64), y64, cert.poisson(r64),
+                    flow_candidates)
 
 
 def rounding_floor(cert, c64, best: Best, ids: np.ndarray) -> np.ndarray:

@@ -132,6 +132,22 @@ def test_batch_stops_each_problem_on_its_own():
     assert all(seen[b] == res[b].iterations for b in range(3))
 
 
+def test_a_problems_result_does_not_depend_on_its_batch():
+    # each problem keeps its own check schedule (spaced while its gap is far from tol): where it
+    # stops, and so its bounds, are those of the problem solved alone -- a sweep's numbers do
+    # not depend on how its problems were batched (128^2: the multilevel start too)
+    grid = og.Grid([(-6.0, 6.0), (-6.0, 6.0)], (128, 128))
+    mu = grid.discretize(og.Normal([0.0, 0.0], 1.0))
+    nus = np.stack([grid.discretize(og.Normal([s, 0.3], 0.8)) for s in (0.5, 1.5)]
+                   + [grid.discretize(og.datasets.eight_gaussians())])
+    batch = og.solve_critic(mu, nus, grid, tol=1e-4)
+    for b in range(len(nus)):
+        alone = og.solve_critic(mu, nus[b], grid, tol=1e-4)
+        assert batch[b].iterations == alone.iterations
+        assert abs(batch[b].lower - alone.lower) <= 1e-10 * alone.upper
+        assert abs(batch[b].upper - alone.upper) <= 1e-10 * alone.upper
+
+
 def test_batch_broadcasts_either_side_and_checks_shapes():
     grid, mus, nu = _batch_problem()
     a = og.solve_critic(mus, nu, grid, tol=1e-5)
