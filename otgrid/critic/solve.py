@@ -222,11 +222,12 @@ def solve_critic(
         (``status="callback"``).
     check_every : int, optional
         Iterations between certificate evaluations (each costs a few grid passes); after
-        ``50 * check_every`` iterations, checks come every 2 % of the iterations run. While
-        the relative gap of every running problem is above ``3 * tol``, checks are spaced
-        further, to ``sqrt(64 k)`` iterations after ``k`` (at most ``2**25`` cell-iterations
+        ``50 * check_every`` iterations, checks come every 2 % of the iterations run. While a
+        problem's relative gap is above ``3 * tol``, its checks are spaced further, to
+        ``sqrt(64 k)`` iterations after ``k`` (at most ``2**25`` cell-iterations of one problem
         apart): stopping is then at most that late, and callbacks, progress lines and the time
-        limit still come several times a second.
+        limit still come several times a second. Each problem of a batch keeps its own
+        schedule, so its result does not depend on the batch.
     step : float, optional
         Initial primal step ``tau`` (``sigma = 1 / tau``). By default chosen from the data as
         ``kappa * n_cells / W0`` with ``W0`` the cost of the least-squares flow.
