@@ -134,7 +134,7 @@ def _exact_sum(*parts: np.ndarray) -> float:
 
         partials, n = np.zeros(k.PARTIALS), 0
         for x in flat:
-            n = k.fsum_add(np.ascontiguousarray(x), partials, n)
+            n = k.fsum_add(x, partials, n)  # np.ravel: contiguous
             if n < 0:  # non-finite or overflow: math.fsum says which
                 break
         else:

@@ -71,7 +71,6 @@ class Outcome:
     restarts: int = 0
     history: list = field(default_factory=list)
     float64_from: int | None = None
-    history_from: int | None = None
 
 
 
@@ -129,11 +128,12 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
             if due.size:
                 # each problem on its own schedule (_next_interval), so that a problem's
                 # checks, and where it stops, do not depend on the batch it runs in
-                _update_bounds(kern, cert, best, ids, due, c64, f, y, r, u, flow_candidates)
+                sel = slice(None) if due.size == len(ids) else xp.asarray(due)
+                _update_bounds(kern, cert, best, ids[due], c64[sel], f[sel], y[sel], r[sel],
+                               u[sel], flow_candidates)
                 now = time.perf_counter() - t0
                 done = np.zeros(len(ids), dtype=bool)
-                sub = c64 if due.size == len(ids) else c64[xp.asarray(due)]
-                floor = rounding_floor(cert, sub, best, ids[due])
+                floor = rounding_floor(cert, c64[sel], best, ids[due])
                 for jj, j in enumerate(due):
                     b = ids[j]
                     lo, up = best.lower[b], best.upper[b]
@@ -224,20 +224,18 @@ def _next_interval(k: int, k0: int, far: bool, check_every: int, shape: tuple[in
     return step
 
 
-def _update_bounds(kern, cert, best: Best, ids, due, c64, f, y, r, u, flow_candidates) -> None:
-    """Evaluate the certificate of the running problems ``due`` (positions in the batch) in
-    float64 (the flow corrected by a float64 Poisson solve: the step's may be float32)."""
-    if due.size < len(ids):
-        jx = kern.xp.asarray(due)
-        c64, f, y, r, u = c64[jx], f[jx], y[jx], r[jx], u[jx]
+def _update_bounds(kern, cert, best: Best, ids, c64, f, y, r, u, flow_candidates) -> None:
+    """Evaluate the certificate of the problems ``ids`` (their iterates ``f``, ``y``, residual
+    ``r`` and step correction ``u``) in float64: the flow corrected by a float64 Poisson solve
+    (the step's may be float32)."""
     if kern.dtype == np.float64:
         uc = cert.poisson(r) if kern.fast_poisson else u
-        best.update(cert, ids[due], c64, f, y, uc, flow_candidates)
+        best.update(cert, ids, c64, f, y, uc, flow_candidates)
     else:  # from the float32 iterates
         y64 = y.astype(np.float64)
         r64 = cert.xp.empty(c64.shape)
         cert.residual(c64, y64, r64)
-        best.update(cert, ids[due], c64, f.astype(np.float64), y64, cert.poisson(r64),
+        best.update(cert, ids, c64, f.astype(np.float64), y64, cert.poisson(r64),
                     flow_candidates)
 
 
@@ -260,16 +258,16 @@ def continue_in_float64(cert, c64, best, outs, *, problem_ids, scale, **kw) -> N
     """
     stalled = [j for j, o in enumerate(outs) if o.status == "stalled"]
     continue_from_best(cert, c64, best, outs, stalled, problem_ids=problem_ids, scale=scale,
-                       **kw)
-    for j in stalled:
-        outs[j].float64_from = outs[j].history_from
+                       from_float32=True, **kw)
 
 
-def continue_from_best(cert, c64, best, outs, js, *, problem_ids, scale, tol, **kw) -> None:
+def continue_from_best(cert, c64, best, outs, js, *, problem_ids, scale, tol,
+                       from_float32: bool, **kw) -> None:
     """Run the problems ``js`` on in float64 from their best certified critic and exactly
     feasible flow, with their last step, to ``tol`` (a float or one per problem of ``js``), in
     place in ``best`` and ``outs``; bounds only improve (the better of the two runs is kept
-    per side). Each outcome's ``history_from`` is the iteration it went on from."""
+    per side). ``from_float32``: the iterates so far were float32; an outcome's
+    ``float64_from`` (unless set already) becomes the iteration it went on from."""
     xp = cert.xp
     tols = np.broadcast_to(np.asarray(tol, dtype=np.float64), (len(js),))
     for j, tj in zip(js, tols, strict=True):
@@ -291,4 +289,5 @@ def continue_from_best(cert, c64, best, outs, js, *, problem_ids, scale, tol, **
                                                      new.step)
         o.restarts += new.restarts
         o.history += new.history[1:]  # its first check (at k0) re-evaluates the start
-        o.history_from = k0
+        if from_float32 and o.float64_from is None:
+            o.float64_from = k0

@@ -497,10 +497,7 @@ def _solve_live(prob: _Problems, grid: Grid, opts: _Options) -> list[CriticResul
                                deadline=opts.deadline, callback=opts.callback,
                                scale=scale[live], t0=opts.t0, verbose=opts.verbose,
                                flow_candidates=flow_candidates, interrupt=opts.interrupt,
-                               problem_ids=live)
-            for j in js:
-                if dtype == np.float32 and outs[j].float64_from is None:
-                    outs[j].float64_from = outs[j].history_from
+                               problem_ids=live, from_float32=dtype == np.float32)
             cbs = _certify_live(cert, best, js, prob, grid, opts, cbs)
     return [_result(cbs[j], outs[j], prob.weights[b], grid, opts.norm, opts.tol, prob.backend,
                     dtype, start.max_iter, opts.time_limit, start.levels)
