@@ -295,7 +295,9 @@ def _coarse_tol_x10(tol: float) -> float:
 ABLATIONS: dict[str, list[tuple[str, str, object]]] = {
     "default": [],
     "coarse tol x10 (0.1.x)": [("otgrid.critic.multilevel", "coarse_tol", _coarse_tol_x10)],
-    "no level-rescaled critic": [("otgrid.critic.backend_numpy", "LEVEL_BINS", 0)],
+    "no ray critics": [("otgrid.critic.backend_numpy", "RAY_SWEEPS", 0)],
+    "level map instead of the ray critics": [("otgrid.critic.backend_numpy", "RAY_SWEEPS", 0),
+                                             ("otgrid.critic.backend_numpy", "LEVEL_BINS", 1024)],
     "float64 Poisson step": [("otgrid.critic.backend_numpy", "POISSON_STEP_DTYPE", None)],
     "Poisson step as a DCT pair on both axes": [
         ("otgrid.critic.backend_numba", "POISSON_LINES", False)],

@@ -26,6 +26,10 @@ repair_critic_{1d,2d}(f, g, dx..., iso)
     A feasible critic near ``f`` by one sequential sweep per problem.
 level_rescale_2d(f, g, hx, hy, iso, nbins)
     A feasible critic ``g = phi(f)`` by a nondecreasing piecewise-linear map of the values.
+ray_critics_2d(f, g_lo, g_hi, hx, hy, iso, max_sweeps)
+    Two feasible critics: the greatest function below ``f`` and the least above it whose
+    changes along the grid edges stay within lengths set by boxes inside the cells'
+    constraints (corrections that follow the transport rays).
 poisson_lines_2d(rh, cp, m, e, hx2)
     The tridiagonal x-solves of a 2D Neumann Poisson problem DCT-transformed along y.
 
@@ -67,6 +71,8 @@ __all__ = [
     "max_grad_norm_2d_serial",
     "poisson_lines_2d",
     "poisson_lines_2d_serial",
+    "ray_critics_2d",
+    "ray_critics_2d_serial",
     "repair_critic_1d",
     "repair_critic_1d_serial",
     "repair_critic_2d",
@@ -435,6 +441,79 @@ def level_rescale_2d(f, g, hx, hy, iso, nbins):
                 g[b, i, j] = start[q] + slope[q] * (t - q * width)
 
 
+@njit(cache=True, parallel=True)
+def ray_critics_2d(f, g_lo, g_hi, hx, hy, iso, max_sweeps):
+    """Two feasible critics near ``f`` whose corrections follow the transport rays.
+
+    Each cell's constraint is replaced by a box inside it, ``|(Dg)_{i,k}| <= a_{i,k}`` with
+    ``sum_k a_{i,k}^2 = 1`` (euclidean; ``a = 1`` for the cityblock norm, where the box is the
+    constraint): ``a_{i,k} = |(Df)_{i,k}| / |(Df)_i|`` on a violated cell, so the box shrinks
+    both differences by the cell's violation, and ``a_{i,k}^2 = (Df)_{i,k}^2 + (1 - |(Df)_i|^2)
+    / 2`` on a cell with slack. A box bounds the change of ``g`` along each grid edge by a
+    length ``a_{i,k} / h_k``: ``g_lo`` is the greatest function below ``f`` and ``g_hi`` the
+    least one above it whose changes respect those lengths -- the inf- and sup-convolutions of
+    ``f`` with the graph distance they define (a feasible ``f`` is its own), by Gauss-Seidel
+    sweeps in the four raster directions until a sweep changes nothing (or ``max_sweeps``; an
+    unconverged result is still rescaled by the caller). ``f - g_lo`` grows along each ray by
+    the violations met on that ray, not by the largest one anywhere, which is what dividing
+    ``f`` by ``max |Df|`` costs. Both are feasible up to rounding; the caller divides by
+    ``max(1, max |Dg|)`` as for every candidate.
+    """
+    nb, nx, ny = f.shape
+    for b in prange(nb):
+        # the length of each grid edge: the largest change of g its cell's box allows
+        ex = np.empty((nx, ny))
+        ey = np.empty((nx, ny))
+        for i in range(nx):
+            for j in range(ny):
+                ax = 1.0
+                ay = 1.0
+                if iso and i < nx - 1 and j < ny - 1:
+                    a = (f[b, i + 1, j] - f[b, i, j]) * hx
+                    c = (f[b, i, j + 1] - f[b, i, j]) * hy
+                    n2 = a * a + c * c
+                    if n2 > 1.0:
+                        s = 1.0 / np.sqrt(n2)
+                        ax = abs(a) * s
+                        ay = abs(c) * s
+                    else:
+                        extra = 0.5 * (1.0 - n2)
+                        ax = np.sqrt(a * a + extra)
+                        ay = np.sqrt(c * c + extra)
+                ex[i, j] = ax / hx
+                ey[i, j] = ay / hy
+        for side in range(2):
+            g = g_lo[b] if side == 0 else g_hi[b]
+            sg = 1.0 if side == 0 else -1.0  # side 1 works on -g: the least majorant of f
+            for i in range(nx):
+                for j in range(ny):
+                    g[i, j] = sg * f[b, i, j]
+            for sweep in range(max_sweeps):
+                changed = False
+                for ii in range(nx):
+                    i = ii if sweep % 2 == 0 else nx - 1 - ii
+                    for jj in range(ny):
+                        j = jj if sweep % 4 < 2 else ny - 1 - jj
+                        p = g[i, j]
+                        m = p
+                        if i > 0:
+                            m = min(m, g[i - 1, j] + ex[i - 1, j])
+                        if i < nx - 1:
+                            m = min(m, g[i + 1, j] + ex[i, j])
+                        if j > 0:
+                            m = min(m, g[i, j - 1] + ey[i, j - 1])
+                        if j < ny - 1:
+                            m = min(m, g[i, j + 1] + ey[i, j])
+                        if m < p:
+                            g[i, j] = m
+                            changed = True
+                if not changed:
+                    break
+            if side == 1:
+                for i in range(nx):
+                    for j in range(ny):
+                        g[i, j] = -g[i, j]
+
 # --------------------------------------------------- the step's Poisson solve: tridiagonal lines
 @njit(cache=True, parallel=True)
 def poisson_lines_2d(rh, cp, m, e, hx2):
@@ -495,5 +574,6 @@ poisson_lines_2d_serial = _serial(poisson_lines_2d)
 repair_critic_1d_serial = _serial(repair_critic_1d)
 repair_critic_2d_serial = _serial(repair_critic_2d)
 level_rescale_2d_serial = _serial(level_rescale_2d)
+ray_critics_2d_serial = _serial(ray_critics_2d)
 residual_1d_serial = _serial(residual_1d)
 residual_2d_serial = _serial(residual_2d)

@@ -259,6 +259,13 @@ class CudaGridKernels(GridKernels):
         histogram of slopes is a sequential pass) and back to the device; checks only."""
         return self._on_host(super().level_rescale, f)
 
+    @_on_own_device
+    def ray_critics(self, f: Any) -> list[Any]:
+        """The ray critics of ``f`` (sequential sweeps), on the host with the Numba CPU kernel
+        and back to the device; checks only."""
+        gs = super().ray_critics(np.ascontiguousarray(self.to_host(f)))
+        return [self.to_device(g, dtype=g.dtype) for g in gs]
+
     def repair(self, f: Any) -> Any:
         """A feasible critic near ``f`` by the sequential sweep, run on the host (a round trip).
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import numpy as np
 import scipy.fft
 
+from otgrid.critic import backend_numpy
 from otgrid.critic import operators as ops
 from otgrid.critic.backend_numpy import GridKernels
 
@@ -88,8 +89,10 @@ class NumbaGridKernels(GridKernels):
                      tiny._sweep_kernel("repair_critic", nb)]
             if self.ndim == 2 and POISSON_LINES:
                 disp.append(tiny._pl)
-            if self.ndim == 2:
+            if self.ndim == 2 and backend_numpy.LEVEL_BINS:
                 disp.append(tiny._sweep_kernel("level_rescale", nb))
+            if self.ndim == 2 and backend_numpy.RAY_SWEEPS:
+                disp.append(tiny._sweep_kernel("ray_critics", nb))
         announce_compilation(disp, "otgrid.solve_critic")
         for parallel in variants:
             tiny._bind(parallel)

@@ -14,7 +14,7 @@ import numpy as np
 
 from otgrid.critic import operators as ops
 
-__all__ = ["LEVEL_BINS", "POISSON_STEP_DTYPE", "GridKernels"]
+__all__ = ["LEVEL_BINS", "POISSON_STEP_DTYPE", "RAY_SWEEPS", "GridKernels"]
 
 # The transforms of the iteration's Poisson solve with float64 iterates (None: float64 too).
 # float32 halves the DCT pair's time (256^2: 0.50 ms against 0.92 ms; 1024^2: 6.8 ms against
@@ -25,13 +25,22 @@ __all__ = ["LEVEL_BINS", "POISSON_STEP_DTYPE", "GridKernels"]
 POISSON_STEP_DTYPE: type | None = np.float32
 
 # Bins of the value map of the level-rescaled critic (a candidate of Best.update; 0: none).
-# Measured on the 256^2 problems of benchmarks/bench_hard.py (relative gap 1e-4, work in fine
-# iterations): 8gaussians (r 2) 978 -> 807, at the WGAN-GP scale 1 264 -> 1 151, its histogram
-# 1 418 -> 1 226, 25gaussians 861 -> 680, swissroll 624 -> 451, funnel pairs with 4, 16, 64
-# funnels 1 243 -> 792, 1 890 -> 1 513, 668 -> 836; the Gaussian pair 39 either way. On the
-# critic of 8gaussians at its stop, the value lost to feasibility: 6.8e-5 of <c, f> with 256 to
-# 16 384 bins, 8.9e-5 by the uniform rescaling.
-LEVEL_BINS = 1024
+# It lowered the work to 1e-4 at 256^2 by 17 % on the hard problems of
+# benchmarks/bench_hard.py (8gaussians 978 -> 807 fine-iteration equivalents), until the ray
+# critics below: with them it was never the best candidate at any check of those problems
+# (256^2 at 1e-4 and 1e-6, 512^2 funnel pairs, 1024^2 8gaussians), so it is off by default
+# (one kernel less to compile) and kept for the benchmark's ablation.
+LEVEL_BINS = 0
+
+# Sweeps at most of the ray critics (a candidate pair of Best.update; 0: none), see
+# ``otgrid.kernels.critic_numba.ray_critics_2d``; they converge in 3 to 8 sweeps on the
+# problems of benchmarks/bench_hard.py, and an unconverged pair is still a valid (rescaled)
+# candidate. Work to 1e-4 at 256^2 (fine-iteration equivalents, against the level map):
+# 8gaussians 787 -> 449, at the WGAN-GP scale 1 138 -> 790, its histogram 1 227 -> 815,
+# 25gaussians 687 -> 380, swissroll 445 -> 344, funnel pairs with 4, 16, 64 funnels
+# 793 -> 366, 1 514 -> 498, 846 -> 382 (the Gaussian pair 39 either way); 8gaussians at
+# 1e-6 16 731 -> 12 267 iterations.
+RAY_SWEEPS = 64
 
 
 class GridKernels:
@@ -98,6 +107,7 @@ class GridKernels:
         if self.dtype == np.float64:  # the certificate repairs float64 critics only
             self.repair(self.xp.zeros((nb, *self.shape), dtype=self.dtype))
             self.level_rescale(self.xp.zeros((nb, *self.shape), dtype=self.dtype))
+            self.ray_critics(self.xp.zeros((nb, *self.shape), dtype=self.dtype))
 
     # -- arrays --------------------------------------------------------------------------------
     def to_device(self, a: np.ndarray, dtype=None) -> np.ndarray:
@@ -214,6 +224,18 @@ class GridKernels:
         self._sweep_kernel("level_rescale", f.shape[0])(f, g, *self.inv_dx, self.iso,
                                                           LEVEL_BINS)
         return g
+
+    def ray_critics(self, f: np.ndarray) -> list[np.ndarray]:
+        """Two feasible critics ``f - psi`` whose corrections ``psi`` follow the transport rays
+        (2D, with :data:`RAY_SWEEPS` > 0; an empty list otherwise): see
+        ``otgrid.kernels.critic_numba.ray_critics_2d``. Shared by every backend, evaluated at
+        checks only."""
+        if self.ndim != 2 or not RAY_SWEEPS:
+            return []
+        lo, hi = np.empty_like(f), np.empty_like(f)
+        self._sweep_kernel("ray_critics", f.shape[0])(f, lo, hi, *self.inv_dx, self.iso,
+                                                        RAY_SWEEPS)
+        return [lo, hi]
 
     def repair(self, f: np.ndarray) -> np.ndarray | None:
         """A critic near ``f`` made feasible by one sequential sweep (1D, 2D); None otherwise.

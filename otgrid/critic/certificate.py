@@ -1,8 +1,9 @@
 """The certificate of the grid critic: bounds on W that hold whatever the iterate.
 
 Lower bound: ``<c, f / max(1, max_i |(Df)_i|)>`` for the best of a few feasible critics built
-from the iterate (plain rescaling, a repair sweep, a nondecreasing map of the values in 2D, the
-critic recovered from the flow). Upper bound: ``sum_i |y_i + (Du)_i|`` with
+from the iterate (plain rescaling, a repair sweep, a nondecreasing map of the values in 2D, two
+corrections along the transport rays in 2D, the critic recovered from the flow). Upper bound:
+``sum_i |y_i + (Du)_i|`` with
 ``D^T D u = c - D^T y`` (one DCT solve), the cost of an exactly feasible flow. :class:`Best`
 keeps the best of both seen so far per problem; :func:`losses` says what each side loses at an
 iterate (used by the restarts).
@@ -39,7 +40,7 @@ class Best:
             self.upper[b] = upper[j]
             self.flow_y[b] = y64[j]
             self.flow_u[b] = u64[j]
-        cands = [f64, cert.repair(f64), cert.level_rescale(f64)]
+        cands = [f64, cert.repair(f64), cert.level_rescale(f64), *cert.ray_critics(f64)]
         if flow_candidates:
             ix = xp.asarray(ids)
             g = cert.flow_critic(cert.corrected_flow(self.flow_y[ix], self.flow_u[ix]))

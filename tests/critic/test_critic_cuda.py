@@ -39,7 +39,7 @@ from references import kr_lp_2d_cityblock_highs, socp_2d_euclidean_cvxpy, w1_1d_
 
 import otgrid as og
 from otgrid import backends
-from otgrid.critic.backend_numpy import LEVEL_BINS
+from otgrid.critic import backend_numpy
 from otgrid.critic.backends import make_kernels
 
 here = pytest.mark.skipif(not RUNS_HERE, reason=NOT_HERE)
@@ -299,9 +299,11 @@ def test_repair_on_the_device_gives_feasible_critics(shape, dx, norm):
 @here
 @pytest.mark.parametrize("norm", NORMS)
 @pytest.mark.parametrize(("shape", "dx"), CASES)
-def test_level_rescale_on_the_device_gives_feasible_critics(shape, dx, norm):
-    """The level-rescaled critic (the Numba kernel through a host round trip): a device array,
-    feasible on 2D grids and equal to the host kernels' result; None in 1D."""
+def test_level_rescale_on_the_device_gives_feasible_critics(shape, dx, norm, monkeypatch):
+    """The level-rescaled critic (the Numba kernel through a host round trip; off by default,
+    so switched on here): a device array, feasible on 2D grids and equal to the host kernels'
+    result; None in 1D."""
+    monkeypatch.setattr(backend_numpy, "LEVEL_BINS", 1024)
     ref, cu = Dense(shape, dx, norm), _cuda_kernels(shape, dx, norm, np.float64)
     f = 3.0 * np.random.default_rng(4).normal(size=(2, *shape))
     g_dev = cu.level_rescale(cu.to_device(f))
@@ -313,8 +315,31 @@ def test_level_rescale_on_the_device_gives_feasible_critics(shape, dx, norm):
     host = make_kernels("numba", shape, dx, norm, np.float64).level_rescale(f)
     np.testing.assert_array_equal(g, host)
     for b in range(2):  # feasible up to rounding: the map adds one rounding per bin
-        slack = 4 * LEVEL_BINS * np.finfo(float).eps * np.abs(g[b]).max() / min(dx)
+        slack = 4 * 1024 * np.finfo(float).eps * np.abs(g[b]).max() / min(dx)
         assert _cell_norms(ref.grad(g[b]), norm, dual=False).max() <= 1 + slack
+
+
+@here
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize(("shape", "dx"), CASES)
+def test_ray_critics_on_the_device_are_feasible(shape, dx, norm):
+    """The ray critics (the Numba kernel through a host round trip): device arrays, feasible on
+    2D grids up to rounding and equal to the host kernels' result; none in 1D."""
+    ref, cu = Dense(shape, dx, norm), _cuda_kernels(shape, dx, norm, np.float64)
+    f = 3.0 * np.random.default_rng(4).normal(size=(2, *shape))
+    gs = cu.ray_critics(cu.to_device(f))
+    if len(shape) != 2:
+        assert gs == []
+        return
+    host = make_kernels("numba", shape, dx, norm, np.float64).ray_critics(f)
+    assert len(gs) == 2
+    for g_dev, g_host in zip(gs, host, strict=True):
+        assert type(g_dev) is type(cu.to_device(f)) and g_dev.dtype == np.float64
+        g = cu.to_host(g_dev)
+        np.testing.assert_array_equal(g, g_host)
+        for b in range(2):
+            slack = 64 * np.finfo(float).eps * np.abs(g[b]).max() / min(dx)
+            assert _cell_norms(ref.grad(g[b]), norm, dual=False).max() <= 1 + slack
 
 
 @here

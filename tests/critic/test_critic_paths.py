@@ -269,15 +269,16 @@ def test_keyboard_interrupt_returns_the_best_result_when_asked(multilevel):
 
 # ------------------------------------------------------------------------- float32 floor
 def test_float32_precision_floor_goes_on_in_float64():
-    """8gaussians vs N(0, I) at 64^2: float32 iterates stall near a relative gap of 2e-6 (they
-    ran 10^6 iterations there); the solve continues in float64 and converges, bracketing the
-    SOCP value; the Gaussian pair reaches 1e-6 in float32 alone."""
+    """8gaussians vs N(0, I) at 64^2: float32 iterates stall short of a relative gap of 5e-7
+    (since the ray critics, they reach 1e-6 alone: 9.7e-7 after 8 888 iterations); the solve
+    continues in float64 (from iteration 17 405) and converges, bracketing the SOCP value; the
+    Gaussian pair reaches 1e-6 in float32 alone."""
     grid = og.Grid([(-4, 4), (-4, 4)], (64, 64))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", og.OutsideMassWarning)
         mu = grid.discretize(og.datasets.eight_gaussians(), outside="renormalize")
         nu = grid.discretize(og.Normal([0, 0], 1.0), outside="renormalize")
-    res = og.solve_critic(mu, nu, grid, tol=1e-6, dtype=np.float32)
+    res = og.solve_critic(mu, nu, grid, tol=5e-7, dtype=np.float32)
     assert res.converged and res.dtype == np.float32
     assert res.float64_from is not None and 0 < res.float64_from < res.iterations
     assert res.history.iteration[-1] == res.iterations

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from otgrid.critic import backend_numpy
 from otgrid.critic.backends import make_kernels
 from otgrid.kernels import critic_numba as k
 
@@ -85,7 +86,11 @@ def test_the_parallel_kernel_and_its_twin_agree_on_a_batch():
     np.testing.assert_array_equal(a, b)
 
 
-def test_the_grid_kernels_offer_it_in_2d_only():
+def test_the_grid_kernels_offer_it_in_2d_only(monkeypatch):
+    """Off by default since the ray critics (never the best candidate since), on with bins."""
+    assert make_kernels("numba", (8, 8), (0.5, 0.5), "euclidean",
+                        np.float64).level_rescale(np.zeros((1, 8, 8))) is None
+    monkeypatch.setattr(backend_numpy, "LEVEL_BINS", 1024)
     kern2 = make_kernels("numba", (8, 8), (0.5, 0.5), "euclidean", np.float64)
     assert kern2.level_rescale(np.zeros((1, 8, 8))).shape == (1, 8, 8)
     kern1 = make_kernels("numba", (8,), (0.5,), "euclidean", np.float64)

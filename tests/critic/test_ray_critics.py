@@ -1,0 +1,122 @@
+"""The ray critics of the certificate: the greatest function below ``f`` and the least above
+it whose change along each grid edge stays within a length set by a box inside its cell's
+constraint. Both must be feasible, leave a feasible critic as it is, restore the exact critic
+where a band of cells is too steep, and lose less than the level map where the violations sit
+at different levels on different rays.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from otgrid.critic.backends import make_kernels
+from otgrid.kernels import critic_numba as k
+
+
+def _max_norm(g: np.ndarray, h: tuple[float, float], iso: bool) -> float:
+    gx = np.zeros_like(g)
+    gy = np.zeros_like(g)
+    gx[:-1] = (g[1:] - g[:-1]) * h[0]
+    gy[:, :-1] = (g[:, 1:] - g[:, :-1]) * h[1]
+    return float((np.hypot(gx, gy) if iso else np.maximum(abs(gx), abs(gy))).max())
+
+
+def _ray(f: np.ndarray, h: tuple[float, float], iso: bool, sweeps: int = 64):
+    lo, hi = np.empty((1, *f.shape)), np.empty((1, *f.shape))
+    k.ray_critics_2d_serial(f[None], lo, hi, h[0], h[1], iso, sweeps)
+    return lo[0], hi[0]
+
+
+@pytest.mark.parametrize("iso", [True, False])
+@pytest.mark.parametrize("shape, h", [((2, 2), (1.0, 1.0)), ((1, 7), (1.0, 2.0)),
+                                      ((9, 31), (3.0, 0.5)), ((64, 40), (20.0, 20.0))])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_both_ray_critics_are_feasible_and_on_either_side(iso, shape, h, seed):
+    rng = np.random.default_rng(seed)
+    x = np.linspace(0, 1, shape[0])[:, None]
+    y = np.linspace(0, 1, shape[1])[None, :]
+    # a smooth field with slopes around 1, noise on top: violations everywhere
+    f = np.sin(3 * x) * 0.4 * shape[0] / h[0] + np.cos(2 * y) * 0.3 * shape[1] / h[1]
+    f = f + rng.normal(scale=0.3 / min(h), size=shape)
+    lo, hi = _ray(f, h, iso, sweeps=10_000)
+    scale = max(1.0, np.abs(f).max())
+    for g in (lo, hi):
+        assert _max_norm(g, h, iso) <= 1 + 1e-12 * scale * max(h)
+    assert np.all(lo <= f) and np.all(hi >= f)
+
+
+@pytest.mark.parametrize("iso", [True, False])
+def test_a_feasible_critic_is_left_as_it_is(iso):
+    x = np.linspace(-2, 2, 50)
+    y = np.linspace(-2.4, 2.4, 60)
+    f = 0.6 * np.abs(x)[:, None] + 0.5 * np.sin(y)[None, :]
+    h = (1 / (x[1] - x[0]), 1 / (y[1] - y[0]))
+    assert _max_norm(f, h, iso) <= 1
+    lo, hi = _ray(f, h, iso)
+    np.testing.assert_array_equal(lo, f)
+    np.testing.assert_array_equal(hi, f)
+
+
+def test_a_steep_band_is_cut_back_to_the_exact_critic():
+    """f(x, y) = x with slope 1.2 on the band 0 < x < 0.1: both ray critics are x plus a
+    constant, the exact critic of c = delta(1) - delta(-1) on every row (W = 2 exactly)."""
+    n = 201
+    x = np.linspace(-1, 1, n)
+    d = x[1] - x[0]
+    slope = np.where((x[:-1] >= 0) & (x[:-1] < 0.1 - 1e-12), 1.2, 1.0)
+    f = np.repeat(np.concatenate([[0.0], np.cumsum(slope * d)])[:, None], 7, axis=1)
+    c = np.zeros_like(f)
+    c[-1, 3], c[0, 3] = 1.0, -1.0
+    for g in _ray(f, (1 / d, 1 / d), True):
+        assert _max_norm(g, (1 / d, 1 / d), True) <= 1 + 1e-12
+        np.testing.assert_allclose(g - g[0, 0], x[:, None] + 1 + 0 * g, rtol=0, atol=1e-12)
+        assert float((c * g).sum()) == pytest.approx(2.0, abs=1e-12)
+
+
+def test_violations_at_different_levels_cost_less_than_the_level_map():
+    """Rays tilted against the grid: f = 0.8 p(x) + 0.6 y, with p' = 1 except on the band
+    0 < x < 0.1 where p' = 1.1 (|Df| = 1.065 there, 1 elsewhere). The band covers different
+    values of f on different rows, so the level map cuts the slope over all of them on every
+    row; the ray critics only on the band. Judged on c = delta(1, 0) - delta(-1, 0): <c, f> is
+    1.608; the feasible critic f - 0.08 min(max(x, 0), 0.1) keeps 1.600, the uniform
+    rescaling 1.510. The box scales both differences of a cell, so psi also grows along the
+    band (up the rows): the ray critics keep 1.566, the level map 1.530."""
+    n = 161
+    x = np.linspace(-1, 1, n)
+    d = x[1] - x[0]
+    slope = np.where((x[:-1] >= 0) & (x[:-1] < 0.1 - 1e-12), 1.1, 1.0)
+    p = np.concatenate([[0.0], np.cumsum(slope * d)])
+    f = 0.8 * p[:, None] + 0.6 * x[None, :]
+    h = (1 / d, 1 / d)
+    c = np.zeros_like(f)
+    c[-1, n // 2], c[0, n // 2] = 1.0, -1.0
+    level = np.empty((1, *f.shape))
+    k.level_rescale_2d_serial(f[None], level, h[0], h[1], True, 4096)
+    value = {"level": float((c * level[0]).sum()),
+             "uniform": float((c * f).sum()) / _max_norm(f, h, True)}
+    for name, g in zip(("lo", "hi"), _ray(f, h, True), strict=True):
+        assert _max_norm(g, h, True) <= 1 + 1e-12
+        value[name] = float((c * g).sum())
+    assert value["uniform"] == pytest.approx(1.608 / np.hypot(0.88, 0.6), abs=1e-9)
+    assert value["uniform"] < value["level"] < 1.54
+    assert 1.56 < value["lo"] <= 1.600 and 1.56 < value["hi"] <= 1.600
+
+
+def test_the_parallel_kernel_and_its_twin_agree_on_a_batch():
+    rng = np.random.default_rng(5)
+    f = rng.normal(size=(3, 17, 23))
+    a, b = np.empty_like(f), np.empty_like(f)
+    a2, b2 = np.empty_like(f), np.empty_like(f)
+    k.ray_critics_2d(f, a, a2, 2.0, 3.0, True, 64)
+    for j in range(3):
+        k.ray_critics_2d_serial(f[j:j + 1], b[j:j + 1], b2[j:j + 1], 2.0, 3.0, True, 64)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a2, b2)
+
+
+def test_the_grid_kernels_offer_them_in_2d_only():
+    kern2 = make_kernels("numba", (8, 8), (0.5, 0.5), "euclidean", np.float64)
+    assert [g.shape for g in kern2.ray_critics(np.zeros((1, 8, 8)))] == [(1, 8, 8)] * 2
+    kern1 = make_kernels("numba", (8,), (0.5,), "euclidean", np.float64)
+    assert kern1.ray_critics(np.zeros((1, 8))) == []
