@@ -457,10 +457,13 @@ def ray_critics_2d(f, g_lo, g_hi, hx, hy, iso, max_sweeps):
     unconverged result is still rescaled by the caller). ``f - g_lo`` grows along each ray by
     the violations met on that ray, not by the largest one anywhere, which is what dividing
     ``f`` by ``max |Df|`` costs. Both are feasible up to rounding; the caller divides by
-    ``max(1, max |Dg|)`` as for every candidate.
+    ``max(1, max |Dg|)`` as for every candidate. The two sides of a problem are separate tasks
+    of the parallel loop (each computes the edge lengths).
     """
     nb, nx, ny = f.shape
-    for b in prange(nb):
+    for task in prange(2 * nb):  # the two sides of a problem are independent: two tasks
+        b = task // 2
+        side = task - 2 * b
         # the length of each grid edge: the largest change of g its cell's box allows
         ex = np.empty((nx, ny))
         ey = np.empty((nx, ny))
@@ -482,37 +485,36 @@ def ray_critics_2d(f, g_lo, g_hi, hx, hy, iso, max_sweeps):
                         ay = np.sqrt(c * c + extra)
                 ex[i, j] = ax / hx
                 ey[i, j] = ay / hy
-        for side in range(2):
-            g = g_lo[b] if side == 0 else g_hi[b]
-            sg = 1.0 if side == 0 else -1.0  # side 1 works on -g: the least majorant of f
+        g = g_lo[b] if side == 0 else g_hi[b]
+        sg = 1.0 if side == 0 else -1.0  # side 1 works on -g: the least majorant of f
+        for i in range(nx):
+            for j in range(ny):
+                g[i, j] = sg * f[b, i, j]
+        for sweep in range(max_sweeps):
+            changed = False
+            for ii in range(nx):
+                i = ii if sweep % 2 == 0 else nx - 1 - ii
+                for jj in range(ny):
+                    j = jj if sweep % 4 < 2 else ny - 1 - jj
+                    p = g[i, j]
+                    m = p
+                    if i > 0:
+                        m = min(m, g[i - 1, j] + ex[i - 1, j])
+                    if i < nx - 1:
+                        m = min(m, g[i + 1, j] + ex[i, j])
+                    if j > 0:
+                        m = min(m, g[i, j - 1] + ey[i, j - 1])
+                    if j < ny - 1:
+                        m = min(m, g[i, j + 1] + ey[i, j])
+                    if m < p:
+                        g[i, j] = m
+                        changed = True
+            if not changed:
+                break
+        if side == 1:
             for i in range(nx):
                 for j in range(ny):
-                    g[i, j] = sg * f[b, i, j]
-            for sweep in range(max_sweeps):
-                changed = False
-                for ii in range(nx):
-                    i = ii if sweep % 2 == 0 else nx - 1 - ii
-                    for jj in range(ny):
-                        j = jj if sweep % 4 < 2 else ny - 1 - jj
-                        p = g[i, j]
-                        m = p
-                        if i > 0:
-                            m = min(m, g[i - 1, j] + ex[i - 1, j])
-                        if i < nx - 1:
-                            m = min(m, g[i + 1, j] + ex[i, j])
-                        if j > 0:
-                            m = min(m, g[i, j - 1] + ey[i, j - 1])
-                        if j < ny - 1:
-                            m = min(m, g[i, j + 1] + ey[i, j])
-                        if m < p:
-                            g[i, j] = m
-                            changed = True
-                if not changed:
-                    break
-            if side == 1:
-                for i in range(nx):
-                    for j in range(ny):
-                        g[i, j] = -g[i, j]
+                    g[i, j] = -g[i, j]
 
 # --------------------------------------------------- the step's Poisson solve: tridiagonal lines
 @njit(cache=True, parallel=True)
