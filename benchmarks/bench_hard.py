@@ -610,6 +610,32 @@ this problem at every check (the rescaled iterate is always the better candidate
    first `solve_critic` compiles no slower (3.5 / 3.6 / 3.6 s against 3.9 / 3.9 / 3.8 s,
    alternated, empty caches). The Poisson solve's share at 256² rises accordingly: the rest of
    the iteration got cheaper.
+12. **The ray critics** (`ray_critics_2d`, candidates of the certificate's lower bound;
+   `RAY_SWEEPS`). On 8gaussians' iterate at its stop (256², 1e-4, 503 iterations), the
+   largest violation of `|Df| <= 1` was 1.2e-4 but its mean weighted by the corrected flow
+   1.2e-5: every global repair pays the former. Each cell's constraint is replaced by a box
+   inside it (the cell's differences scaled by `1 / |(Df)_i|` where it is violated, the slack
+   shared out where it is not), so every grid edge gets a length, the most `g` may change
+   along it; the ray critics are the greatest function below `f` and the least above it that
+   respect those lengths (four raster sweeps, label-correcting, until one changes nothing: 3
+   to 8). On that iterate they prove a relative gap of 4.5e-5 instead of 1.0e-4 (16 funnels
+   1.5e-5, WGAN-GP scale 6.4e-5, both against 1.04e-4). Work at 256², 1e-4, interleaved in one
+   process: 7 475 → 4 062 over the nine problems (8gaussians 787 → 449, WGAN-GP scale
+   1 138 → 790, histogram 1 227 → 815, 25gaussians 687 → 380, swissroll 445 → 344, funnels
+   793 → 366, 1 514 → 498, 846 → 382; the Gaussian pair 39 either way); seconds 11.4 → 7.8.
+   512² funnel pairs 5.08 / 8.34 / 7.04 s → 2.13 / 3.81 / 2.46 s; 1024² 8gaussians 13.0 s →
+   9.7 s (work 518 → 256); 8gaussians at 1e-6 16 731 → 12 267 iterations; the Gaussian pair at
+   1e-6 unchanged (1 787: there the repair sweep stays the best candidate; the boxes let the
+   correction grow along any path on which `f` increases, which picks up scattered small
+   violations). Since then the level map was never the best candidate at any check of these
+   problems (256² at 1e-4 and 1e-6, 512² funnels, 1024²), so it is off (`LEVEL_BINS = 0`;
+   the ablation has both rows): the first `solve_critic` compiles the ray kernel (about 0.9 s)
+   instead of the level map's (0.6 s). Cost per check, 2 threads (the two sides are separate
+   tasks): 17 ms at 512², 56 ms at 1024²; one thread below 2^18 cells (about 4 ms at 256²).
+   Variants measured on the captured iterates: corrections advected along the gradient
+   (semi-Lagrangian, not edge-exact) left violations of 3e-4; boxes without the slack share
+   4.96e-5 instead of 4.51e-5; a box keeping the smaller difference and cutting the larger one,
+   or a margin that buys cross-ray freedom, within 1 %.
 
 ### Tried and not kept
 
@@ -685,6 +711,12 @@ this problem at every check (the rescaled iterate is always the better candidate
 - **A Thomas pass reading one factor array** (`cp = e m` computed in the backward sweep
   instead of read): no measurable difference at 256² .. 1024² (float32 1024²: 1.67 / 1.77 ms
   against 1.55 / 1.69 ms, column blocks of 32, 64, 128 alike).
+- **With the ray critics: the restarts' veto judging the critic by them too** (`losses`):
+  work 4 062 → 4 075 over the nine problems at 256²; **restarting the primal iterate at the
+  best certified critic**: 4 062 → 72 001 (the iteration loses its dual pairing); **the critic
+  recovered from the flow** (least squares of the flow's directions), then its ray critics:
+  gaps of 1.3e-2 to 3.6e-2 at the iterates where the ray critics of `f` prove 1.5e-5 to
+  6.4e-5.
 - **The fused Sinkhorn pass on Python threads** (a `nogil` one-thread kernel per chunk of rows
   instead of `prange`): the first `sinkhorn` compiled in 4.4 s, but the passes were 5-10 %
   slower from 5 000 x 5 000 points and up to 35 % at 1 500 x 1 500 (thread wake-ups; Numba's
@@ -692,9 +724,11 @@ this problem at every check (the rescaled iterate is always the better candidate
 
 ### Not done (next sessions)
 
-- The lower bound still lags the upper one (on 8gaussians at 256² the flow is within 5e-6 of W
-  when the critic is 1e-4 below): level maps per region (each transport ray its own), or a
-  second-order finish (Newton / IPM steps on the weighted Laplacian, DCT-preconditioned CG).
+- With the ray critics, the iterate itself lags: on the WGAN-GP-scale 8gaussians at 256² its
+  `<c, f>` is still 7e-5 below the flow's cost when the ray critics lose only 3e-5 more, and
+  that difference falls by about 2 % per 10 iterations. A second-order finish (Newton / IPM
+  steps on the weighted Laplacian, DCT-preconditioned CG) is the untried direction. The boxes
+  of the ray critics could also use the ball's second-order room across the rays.
 - The Poisson step is still most of an iteration from 512² up: the float32 casts could be fused
   into the residual and dual-step kernels, and the tridiagonal sweeps are memory-bound.
 - The rigorous certificate's NumPy passes (TwoSum temporaries, about 0.3 s at 1024²) could be
@@ -805,14 +839,31 @@ def goals(report: dict) -> list[str]:
     for r in report.get("tight", []):
         add(f"{LABELS[r['problem']]}, {r['n']}², 1e-6: ≥ 20× faster than Clarabel",
             f"{r['clarabel_over_otgrid']:.1f}×", r["clarabel_over_otgrid"] >= 20)
+    # "reruns": section -> rows of the same section run again (this machine's speed varies):
+    # a timing goal shows every run and is judged on their median
+    reruns = report.get("reruns", {})
+
+    def again(section: str, r: dict, *keys: str) -> list[dict]:
+        return [x for rows in reruns.get(section, []) for x in rows
+                if all(x.get(k) == r.get(k) for k in keys)]
+
+    def figures(values: list[float], unit: str) -> str:
+        if len(values) == 1:
+            return f"{values[0]:.1f}{unit}"
+        return (f"{values[0]:.1f}{unit} (reruns: {', '.join(f'{v:.1f}{unit}' for v in values[1:])}"
+                f"; median {np.median(values):.1f}{unit})")
+
     for r in report.get("large", []):
         lim = 20.0 if r["problem"] == "8g_r2" else 3.0
+        runs = [r, *again("large", r, "problem", "n")]
+        secs = [x["seconds"] for x in runs]
         add(f"{LABELS[r['problem']]} at {r['n']}², 1e-4, in ≤ {lim:g} s",
-            f"{r['seconds']:.1f} s ({r['status']})", r["converged"] and r["seconds"] <= lim)
-    reruns = report.get("poisson_reruns", {})  # n -> shares of reruns of the section
+            f"{figures(secs, ' s')}, {r['status']}",
+            all(x["converged"] for x in runs) and float(np.median(secs)) <= lim)
+    poisson_reruns = report.get("poisson_reruns", {})  # n -> shares of reruns of the section
     for r in report.get("poisson", []):
         if r.get("default", r["dtype"] == "float64"):
-            more = reruns.get(str(r["n"]), [])
+            more = poisson_reruns.get(str(r["n"]), [])
             shares = [r["poisson_share"], *more]
             add(f"Poisson solve ≤ half an iteration ({r['n']}², float64 iterates, Poisson "
                 f"{r.get('transforms', 'float64')})",
@@ -821,10 +872,11 @@ def goals(report: dict) -> list[str]:
                 max(shares) <= 0.5)
     for r in report.get("cold", []):
         if r.get("solver", "this tree") == "this tree" and r["cache"] == "empty cache":
-            comp = r["first_call_s"] - r["second_call_s"]
+            runs = [r, *again("cold", r, "call", "solver", "cache")]
+            comp = [x["first_call_s"] - x["second_call_s"] for x in runs]
             add(f"first `{r['call']}`: ≤ 5 s of compilation, announced",
-                f"≈ {comp:.1f} s, announced: {'yes' if r['announced'] else 'no'}",
-                comp <= 5 and r["announced"])
+                f"≈ {figures(comp, ' s')}, announced: {'yes' if r['announced'] else 'no'}",
+                float(np.median(comp)) <= 5 and all(x["announced"] for x in runs))
     return [*out, ""]
 
 

@@ -1,8 +1,8 @@
 """The certificate of the grid critic: bounds on W that hold whatever the iterate.
 
 Lower bound: ``<c, f / max(1, max_i |(Df)_i|)>`` for the best of a few feasible critics built
-from the iterate (plain rescaling, a repair sweep, a nondecreasing map of the values in 2D, two
-corrections along the transport rays in 2D, the critic recovered from the flow). Upper bound:
+from the iterate (plain rescaling, a repair sweep, in 2D the two ray critics and, when switched
+on, a nondecreasing map of the values, the critic recovered from the flow). Upper bound:
 ``sum_i |y_i + (Du)_i|`` with
 ``D^T D u = c - D^T y`` (one DCT solve), the cost of an exactly feasible flow. :class:`Best`
 keeps the best of both seen so far per problem; :func:`losses` says what each side loses at an
