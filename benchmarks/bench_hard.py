@@ -716,7 +716,12 @@ this problem at every check (the rescaled iterate is always the better candidate
   best certified critic**: 4 062 → 72 001 (the iteration loses its dual pairing); **the critic
   recovered from the flow** (least squares of the flow's directions), then its ray critics:
   gaps of 1.3e-2 to 3.6e-2 at the iterates where the ray critics of `f` prove 1.5e-5 to
-  6.4e-5.
+  6.4e-5. **The ray critics of `(1 - eps) f`** (less violation, more slack, `eps` of `<c, f>`
+  lost): eps 1e-6 to 3e-5 gave 4.49e-5 to 5.26e-5 on 8gaussians against 4.51e-5, worse on 16
+  funnels (1.58e-5 to 3.25e-5 against 1.54e-5) and the WGAN-GP scale. **Boxes with room `t`
+  added to the smaller difference of a violated cell** (for decreases across the rays), the
+  larger one cut to match: worse at every `t` from 1e-4 (6.2e-5 against 4.5e-5 on
+  8gaussians) to 1e-1 (5.0e-2): the larger difference pays at first order.
 - **The fused Sinkhorn pass on Python threads** (a `nogil` one-thread kernel per chunk of rows
   instead of `prange`): the first `sinkhorn` compiled in 4.4 s, but the passes were 5-10 %
   slower from 5 000 x 5 000 points and up to 35 % at 1 500 x 1 500 (thread wake-ups; Numba's
