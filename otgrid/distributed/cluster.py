@@ -115,7 +115,11 @@ def connect(client: Any = None, workers: int | None = None,
         yield client
         return
     with contextlib.ExitStack() as stack:
-        if client is None:
+        own = client is None
+        if own:
+            # runs last, after the cluster has closed: this process's log level as it was
+            stack.callback(logging.getLogger("distributed").setLevel,
+                           logging.getLogger("distributed").level)
             client = stack.enter_context(_local_cluster(distributed, workers))
         elif isinstance(client, os.PathLike):
             client = os.fspath(client)
@@ -127,7 +131,28 @@ def connect(client: Any = None, workers: int | None = None,
             raise TypeError(f"client must be a distributed.Client, a Dask cluster, a scheduler "
                             f"address or None; got {type(client).__name__}.")
         stack.enter_context(opened)
+        if own:
+            stack.callback(_quiet_shutdown, opened)  # runs first, before the client closes
         yield opened
+
+
+def _silence_distributed_logs() -> None:
+    """Only critical messages from Dask's loggers in this process (run on workers too)."""
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
+
+
+def _quiet_shutdown(client: Any) -> None:
+    """Before the ``LocalCluster`` started by :func:`connect` closes: its worker processes and
+    this process's Dask loggers report nothing more (restored here once it has closed).
+
+    Closing a cluster can race a worker's heartbeat against the scheduler's shutdown; the
+    worker then logs "Failed to communicate with scheduler during heartbeat" at ERROR level
+    with a traceback (dask/distributed#7192), on the standard error of a sweep that succeeded.
+    Errors of the sweep itself reach the client as exceptions before this point.
+    """
+    with contextlib.suppress(Exception):  # a worker already gone cannot run it: nothing to say
+        client.run(_silence_distributed_logs)
+    _silence_distributed_logs()
 
 
 def _default_client(distributed: Any) -> Any:

@@ -9,17 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from critic_fields import max_norm, noisy_field
 
 from otgrid.critic.backends import make_kernels
 from otgrid.kernels import critic_numba as k
-
-
-def _max_norm(g: np.ndarray, h: tuple[float, float], iso: bool) -> float:
-    gx = np.zeros_like(g)
-    gy = np.zeros_like(g)
-    gx[:-1] = (g[1:] - g[:-1]) * h[0]
-    gy[:, :-1] = (g[:, 1:] - g[:, :-1]) * h[1]
-    return float((np.hypot(gx, gy) if iso else np.maximum(abs(gx), abs(gy))).max())
 
 
 def _ray(f: np.ndarray, h: tuple[float, float], iso: bool, sweeps: int = 64):
@@ -33,16 +26,11 @@ def _ray(f: np.ndarray, h: tuple[float, float], iso: bool, sweeps: int = 64):
                                       ((9, 31), (3.0, 0.5)), ((64, 40), (20.0, 20.0))])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_both_ray_critics_are_feasible_and_on_either_side(iso, shape, h, seed):
-    rng = np.random.default_rng(seed)
-    x = np.linspace(0, 1, shape[0])[:, None]
-    y = np.linspace(0, 1, shape[1])[None, :]
-    # a smooth field with slopes around 1, noise on top: violations everywhere
-    f = np.sin(3 * x) * 0.4 * shape[0] / h[0] + np.cos(2 * y) * 0.3 * shape[1] / h[1]
-    f = f + rng.normal(scale=0.3 / min(h), size=shape)
+    f = noisy_field(shape, h, seed)
     lo, hi = _ray(f, h, iso, sweeps=10_000)
     scale = max(1.0, np.abs(f).max())
     for g in (lo, hi):
-        assert _max_norm(g, h, iso) <= 1 + 1e-12 * scale * max(h)
+        assert max_norm(g, h, iso) <= 1 + 1e-12 * scale * max(h)
     assert np.all(lo <= f) and np.all(hi >= f)
 
 
@@ -52,7 +40,7 @@ def test_a_feasible_critic_is_left_as_it_is(iso):
     y = np.linspace(-2.4, 2.4, 60)
     f = 0.6 * np.abs(x)[:, None] + 0.5 * np.sin(y)[None, :]
     h = (1 / (x[1] - x[0]), 1 / (y[1] - y[0]))
-    assert _max_norm(f, h, iso) <= 1
+    assert max_norm(f, h, iso) <= 1
     lo, hi = _ray(f, h, iso)
     np.testing.assert_array_equal(lo, f)
     np.testing.assert_array_equal(hi, f)
@@ -69,7 +57,7 @@ def test_a_steep_band_is_cut_back_to_the_exact_critic():
     c = np.zeros_like(f)
     c[-1, 3], c[0, 3] = 1.0, -1.0
     for g in _ray(f, (1 / d, 1 / d), True):
-        assert _max_norm(g, (1 / d, 1 / d), True) <= 1 + 1e-12
+        assert max_norm(g, (1 / d, 1 / d), True) <= 1 + 1e-12
         np.testing.assert_allclose(g - g[0, 0], x[:, None] + 1 + 0 * g, rtol=0, atol=1e-12)
         assert float((c * g).sum()) == pytest.approx(2.0, abs=1e-12)
 
@@ -94,9 +82,9 @@ def test_violations_at_different_levels_cost_less_than_the_level_map():
     level = np.empty((1, *f.shape))
     k.level_rescale_2d_serial(f[None], level, h[0], h[1], True, 4096)
     value = {"level": float((c * level[0]).sum()),
-             "uniform": float((c * f).sum()) / _max_norm(f, h, True)}
+             "uniform": float((c * f).sum()) / max_norm(f, h, True)}
     for name, g in zip(("lo", "hi"), _ray(f, h, True), strict=True):
-        assert _max_norm(g, h, True) <= 1 + 1e-12
+        assert max_norm(g, h, True) <= 1 + 1e-12
         value[name] = float((c * g).sum())
     assert value["uniform"] == pytest.approx(1.608 / np.hypot(0.88, 0.6), abs=1e-9)
     assert value["uniform"] < value["level"] < 1.54

@@ -339,3 +339,34 @@ def test_a_killed_worker_loses_nothing(client, tmp_path):
                                    rtol=1e-12)
         np.testing.assert_allclose(load_arrays(tmp_path / "out", rec["index"])["critic"],
                                    ref.critic, atol=1e-11)
+
+
+# --------------------------------------------------------------------------- shutdown
+def test_an_own_cluster_goes_quiet_before_it_closes_and_the_log_level_comes_back():
+    """The LocalCluster that ``connect`` starts: before it closes, its workers and this
+    process log only critical messages (a worker's heartbeat can race the scheduler's shutdown
+    and log an ERROR with a traceback on a sweep that succeeded, dask/distributed#7192); once
+    it has closed, this process's level is what it was."""
+    import logging
+
+    from otgrid.distributed import cluster as cl
+
+    logger = logging.getLogger("distributed")
+    before = logger.level
+    seen = []
+    real = cl._quiet_shutdown
+
+    def spy(c):
+        real(c)
+        seen.append(sorted(set(c.run(lambda: logging.getLogger("distributed").level).values())))
+        seen.append(logger.level)
+
+    try:
+        cl._quiet_shutdown = spy
+        with cl.connect(workers=1) as c:
+            assert c.submit(sum, [1, 2]).result() == 3
+            assert logger.level == before
+    finally:
+        cl._quiet_shutdown = real
+    assert seen == [[logging.CRITICAL], logging.CRITICAL]
+    assert logger.level == before
