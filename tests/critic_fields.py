@@ -23,3 +23,11 @@ def noisy_field(shape: tuple[int, int], h: tuple[float, float], seed: int) -> np
     y = np.linspace(0, 1, shape[1])[None, :]
     f = np.sin(3 * x) * 0.4 * shape[0] / h[0] + np.cos(2 * y) * 0.3 * shape[1] / h[1]
     return f + rng.normal(scale=0.3 / min(h), size=shape)
+
+
+def feasible_field() -> tuple[np.ndarray, tuple[float, float]]:
+    """A critic that satisfies both norms' constraints with room (``|Df| <= 1``), and its ``h``."""
+    x = np.linspace(-2, 2, 50)
+    y = np.linspace(-2.4, 2.4, 60)
+    f = 0.6 * np.abs(x)[:, None] + 0.5 * np.sin(y)[None, :]
+    return f, (1 / (x[1] - x[0]), 1 / (y[1] - y[0]))

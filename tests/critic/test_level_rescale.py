@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from critic_fields import max_norm, noisy_field
+from critic_fields import feasible_field, max_norm, noisy_field
 
 from otgrid.critic import backend_numpy
 from otgrid.critic.backends import make_kernels
@@ -32,10 +32,7 @@ def test_level_rescaled_critic_is_feasible_and_keeps_the_order(iso, shape, h, se
 
 @pytest.mark.parametrize("iso", [True, False])
 def test_a_feasible_critic_is_left_as_it_is(iso):
-    x = np.linspace(-2, 2, 50)
-    y = np.linspace(-2.4, 2.4, 60)
-    f = 0.6 * np.abs(x)[:, None] + 0.5 * np.sin(y)[None, :]
-    h = (1 / (x[1] - x[0]), 1 / (y[1] - y[0]))
+    f, h = feasible_field()
     assert max_norm(f, h, iso) <= 1
     g = np.empty((1, *f.shape))
     k.level_rescale_2d(f[None], g, h[0], h[1], iso, 1024)

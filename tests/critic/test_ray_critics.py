@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from critic_fields import max_norm, noisy_field
+from critic_fields import feasible_field, max_norm, noisy_field
 
 from otgrid.critic.backends import make_kernels
 from otgrid.kernels import critic_numba as k
@@ -36,10 +36,7 @@ def test_both_ray_critics_are_feasible_and_on_either_side(iso, shape, h, seed):
 
 @pytest.mark.parametrize("iso", [True, False])
 def test_a_feasible_critic_is_left_as_it_is(iso):
-    x = np.linspace(-2, 2, 50)
-    y = np.linspace(-2.4, 2.4, 60)
-    f = 0.6 * np.abs(x)[:, None] + 0.5 * np.sin(y)[None, :]
-    h = (1 / (x[1] - x[0]), 1 / (y[1] - y[0]))
+    f, h = feasible_field()
     assert max_norm(f, h, iso) <= 1
     lo, hi = _ray(f, h, iso)
     np.testing.assert_array_equal(lo, f)
