@@ -457,34 +457,37 @@ def ray_critics_2d(f, g_lo, g_hi, hx, hy, iso, max_sweeps):
     unconverged result is still rescaled by the caller). ``f - g_lo`` grows along each ray by
     the violations met on that ray, not by the largest one anywhere, which is what dividing
     ``f`` by ``max |Df|`` costs. Both are feasible up to rounding; the caller divides by
-    ``max(1, max |Dg|)`` as for every candidate. The two sides of a problem are separate tasks
-    of the parallel loop (each computes the edge lengths).
+    ``max(1, max |Dg|)`` as for every candidate. The edge lengths are computed once per problem
+    (rows in parallel); the two sides of a problem are then separate tasks of the parallel
+    loop.
     """
     nb, nx, ny = f.shape
+    # the length of each grid edge: the largest change of g its cell's box allows
+    ex = np.empty((nb, nx, ny))
+    ey = np.empty((nb, nx, ny))
+    for row in prange(nb * nx):
+        b = row // nx
+        i = row - b * nx
+        for j in range(ny):
+            ax = 1.0
+            ay = 1.0
+            if iso and i < nx - 1 and j < ny - 1:
+                a = (f[b, i + 1, j] - f[b, i, j]) * hx
+                c = (f[b, i, j + 1] - f[b, i, j]) * hy
+                n2 = a * a + c * c
+                if n2 > 1.0:
+                    s = 1.0 / np.sqrt(n2)
+                    ax = abs(a) * s
+                    ay = abs(c) * s
+                else:
+                    extra = 0.5 * (1.0 - n2)
+                    ax = np.sqrt(a * a + extra)
+                    ay = np.sqrt(c * c + extra)
+            ex[b, i, j] = ax / hx
+            ey[b, i, j] = ay / hy
     for task in prange(2 * nb):  # the two sides of a problem are independent: two tasks
         b = task // 2
         side = task - 2 * b
-        # the length of each grid edge: the largest change of g its cell's box allows
-        ex = np.empty((nx, ny))
-        ey = np.empty((nx, ny))
-        for i in range(nx):
-            for j in range(ny):
-                ax = 1.0
-                ay = 1.0
-                if iso and i < nx - 1 and j < ny - 1:
-                    a = (f[b, i + 1, j] - f[b, i, j]) * hx
-                    c = (f[b, i, j + 1] - f[b, i, j]) * hy
-                    n2 = a * a + c * c
-                    if n2 > 1.0:
-                        s = 1.0 / np.sqrt(n2)
-                        ax = abs(a) * s
-                        ay = abs(c) * s
-                    else:
-                        extra = 0.5 * (1.0 - n2)
-                        ax = np.sqrt(a * a + extra)
-                        ay = np.sqrt(c * c + extra)
-                ex[i, j] = ax / hx
-                ey[i, j] = ay / hy
         g = g_lo[b] if side == 0 else g_hi[b]
         sg = 1.0 if side == 0 else -1.0  # side 1 works on -g: the least majorant of f
         for i in range(nx):
@@ -499,13 +502,13 @@ def ray_critics_2d(f, g_lo, g_hi, hx, hy, iso, max_sweeps):
                     p = g[i, j]
                     m = p
                     if i > 0:
-                        m = min(m, g[i - 1, j] + ex[i - 1, j])
+                        m = min(m, g[i - 1, j] + ex[b, i - 1, j])
                     if i < nx - 1:
-                        m = min(m, g[i + 1, j] + ex[i, j])
+                        m = min(m, g[i + 1, j] + ex[b, i, j])
                     if j > 0:
-                        m = min(m, g[i, j - 1] + ey[i, j - 1])
+                        m = min(m, g[i, j - 1] + ey[b, i, j - 1])
                     if j < ny - 1:
-                        m = min(m, g[i, j + 1] + ey[i, j])
+                        m = min(m, g[i, j + 1] + ey[b, i, j])
                     if m < p:
                         g[i, j] = m
                         changed = True

@@ -248,10 +248,13 @@ class CudaGridKernels(GridKernels):
         return self.poisson(rhs)
 
     @_on_own_device
-    def _on_host(self, sweep: Callable[[np.ndarray], np.ndarray | None], f: Any) -> Any:
+    def _on_host(self, sweep: Callable[[np.ndarray], Any], f: Any) -> Any:
         """``sweep`` (a certificate sweep of the host class) of ``f``, brought to the host
-        and the result back to the device (a round trip, at checks only)."""
+        and its result (an array, a list of arrays or None) back to the device (a round trip,
+        at checks only)."""
         g = sweep(np.ascontiguousarray(self.to_host(f)))
+        if isinstance(g, list):
+            return [self.to_device(x, dtype=x.dtype) for x in g]
         return None if g is None else self.to_device(g, dtype=g.dtype)
 
     def level_rescale(self, f: Any) -> Any:
@@ -259,12 +262,10 @@ class CudaGridKernels(GridKernels):
         histogram of slopes is a sequential pass) and back to the device; checks only."""
         return self._on_host(super().level_rescale, f)
 
-    @_on_own_device
     def ray_critics(self, f: Any) -> list[Any]:
         """The ray critics of ``f`` (sequential sweeps), on the host with the Numba CPU kernel
         and back to the device; checks only."""
-        gs = super().ray_critics(np.ascontiguousarray(self.to_host(f)))
-        return [self.to_device(g, dtype=g.dtype) for g in gs]
+        return self._on_host(super().ray_critics, f)
 
     def repair(self, f: Any) -> Any:
         """A feasible critic near ``f`` by the sequential sweep, run on the host (a round trip).
