@@ -629,9 +629,10 @@ this problem at every check (the rescaled iterate is always the better candidate
    correction grow along any path on which `f` increases, which picks up scattered small
    violations). Since then the level map was never the best candidate at any check of these
    problems (256² at 1e-4 and 1e-6, 512² funnels, 1024²), so it is off (`LEVEL_BINS = 0`;
-   the ablation has both rows): the first `solve_critic` compiles the ray kernel (about 0.9 s)
-   instead of the level map's (0.6 s). Cost per check, 2 threads (the two sides are separate
-   tasks): 17 ms at 512², 56 ms at 1024²; one thread below 2^18 cells (about 4 ms at 256²).
+   the ablation has both rows): the first `solve_critic` compiles the ray kernel (0.7 to 0.9 s)
+   instead of the level map's (0.6 s). Cost per check, 2 threads (edge lengths by rows, then
+   the two sides as separate tasks): 11 ms at 512², 62 ms at 1024² (best of 5, on a 16-funnel
+   iterate); one thread below 2^18 cells (about 4 ms at 256²).
    Variants measured on the captured iterates: corrections advected along the gradient
    (semi-Lagrangian, not edge-exact) left violations of 3e-4; boxes without the slack share
    4.96e-5 instead of 4.51e-5; a box keeping the smaller difference and cutting the larger one,
