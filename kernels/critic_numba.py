@@ -14,29 +14,31 @@ dual_step_{1d,2d}(f, u, y, f_out, tau, sigma, h..., iso)
     ``f_out = f + tau u``; ``y <- shrink(y + sigma D(f + 2 tau u), sigma)`` in place.
 residual_{1d,2d}(c, y, r, h...)
     ``r = c - D^T y``.
-max_grad_norm_{1d,2d}(f, h..., iso) -> (B,)
-    ``max_i |(Df)_i|`` (2-norm or inf-norm per cell).
-grad_sq_{1d,2d}(f, h...) -> (B,)
-    ``sum_i |(Df)_i|_2^2``.
-flow_cost_{1d,2d}(y, u, h..., iso) -> (B,)
-    ``sum_i |y_i + (Du)_i|`` (2-norm or 1-norm per cell): the cost of the corrected flow.
-corrected_flow_{1d,2d}(y, u, out, h...)
-    ``out = y + D u``.
+grad_stats_{1d,2d}(f, h..., iso, rows)
+    Per row of cells (2D: per ``(b, i)``, ``rows`` ``(2, B nx)``; 1D: per problem, ``(2, B)``):
+    ``rows[0]`` the largest ``|(Df)_i|`` (2-norm or inf-norm per cell), ``rows[1]`` the sum of
+    ``|(Df)_i|_2^2``; the caller reduces the rows.
+flow_cost_{1d,2d}(y, u, h..., iso, rows)
+    Per row of cells (``rows`` ``(B nx,)``; 1D ``(B,)``): ``sum_i |y_i + (Du)_i|`` (2-norm or
+    1-norm per cell), the cost of the corrected flow; the caller sums the rows.
 repair_critic_{1d,2d}(f, g, dx..., iso)
     A feasible critic near ``f`` by one sequential sweep per problem.
 level_rescale_2d(f, g, hx, hy, iso, nbins)
     A feasible critic ``g = phi(f)`` by a nondecreasing piecewise-linear map of the values.
-ray_critics_2d(f, g_lo, g_hi, hx, hy, iso, max_sweeps)
+ray_critics_2d(f, g_lo, g_hi, hx, hy, iso, max_sweeps, ex, ey)
     Two feasible critics: the greatest function below ``f`` and the least above it whose
     changes along the grid edges stay within lengths set by boxes inside the cells'
-    constraints (corrections that follow the transport rays).
+    constraints (corrections that follow the transport rays); ``ex``, ``ey`` (shaped like
+    ``f``) receive those lengths.
 poisson_lines_2d(rh, cp, m, e, hx2)
     The tridiagonal x-solves of a 2D Neumann Poisson problem DCT-transformed along y.
 
 Every kernel also exists as ``<name>_serial``: the same function compiled for one thread
 (``prange`` runs as ``range``). Problems too small to gain from threads use those: they compile
 about three times faster than the parallel versions (``parallel=True`` runs Numba's parfor
-passes), which is most of a first run's cost.
+passes), which is most of a first run's cost. No kernel of a default solve allocates: the
+reductions write one partial result per row into the caller's ``rows`` (an allocation inside a
+kernel compiles NumPy's ``zeros`` and ``empty`` for about 0.5 s on a first run).
 """
 
 from __future__ import annotations
@@ -47,10 +49,6 @@ import numpy as np
 from numba import njit, prange
 
 __all__ = [
-    "corrected_flow_1d",
-    "corrected_flow_1d_serial",
-    "corrected_flow_2d",
-    "corrected_flow_2d_serial",
     "dual_step_1d",
     "dual_step_1d_serial",
     "dual_step_2d",
@@ -59,16 +57,12 @@ __all__ = [
     "flow_cost_1d_serial",
     "flow_cost_2d",
     "flow_cost_2d_serial",
-    "grad_sq_1d",
-    "grad_sq_1d_serial",
-    "grad_sq_2d",
-    "grad_sq_2d_serial",
+    "grad_stats_1d",
+    "grad_stats_1d_serial",
+    "grad_stats_2d",
+    "grad_stats_2d_serial",
     "level_rescale_2d",
     "level_rescale_2d_serial",
-    "max_grad_norm_1d",
-    "max_grad_norm_1d_serial",
-    "max_grad_norm_2d",
-    "max_grad_norm_2d_serial",
     "poisson_lines_2d",
     "poisson_lines_2d_serial",
     "ray_critics_2d",
@@ -140,51 +134,29 @@ def residual_1d(c, y, r, h):
 
 
 @njit(cache=True, parallel=True)
-def max_grad_norm_1d(f, h, iso):
+def grad_stats_1d(f, h, iso, rows):
     nb, n = f.shape
-    out = np.zeros(nb)
     for b in prange(nb):
         m = 0.0
-        for i in range(n - 1):
-            g = abs(f[b, i + 1] - f[b, i]) * h
-            if g > m:
-                m = g
-        out[b] = m
-    return out
-
-
-@njit(cache=True, parallel=True)
-def grad_sq_1d(f, h):
-    nb, n = f.shape
-    out = np.zeros(nb)
-    for b in prange(nb):
         s = 0.0
         for i in range(n - 1):
             g = (f[b, i + 1] - f[b, i]) * h
             s += g * g
-        out[b] = s
-    return out
+            g = abs(g)
+            if g > m:
+                m = g
+        rows[0, b] = m
+        rows[1, b] = s
 
 
 @njit(cache=True, parallel=True)
-def flow_cost_1d(y, u, h, iso):
+def flow_cost_1d(y, u, h, iso, rows):
     nb, n = u.shape
-    out = np.zeros(nb)
     for b in prange(nb):
         s = 0.0
         for i in range(n - 1):
             s += abs(y[b, 0, i] + (u[b, i + 1] - u[b, i]) * h)
-        out[b] = s
-    return out
-
-
-@njit(cache=True, parallel=True)
-def corrected_flow_1d(y, u, out, h):
-    nb, n = u.shape
-    for b in prange(nb):
-        for i in range(n - 1):
-            out[b, 0, i] = y[b, 0, i] + (u[b, i + 1] - u[b, i]) * h
-        out[b, 0, n - 1] = 0.0
+        rows[b] = s
 
 
 # ----------------------------------------------------------------------------------------- 2D
@@ -240,58 +212,31 @@ def residual_2d(c, y, r, hx, hy):
 
 
 @njit(cache=True, parallel=True)
-def max_grad_norm_2d(f, hx, hy, iso):
+def grad_stats_2d(f, hx, hy, iso, rows):
     nb, nx, ny = f.shape
-    rowmax = np.zeros(nb * nx)
     for row in prange(nb * nx):
         b = row // nx
         i = row - b * nx
         m = 0.0
-        for j in range(ny):
-            gx = (f[b, i + 1, j] - f[b, i, j]) * hx if i < nx - 1 else 0.0
-            gy = (f[b, i, j + 1] - f[b, i, j]) * hy if j < ny - 1 else 0.0
-            if iso:
-                g = np.sqrt(gx * gx + gy * gy)
-            else:
-                g = max(abs(gx), abs(gy))
-            if g > m:
-                m = g
-        rowmax[row] = m
-    out = np.zeros(nb)
-    for b in range(nb):
-        m = 0.0  # a loop, not .max(): NumPy's reduction compiles for 0.4 s more
-        for row in range(b * nx, (b + 1) * nx):
-            m = max(m, rowmax[row])
-        out[b] = m
-    return out
-
-
-@njit(cache=True, parallel=True)
-def grad_sq_2d(f, hx, hy):
-    nb, nx, ny = f.shape
-    rows = np.zeros(nb * nx)
-    for row in prange(nb * nx):
-        b = row // nx
-        i = row - b * nx
         s = 0.0
         for j in range(ny):
             gx = (f[b, i + 1, j] - f[b, i, j]) * hx if i < nx - 1 else 0.0
             gy = (f[b, i, j + 1] - f[b, i, j]) * hy if j < ny - 1 else 0.0
-            s += gx * gx + gy * gy
-        rows[row] = s
-    out = np.zeros(nb)
-    for b in range(nb):
-        t = 0.0
-        for row in range(b * nx, (b + 1) * nx):
-            t += rows[row]
-        out[b] = t
-    return out
+            q = gx * gx + gy * gy
+            s += q
+            if iso:
+                g = np.sqrt(q)
+            else:
+                g = max(abs(gx), abs(gy))
+            if g > m:
+                m = g
+        rows[0, row] = m
+        rows[1, row] = s
 
 
 @njit(cache=True, parallel=True)
-def flow_cost_2d(y, u, hx, hy, iso):
+def flow_cost_2d(y, u, hx, hy, iso, rows):
     nb, nx, ny = u.shape
-    rows = np.zeros(nb * nx)
     for row in prange(nb * nx):
         b = row // nx
         i = row - b * nx
@@ -304,26 +249,6 @@ def flow_cost_2d(y, u, hx, hy, iso):
             else:
                 s += abs(vx) + abs(vy)
         rows[row] = s
-    out = np.zeros(nb)
-    for b in range(nb):
-        t = 0.0
-        for row in range(b * nx, (b + 1) * nx):
-            t += rows[row]
-        out[b] = t
-    return out
-
-
-@njit(cache=True, parallel=True)
-def corrected_flow_2d(y, u, out, hx, hy):
-    nb, nx, ny = u.shape
-    for row in prange(nb * nx):
-        b = row // nx
-        i = row - b * nx
-        for j in range(ny):
-            out[b, 0, i, j] = (y[b, 0, i, j] + (u[b, i + 1, j] - u[b, i, j]) * hx
-                               if i < nx - 1 else 0.0)
-            out[b, 1, i, j] = (y[b, 1, i, j] + (u[b, i, j + 1] - u[b, i, j]) * hy
-                               if j < ny - 1 else 0.0)
 
 
 # ------------------------------------------------------------------ certificate: critic repair
@@ -442,7 +367,7 @@ def level_rescale_2d(f, g, hx, hy, iso, nbins):
 
 
 @njit(cache=True, parallel=True)
-def ray_critics_2d(f, g_lo, g_hi, hx, hy, iso, max_sweeps):
+def ray_critics_2d(f, g_lo, g_hi, hx, hy, iso, max_sweeps, ex, ey):
     """Two feasible critics near ``f`` whose corrections follow the transport rays.
 
     Each cell's constraint is replaced by a box inside it, ``|(Dg)_{i,k}| <= a_{i,k}`` with
@@ -462,9 +387,8 @@ def ray_critics_2d(f, g_lo, g_hi, hx, hy, iso, max_sweeps):
     loop.
     """
     nb, nx, ny = f.shape
-    # the length of each grid edge: the largest change of g its cell's box allows
-    ex = np.empty((nb, nx, ny))
-    ey = np.empty((nb, nx, ny))
+    # the length of each grid edge (into the caller's ex, ey, shaped like f): the largest
+    # change of g its cell's box allows
     for row in prange(nb * nx):
         b = row // nx
         i = row - b * nx
@@ -565,16 +489,12 @@ def poisson_lines_2d(rh, cp, m, e, hx2):
 
 
 # ------------------------------------------------------------- one-thread versions
-corrected_flow_1d_serial = _serial(corrected_flow_1d)
-corrected_flow_2d_serial = _serial(corrected_flow_2d)
 dual_step_1d_serial = _serial(dual_step_1d)
 dual_step_2d_serial = _serial(dual_step_2d)
 flow_cost_1d_serial = _serial(flow_cost_1d)
 flow_cost_2d_serial = _serial(flow_cost_2d)
-grad_sq_1d_serial = _serial(grad_sq_1d)
-grad_sq_2d_serial = _serial(grad_sq_2d)
-max_grad_norm_1d_serial = _serial(max_grad_norm_1d)
-max_grad_norm_2d_serial = _serial(max_grad_norm_2d)
+grad_stats_1d_serial = _serial(grad_stats_1d)
+grad_stats_2d_serial = _serial(grad_stats_2d)
 poisson_lines_2d_serial = _serial(poisson_lines_2d)
 repair_critic_1d_serial = _serial(repair_critic_1d)
 repair_critic_2d_serial = _serial(repair_critic_2d)

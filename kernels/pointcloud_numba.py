@@ -78,7 +78,7 @@ import math
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
-from numba.extending import intrinsic, overload
+from numba.extending import intrinsic, overload, typeof_impl
 
 __all__ = [
     "COST_CITYBLOCK",
@@ -89,6 +89,7 @@ __all__ = [
     "EXP_LO",
     "ROWS_PER_CHUNK",
     "TILE",
+    "CostKind",
     "active_pairs_rows",
     "active_pairs_rows_serial",
     "cost_matrix_rows",
@@ -113,6 +114,31 @@ COST_EUCLIDEAN = 0
 COST_SQEUCLIDEAN = 1
 COST_CITYBLOCK = 2
 COST_DENSE = 3
+
+
+class CostKind(int):
+    """A cost kind (``COST_*``) that Numba types as a literal constant.
+
+    Passed as a kernel's ``kind``, it makes the kernel (and the functions it calls with
+    ``kind``) compile for that one kind: Numba prunes the branches of the other kinds before
+    LLVM sees them. A plain ``int`` works too and compiles every kind's loop. Measured on the
+    first ``sinkhorn`` of 500 x 500 points in 2D (a fresh cache, 2-core machine, 10 runs
+    interleaved with the ``int`` version): median 4.27 s instead of 4.74 s; the tile loop
+    itself compiled in 1.6 s instead of 2.3 s. A call costs about 2 us more than with an
+    ``int`` (Numba types the argument in Python).
+    """
+
+    __slots__ = ()
+
+
+_KIND_TYPES = {k: types.literal(k) for k in (COST_EUCLIDEAN, COST_SQEUCLIDEAN, COST_CITYBLOCK,
+                                             COST_DENSE)}
+
+
+@typeof_impl.register(CostKind)
+def _typeof_cost_kind(val, c):
+    return _KIND_TYPES[int(val)]
+
 
 # Columns per tile: measured (float32 fused pass, n = 10^4, 2 threads) 1.40e9 pairs/s at 128,
 # 1.46e9 at 256, 1.59e9 at 512, 1.69e9 at 1024; float64 unchanged (6.5e8-6.8e8).

@@ -64,10 +64,8 @@ class NumbaGridKernels(GridKernels):
         self.threads = None if parallel else 1
         self.workers = (os.cpu_count() or 1) if parallel else 1
         suffix = f"_{self.ndim}d" + ("" if parallel else "_serial")
-        names = ("dual_step", "residual", "grad_sq", "max_grad_norm", "flow_cost",
-                 "corrected_flow")
-        (self._d, self._r, self._g, self._m, self._c,
-         self._cf) = (getattr(self._k, n + suffix) for n in names)
+        names = ("dual_step", "residual", "grad_stats", "flow_cost")
+        self._d, self._r, self._g, self._c = (getattr(self._k, n + suffix) for n in names)
         self._pl = getattr(self._k, "poisson_lines" + suffix, None)  # 2D only
 
     def warm_up(self, nb: int, coarse: bool = False) -> None:
@@ -85,8 +83,7 @@ class NumbaGridKernels(GridKernels):
         disp = []
         for parallel in variants:
             tiny._bind(parallel)
-            disp += [tiny._d, tiny._r, tiny._g, tiny._m, tiny._c, tiny._cf,
-                     tiny._sweep_kernel("repair_critic", nb)]
+            disp += [tiny._d, tiny._r, tiny._g, tiny._c, tiny._sweep_kernel("repair_critic", nb)]
             if self.ndim == 2 and POISSON_LINES:
                 disp.append(tiny._pl)
             if self.ndim == 2 and backend_numpy.LEVEL_BINS:
@@ -147,16 +144,20 @@ class NumbaGridKernels(GridKernels):
         t = c.dtype.type
         self._r(c, y, r, *map(t, self.inv_dx))
 
+    def _grad_stats(self, f) -> np.ndarray:
+        """``(2, B, rows)``: per row of cells the largest ``|(Df)_i|`` and the sum of
+        ``|(Df)_i|_2^2`` (one kernel for both: one compilation less on a first run)."""
+        rows = np.empty((2, f.shape[0] * (f.shape[1] if self.ndim == 2 else 1)))
+        self._g(f, *self.inv_dx, self.iso, rows)
+        return rows.reshape(2, f.shape[0], -1)
+
     def max_grad_norm(self, f) -> np.ndarray:
-        return self._m(f, *self.inv_dx, self.iso)
+        return self._grad_stats(f)[0].max(axis=1)
 
     def grad_sq(self, f) -> np.ndarray:
-        return self._g(f, *self.inv_dx)
+        return self._grad_stats(f)[1].sum(axis=1)
 
     def flow_cost(self, y, u) -> np.ndarray:
-        return self._c(y, u, *self.inv_dx, self.iso)
-
-    def corrected_flow(self, y, u) -> np.ndarray:
-        out = np.empty_like(y)
-        self._cf(y, u, out, *map(y.dtype.type, self.inv_dx))
-        return out
+        rows = np.empty(u.shape[0] * (u.shape[1] if self.ndim == 2 else 1))
+        self._c(y, u, *self.inv_dx, self.iso, rows)
+        return rows.reshape(u.shape[0], -1).sum(axis=1)

@@ -232,9 +232,9 @@ class GridKernels:
         checks only."""
         if self.ndim != 2 or not RAY_SWEEPS:
             return []
-        lo, hi = np.empty_like(f), np.empty_like(f)
+        lo, hi, ex, ey = (np.empty_like(f) for _ in range(4))
         self._sweep_kernel("ray_critics", f.shape[0])(f, lo, hi, *self.inv_dx, self.iso,
-                                                        RAY_SWEEPS)
+                                                        RAY_SWEEPS, ex, ey)
         return [lo, hi]
 
     def repair(self, f: np.ndarray) -> np.ndarray | None:

@@ -152,13 +152,14 @@ class NumbaCloudOps(CloudOps):
                                       compiled=self._compiled)
         dense = self.d >= DENSE_MIN_DIM or (many_passes and cost == "euclidean")
         if dense and pairs <= DENSE_MAX_PAIRS:
-            self.kind = _DENSE
+            self.kind = k.CostKind(_DENSE)
             # the kernels' own distances, on all threads (SciPy's cdist runs on one: 7.6 ms
             # against 1.0 ms for 10^6 euclidean pairs on 2 cores)
             self.C = np.empty((self.B, self.n, self.m))
-            self._run("cost_matrix_rows", self.xT, self.yT, COST_KINDS[cost], self.C)
+            self._run("cost_matrix_rows", self.xT, self.yT, k.CostKind(COST_KINDS[cost]),
+                      self.C)
         else:
-            self.kind = COST_KINDS[cost]
+            self.kind = k.CostKind(COST_KINDS[cost])
             self.C = np.zeros((1, 1, 1))
         self._CT: np.ndarray | None = None
         self._low: tuple[np.ndarray, ...] | None = None

@@ -40,20 +40,20 @@ def test_serial_twins_compute_what_the_parallel_kernels_compute(shape, iso):
     outs = {}
     for suffix in ("", "_serial"):
         kern = {n: getattr(k, n + d + suffix) for n in (
-            "dual_step", "residual", "max_grad_norm", "grad_sq", "flow_cost", "corrected_flow",
-            "repair_critic")}
+            "dual_step", "residual", "grad_stats", "flow_cost", "repair_critic")}
         yy, f_out, r = y.copy(), np.empty_like(f), np.empty_like(f)
         kern["dual_step"](f, u, yy, f_out, tau, 1.0 / tau, *h, iso)
         kern["residual"](f, yy, r, *h)
-        cf = np.empty_like(y)
-        kern["corrected_flow"](y, u, cf, *h)
         g = np.empty_like(f)
         if len(shape) == 1:
             kern["repair_critic"](f, g, 1.0 / h[0])
         else:
             kern["repair_critic"](f, g, 1.0 / h[0], 1.0 / h[1], iso)
-        outs[suffix] = [yy, f_out, r, cf, g, kern["max_grad_norm"](f, *h, iso),
-                        kern["grad_sq"](f, *h), kern["flow_cost"](y, u, *h, iso)]
+        rows = f.shape[0] * (shape[0] if len(shape) == 2 else 1)
+        stats, cost = np.empty((2, rows)), np.empty(rows)
+        kern["grad_stats"](f, *h, iso, stats)
+        kern["flow_cost"](y, u, *h, iso, cost)
+        outs[suffix] = [yy, f_out, r, g, stats, cost]
     for a, b in zip(outs[""], outs["_serial"], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
 

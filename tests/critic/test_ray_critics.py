@@ -16,8 +16,8 @@ from otgrid.kernels import critic_numba as k
 
 
 def _ray(f: np.ndarray, h: tuple[float, float], iso: bool, sweeps: int = 64):
-    lo, hi = np.empty((1, *f.shape)), np.empty((1, *f.shape))
-    k.ray_critics_2d_serial(f[None], lo, hi, h[0], h[1], iso, sweeps)
+    lo, hi, ex, ey = (np.empty((1, *f.shape)) for _ in range(4))
+    k.ray_critics_2d_serial(f[None], lo, hi, h[0], h[1], iso, sweeps, ex, ey)
     return lo[0], hi[0]
 
 
@@ -93,9 +93,11 @@ def test_the_parallel_kernel_and_its_twin_agree_on_a_batch():
     f = rng.normal(size=(3, 17, 23))
     a, b = np.empty_like(f), np.empty_like(f)
     a2, b2 = np.empty_like(f), np.empty_like(f)
-    k.ray_critics_2d(f, a, a2, 2.0, 3.0, True, 64)
+    ex, ey = np.empty_like(f), np.empty_like(f)
+    k.ray_critics_2d(f, a, a2, 2.0, 3.0, True, 64, ex, ey)
     for j in range(3):
-        k.ray_critics_2d_serial(f[j:j + 1], b[j:j + 1], b2[j:j + 1], 2.0, 3.0, True, 64)
+        k.ray_critics_2d_serial(f[j:j + 1], b[j:j + 1], b2[j:j + 1], 2.0, 3.0, True, 64,
+                                ex[j:j + 1], ey[j:j + 1])
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(a2, b2)
 

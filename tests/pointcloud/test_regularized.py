@@ -704,6 +704,28 @@ def test_fused_sinkhorn_kernel_matches_scipy(cost, d, m):
             np.testing.assert_allclose(colpart.sum(axis=0), ref_col, rtol=1e-12)
 
 
+def test_a_literal_cost_kind_compiles_one_kind_and_computes_what_an_int_does():
+    """``CostKind`` (what the solvers pass) types as a Numba literal, so the kernel compiles
+    the loop of that kind only; the results are those of the ``int`` kind, bit for bit."""
+    from numba import types
+
+    rng = np.random.default_rng(4)
+    x, y, h, wa, inv, C, t, ref, ref_col, kind = _fused_case(rng, 1, 30, 40, 2, "euclidean")
+    xT = np.ascontiguousarray(np.transpose(x, (0, 2, 1)))
+    yT = np.ascontiguousarray(np.transpose(y, (0, 2, 1)))
+    hs = ref
+    outs = []
+    for k in (kind, kern.CostKind(kind)):
+        lse, mc, colpart = np.empty((1, 30)), np.empty((1, 30)), np.zeros((1, 1, 40))
+        kern.sinkhorn_rows_cols_serial(xT, yT, np.zeros((1, 1, 1)), h, hs, inv, k, wa, True,
+                                       lse, mc, colpart)
+        outs.append((lse, mc, colpart))
+    for a, b in zip(*outs, strict=True):
+        np.testing.assert_array_equal(a, b)
+    kinds = [sig[6] for sig in kern.sinkhorn_rows_cols_serial.signatures]
+    assert types.literal(kind) in kinds and types.int64 in kinds
+
+
 def test_fast_exp32_accuracy():
     t = np.concatenate([np.linspace(kern.EXP32_LO, kern.EXP_HI, 20001), [-0.0, 1e-3, -7.25]])
     t = t.astype(np.float32)
