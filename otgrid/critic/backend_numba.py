@@ -122,9 +122,8 @@ class NumbaGridKernels(GridKernels):
                            workers=self.workers)
         hx2 = dt.type(self.inv_dx[0] ** 2)
         self._pl(rh, cp, m, -hx2, hx2)
-        u = scipy.fft.idct(rh, type=2, norm="ortho", axis=-1, workers=self.workers,
-                           overwrite_x=True)
-        return u.astype(r.dtype, copy=False)
+        return scipy.fft.idct(rh, type=2, norm="ortho", axis=-1, workers=self.workers,
+                              overwrite_x=True)
 
     def _line_factors(self, dt: np.dtype) -> tuple[np.ndarray, np.ndarray] | None:
         """The Thomas factors of the step's x-solves in ``dt``, or None where their smallest

@@ -98,8 +98,8 @@ class GridKernels:
         r, f_out = self.xp.zeros_like(f), self.xp.zeros_like(f)
         tau = np.ones(1)
         self.residual(f, y, r)
-        self.poisson_step(r)
-        self.dual_step(f, r, y, f_out, tau, tau)
+        u = self.poisson_step(r)
+        self.dual_step(f, u, y, f_out, tau, tau)
         self.max_grad_norm(f)
         self.grad_sq(f)
         self.flow_cost(y, f)
@@ -141,12 +141,14 @@ class GridKernels:
 
         The preconditioner is then applied with an error relative to the residual (float32:
         about 1e-7 of it), which vanishes with the residual: the iteration keeps its fixed
-        point, and the certificate corrects its flows with float64 solves.
+        point, and the certificate corrects its flows with float64 solves. The solution stays
+        in the solve's dtype: :meth:`dual_step` reads it as it is (a cast to float64 would be
+        one more pass over the grid for the same values).
         """
         dt = self._step_dtype(r)
         if dt == r.dtype:
             return self.poisson(r)
-        return self.poisson(r.astype(dt)).astype(r.dtype)
+        return self.poisson(r.astype(dt))
 
     def _step_dtype(self, r) -> np.dtype:
         """The dtype in which :meth:`poisson_step` solves for the residual ``r``."""

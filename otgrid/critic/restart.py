@@ -57,8 +57,8 @@ def restart(kern, cert, c64, f, y, u, tau, tau0, f_anchor, y_anchor, pending, re
         r64 = xp.empty(c64j.shape)
         cert.residual(c64j, y64, r64)
         u64 = cert.poisson(r64)
-    else:
-        u64 = uj
+    else:  # the step's solution may be float32 (``poisson_step``)
+        u64 = uj.astype(np.float64, copy=False)
     low_loss, up_loss = losses(cert, c64j, f64, y64, u64)
     veto = ((proposal > tau[js]) & (low_loss > up_loss)) | (
         (proposal < tau[js]) & (up_loss > low_loss))

@@ -710,7 +710,7 @@ def test_a_literal_cost_kind_compiles_one_kind_and_computes_what_an_int_does():
     from numba import types
 
     rng = np.random.default_rng(4)
-    x, y, h, wa, inv, C, t, ref, ref_col, kind = _fused_case(rng, 1, 30, 40, 2, "euclidean")
+    x, y, h, wa, inv, _, _, ref, _, kind = _fused_case(rng, 1, 30, 40, 2, "euclidean")
     xT = np.ascontiguousarray(np.transpose(x, (0, 2, 1)))
     yT = np.ascontiguousarray(np.transpose(y, (0, 2, 1)))
     hs = ref
