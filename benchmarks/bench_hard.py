@@ -303,6 +303,8 @@ ABLATIONS: dict[str, list[tuple[str, str, object]]] = {
         ("otgrid.critic.backend_numba", "POISSON_LINES", False)],
     "checks every check_every (no spacing)": [
         ("otgrid.critic.iterate", "_CHECK_FAR", float("inf"))],
+    "near tol every check_every (no predicted check)": [
+        ("otgrid.critic.iterate", "_CHECK_PREDICT", False)],
 }
 
 
@@ -637,6 +639,33 @@ this problem at every check (the rescaled iterate is always the better candidate
    (semi-Lagrangian, not edge-exact) left violations of 3e-4; boxes without the slack share
    4.96e-5 instead of 4.51e-5; a box keeping the smaller difference and cutting the larger one,
    or a margin that buys cross-ray freedom, within 1 %.
+13. **The check near the tolerance comes when the gap would reach it** (`_CHECK_PREDICT`,
+   `otgrid.critic.iterate._predicted_interval`): with the ray critics a check costs 8-10
+   iterations (512² 16 funnels: 28 ms of candidates and 8 ms of float64 Poisson solve per
+   check, 2.5 ms per iteration; 1024² 8gaussians 105 + 30 ms against 16 ms), and near tol
+   the gap falls about 5 % per 10 iterations, so checks every 10 cost more than the iterations
+   between them (16 funnels at 512²: 15 checks from 1.8e-4 to 9.9e-5). The next check now
+   comes where the line through the last two checks' gaps reaches tol, if later than
+   `check_every` (the gap is convex in k there, so the line reaches tol first), at most
+   2^25 cell-iterations and a quarter of the iterations run later. Interleaved in one process
+   against the plain schedule: 256², the nine problems, 4 062 → 4 036 work, 5.80 → 4.83 s;
+   512² funnels and 8gaussians 1 646 → 1 641 work, 8.93 → 8.10 s; 1024² 8gaussians 256 → 250
+   work, 7.60 → 6.19 s; 256² at 1e-6: Gaussian pair 1 787 → 1 763 iterations, 1.91 → 1.52 s,
+   8gaussians 12 267 → 12 386, 9.80 → 9.76 s; 64² and 128² the same work. The ablation has the
+   plain schedule's row.
+14. **Fewer compilations on a first run**: the critic kernels no longer allocate (a reduction
+   writes one partial result per row into the caller's buffer; NumPy's `zeros` and `empty`
+   compiled inside the kernels for about 0.5 s), one `grad_stats` kernel gives both the
+   largest gradient and the sum of squares (it was two kernels), and the corrected flow (once
+   per solve) is formed by NumPy: the first `solve_critic` at 256², five fresh-cache runs
+   alternated with the tree before, 3.73 / 4.28 / 4.66 / 4.01 / 4.17 s against 4.62 / 6.34 /
+   6.29 / 4.54 / 5.30 s (median difference 1.1 s). The point-cloud kernels take the cost kind as
+   `CostKind`, which Numba types as a literal, so a kernel compiles its one kind's loop: the
+   first `sinkhorn` (500 x 500 points), ten alternated runs, median 4.27 s against 4.74 s (the
+   tile loop 1.6 s against 2.3 s to compile); about 2 us more per kernel call.
+15. **The step's float32 Poisson solution is not cast back to float64**: the dual step reads it
+   as it is, the same iterates bit for bit, one pass less per iteration (0.1 ms at 512², 0.45
+   ms at 1024²).
 
 ### Tried and not kept
 
@@ -731,6 +760,23 @@ this problem at every check (the rescaled iterate is always the better candidate
   slower from 5 000 x 5 000 points and up to 35 % at 1 500 x 1 500 (thread wake-ups; Numba's
   threads spin), so the tiered compilation (6) was kept instead.
 
+- **Ray critic sweeps that skip settled rows** (a row is swept again only if it or a
+  neighbouring row changed since its last sweep; the same result bit for bit): on captured
+  256² iterates 4.8 → 4.5 ms, on 512² fields 10-45 % less where 9-12 sweeps were needed, but
+  no difference measurable inside solves (the checks of 512² 16 funnels 14.9 against 8.8 ms,
+  the order of the two calls deciding). **A branch-free update** in the sweeps: the same
+  (2.46 against 2.47 ms at 256², 23.6 against 21.6 ms at 512²). **Sweeps indexed by
+  arithmetic** instead of a conditional per index: compiled no faster (0.76-0.84 s).
+- **The norm as a Numba literal** (compiling only the euclidean or the cityblock loops, like
+  `CostKind`): dual step 0.37-0.61 s against 0.41-0.67 s to compile, the ray kernel the same;
+  within the machine's noise, not kept.
+- **The step's Poisson solve in preallocated buffers** (no fresh arrays per iteration): no
+  page faults either way after the first calls (glibc reuses the memory), times within noise.
+- **`check_every` 20 or 30** instead of 10 (before the predicted check): 256², the nine
+  problems, work 4 062 / 4 075 / 4 111, seconds 6.1 / 5.5 / 5.5; 512² funnels and
+  8gaussians 11.4 / 11.1 / 10.4 s and 12.4 / 10.8 / 11.0 s in two runs. The predicted check
+  (13) gains more and keeps `check_every`'s meaning.
+
 ### Not done (next sessions)
 
 - With the ray critics, the iterate itself lags: on the WGAN-GP-scale 8gaussians at 256² its
@@ -738,8 +784,13 @@ this problem at every check (the rescaled iterate is always the better candidate
   that difference falls by about 2 % per 10 iterations. A second-order finish (Newton / IPM
   steps on the weighted Laplacian, DCT-preconditioned CG) is the untried direction. The boxes
   of the ray critics could also use the ball's second-order room across the rays.
-- The Poisson step is still most of an iteration from 512² up: the float32 casts could be fused
-  into the residual and dual-step kernels, and the tridiagonal sweeps are memory-bound.
+- The Poisson step is still most of an iteration from 512² up: the residual's cast to float32
+  could be fused into the residual kernel (0.1 ms at 512², 0.45 ms at 1024²; it needs a second
+  specialisation of the kernel for the checks' float64 residual), and the tridiagonal sweeps
+  are memory-bound.
+- A check still costs 8-10 iterations; from 512² the ray critics' sweeps are memory-bound (the
+  critic and two edge-length arrays streamed per sweep): float32 edge lengths, rounded down,
+  would stream a third less.
 - The rigorous certificate's NumPy passes (TwoSum temporaries, about 0.3 s at 1024²) could be
   fused into compiled loops too.
 - The checks' float64 Poisson solve could take the tridiagonal path (15-30 % faster than the

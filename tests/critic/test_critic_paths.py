@@ -289,3 +289,45 @@ def test_float32_precision_floor_goes_on_in_float64():
     gauss = og.solve_critic(_gauss_2d(grid, (2, 1)), _gauss_2d(grid, (0, 0)), grid, tol=1e-6,
                             dtype=np.float32)
     assert gauss.converged and gauss.float64_from is None
+
+
+def test_the_predicted_check_follows_the_line_through_the_last_two_gaps():
+    from otgrid.critic.iterate import _CHECK_CELLS, _predicted_interval
+
+    shape = (64, 64)
+    # gap 2e-4 at k = 300 after 3e-4 at k = 200: the line reaches 1e-4 100 iterations later,
+    # capped by a quarter of the iterations run
+    assert _predicted_interval(300, 0, 2e-4, 200, 3e-4, 1e-4, shape) == 75
+    assert _predicted_interval(1000, 0, 2e-4, 900, 3e-4, 1e-4, shape) == 100
+    assert _predicted_interval(1000, 900, 2e-4, 950, 3e-4, 1e-4, shape) == 25  # k0: this run
+    # ... and by the far checks' bound in cell-iterations
+    big = (2048, 2048)
+    assert _predicted_interval(10**6, 0, 2e-4, 10**6 - 10, 2e-4 + 1e-12, 1e-4, big) == (
+        _CHECK_CELLS // (2048 * 2048))
+    # nothing to extrapolate: no earlier check in this run, no progress, at the target
+    assert _predicted_interval(300, 0, 2e-4, -1, np.inf, 1e-4, shape) == 0
+    assert _predicted_interval(300, 250, 2e-4, 200, 3e-4, 1e-4, shape) == 0
+    assert _predicted_interval(300, 0, 2e-4, 200, 2e-4, 1e-4, shape) == 0
+    assert _predicted_interval(300, 0, 1e-4, 200, 3e-4, 1e-4, shape) == 0
+
+
+def test_predicted_checks_near_tol_are_fewer_and_reach_the_same_certificate(monkeypatch):
+    from otgrid.critic import iterate
+
+    grid = og.Grid([(-6.0, 6.0), (-6.0, 6.0)], (96, 96))
+    mu = grid.discretize(og.Normal([0.0, 0.0], 1.0))
+    nu = grid.discretize(og.datasets.eight_gaussians())
+    runs = {}
+    for predict in (False, True):
+        monkeypatch.setattr(iterate, "_CHECK_PREDICT", predict)
+        seen = []
+        res = og.solve_critic(mu, nu, grid, tol=1e-4, multilevel=False,
+                              callback=lambda info, seen=seen: seen.append(info))
+        assert res.converged and res.upper - res.lower <= 1e-4 * res.upper
+        near = [i for i in seen if i.gap <= 3e-4 * i.upper]
+        runs[predict] = (res, near)
+    (plain, near_plain), (pred, near_pred) = runs[False], runs[True]
+    assert len(near_pred) < len(near_plain) / 2
+    # the predicted checks land before the gap reaches tol, so the stop is not much later
+    assert pred.iterations <= plain.iterations + 2 * 10
+    assert abs(pred.w1 - plain.w1) <= 1e-4 * plain.upper
