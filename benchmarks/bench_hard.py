@@ -776,6 +776,10 @@ this problem at every check (the rescaled iterate is always the better candidate
   problems, work 4 062 / 4 075 / 4 111, seconds 6.1 / 5.5 / 5.5; 512² funnels and
   8gaussians 11.4 / 11.1 / 10.4 s and 12.4 / 10.8 / 11.0 s in two runs. The predicted check
   (13) gains more and keeps `check_every`'s meaning.
+- **Restart criteria every 32 or 16 iterations again** (with the ray critics and the predicted
+  checks; `RESTART_EVERY` 64): 256², the nine problems, work 4 036 / 3 983 / 3 981, seconds
+  4.73 / 4.86 / 4.89, better and worse by problem (8gaussians 443 / 418 / 400, WGAN-GP scale
+  796 / 811 / 847); 64 stays.
 
 ### Not done (next sessions)
 
