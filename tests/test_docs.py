@@ -32,7 +32,7 @@ def test_docs_build_without_warnings(tmp_path):
     env["OTGRID_DOCS_GALLERY"] = "1" if gallery else "0"
     out = tmp_path / "html"
     proc = subprocess.run(
-        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html",
+        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-j", "auto", "-b", "html",
          "-d", str(tmp_path / "doctrees"), str(ROOT / "docs"), str(out)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, f"sphinx-build failed:\n{proc.stdout}\n{proc.stderr}"
