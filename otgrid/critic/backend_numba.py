@@ -143,10 +143,15 @@ class NumbaGridKernels(GridKernels):
         t = c.dtype.type
         self._r(c, y, r, *map(t, self.inv_dx))
 
+    def _rows(self, a) -> int:
+        """The partial results a reduction kernel writes for the grid functions ``a``: one per
+        row of cells in 2D, one per problem in 1D."""
+        return a.shape[0] * (a.shape[1] if self.ndim == 2 else 1)
+
     def _grad_stats(self, f) -> np.ndarray:
         """``(2, B, rows)``: per row of cells the largest ``|(Df)_i|`` and the sum of
         ``|(Df)_i|_2^2`` (one kernel for both: one compilation less on a first run)."""
-        rows = np.empty((2, f.shape[0] * (f.shape[1] if self.ndim == 2 else 1)))
+        rows = np.empty((2, self._rows(f)))
         self._g(f, *self.inv_dx, self.iso, rows)
         return rows.reshape(2, f.shape[0], -1)
 
@@ -157,6 +162,6 @@ class NumbaGridKernels(GridKernels):
         return self._grad_stats(f)[1].sum(axis=1)
 
     def flow_cost(self, y, u) -> np.ndarray:
-        rows = np.empty(u.shape[0] * (u.shape[1] if self.ndim == 2 else 1))
+        rows = np.empty(self._rows(u))
         self._c(y, u, *self.inv_dx, self.iso, rows)
         return rows.reshape(u.shape[0], -1).sum(axis=1)

@@ -235,9 +235,14 @@ def _next_interval(k: int, k0: int, far: bool, check_every: int, shape: tuple[in
     ``_CHECK_CELLS`` cell-iterations of one problem."""
     step = max(check_every, int(_CHECK_FRACTION * k))
     if far:
-        step = max(step, min(int(np.sqrt(_CHECK_SQRT * (k - k0))),
-                             _CHECK_CELLS // int(np.prod(shape))))
+        step = max(step, min(int(np.sqrt(_CHECK_SQRT * (k - k0))), _max_interval(shape)))
     return step
+
+
+def _max_interval(shape: tuple[int, ...]) -> int:
+    """The longest spaced interval between a problem's checks: ``_CHECK_CELLS`` cell-iterations
+    of one problem on a grid of ``shape``."""
+    return _CHECK_CELLS // int(np.prod(shape))
 
 
 def _predicted_interval(k: int, k0: int, gap: float, k_last: int, gap_last: float,
@@ -248,7 +253,7 @@ def _predicted_interval(k: int, k0: int, gap: float, k_last: int, gap_last: floa
     if k_last < k0 or not gap_last > gap > target:
         return 0
     rate = (gap_last - gap) / (k - k_last)
-    cap = min(_CHECK_CELLS // int(np.prod(shape)), (k - k0) // 4)
+    cap = min(_max_interval(shape), (k - k0) // 4)
     return int(min((gap - target) / rate, cap))
 
 
