@@ -26,7 +26,7 @@ __all__ = [
     "operator_norm_sq",
     "poisson_neumann",
     "shrink",
-    "tridiagonal_factors",
+    "tridiagonal_pivots",
 ]
 
 
@@ -171,10 +171,10 @@ def poisson_neumann(r: np.ndarray, inv_lam: np.ndarray, workers: int | None = No
     return scipy.fft.idctn(rh, type=2, norm="ortho", axes=axes, workers=workers)
 
 
-def tridiagonal_factors(shape: Sequence[int], inv_dx: Sequence[float],
-                        dtype: type = np.float64) -> tuple[np.ndarray, np.ndarray]:
-    """Thomas factors of the x-direction systems of a 2D Neumann Poisson solve whose y axis is
-    DCT-II transformed.
+def tridiagonal_pivots(shape: Sequence[int], inv_dx: Sequence[float],
+                       dtype: type = np.float64) -> np.ndarray:
+    """Inverse Thomas pivots of the x-direction systems of a 2D Neumann Poisson solve whose y
+    axis is DCT-II transformed.
 
     For column ``k`` the system is ``(L_x + lambda_k) u = r`` with
     ``L_x = h_x^2 tridiag(-1, 2, -1)`` (Neumann ends: 1 on the first and last diagonal entries)
@@ -189,23 +189,23 @@ def tridiagonal_factors(shape: Sequence[int], inv_dx: Sequence[float],
     inv_dx : sequence of float
         ``(h_x, h_y)``, the inverse cell sizes.
     dtype : numpy dtype, optional
-        The dtype of the returned factors (computed in float64).
+        The dtype of the returned pivots (computed in float64).
 
     Returns
     -------
-    cp, m : ndarray, shape ``shape``
-        ``m[i, k] = 1 / (d_i + lambda_k - e cp[i-1, k])`` and ``cp[i, k] = e m[i, k]``, with
-        ``e = -h_x^2`` and ``d_i`` the diagonal of ``L_x``; zero in column 0. The last pivot
-        of column ``k`` is about ``sqrt(lambda_k h_x^2)``, a difference of numbers of size
-        ``h_x^2``: when ``lambda_1`` is below float64's rounding of ``h_x^2`` (cells far
-        narrower along x than along y) it is lost, and ``m`` holds infinite or meaningless
-        values -- see ``otgrid.critic.backend_numba.LINES_MAX_ROUNDING``.
+    m : ndarray, shape ``shape``
+        ``m[i, k] = 1 / (d_i + lambda_k - e^2 m[i-1, k])``, with ``e = -h_x^2`` the
+        off-diagonal and ``d_i`` the diagonal of ``L_x`` (the elimination's upper factors are
+        ``e m``); zero in column 0. The last pivot of column ``k`` is about
+        ``sqrt(lambda_k h_x^2)``, a difference of numbers of size ``h_x^2``: when ``lambda_1``
+        is below float64's rounding of ``h_x^2`` (cells far narrower along x than along y) it
+        is lost, and ``m`` holds infinite or meaningless values -- see
+        ``otgrid.critic.backend_numba.LINES_MAX_ROUNDING``.
     """
     nx, ny = (int(n) for n in shape)
     hx2, hy2 = float(inv_dx[0]) ** 2, float(inv_dx[1]) ** 2
     lam = 4.0 * np.sin(np.pi * np.arange(ny) / (2 * ny)) ** 2 * hy2
     e = -hx2
-    cp = np.zeros((nx, ny))
     m = np.zeros((nx, ny))
     prev = np.zeros(ny - 1)
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
@@ -213,9 +213,8 @@ def tridiagonal_factors(shape: Sequence[int], inv_dx: Sequence[float],
             ends = (i == 0) + (i == nx - 1)
             d = hx2 * (2 - ends) + lam[1:]
             m[i, 1:] = 1.0 / (d - e * prev)
-            cp[i, 1:] = e * m[i, 1:]
-            prev = cp[i, 1:]
-    return cp.astype(dtype), m.astype(dtype)
+            prev = e * m[i, 1:]
+    return m.astype(dtype)
 
 
 def inverse_eigenvalues(shape: Sequence[int], inv_dx: Sequence[float],
