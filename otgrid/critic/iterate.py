@@ -201,7 +201,8 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
                     f_anchor, y_anchor = f_anchor[kx], y_anchor[kx]
                     res0, res_prev = res0[keep], res_prev[keep]
                     k_restart, pending = k_restart[keep], pending[keep]
-                    f_out, r = xp.empty_like(f), xp.empty_like(f)
+                    # r of the remaining problems: a restart check below may read it
+                    f_out, r = xp.empty_like(f), r[kx]
             check_restart = adaptive and k > 0 and k % RESTART_EVERY == 0
             if check_restart:
                 y_prev = y.copy()

@@ -331,3 +331,28 @@ def test_predicted_checks_near_tol_are_fewer_and_reach_the_same_certificate(monk
     # the predicted checks land before the gap reaches tol, so the stop is not much later
     assert pred.iterations <= plain.iterations + 2 * 10
     assert abs(pred.w1 - plain.w1) <= 1e-4 * plain.upper
+
+
+def test_restart_checks_read_the_residual_after_a_problem_leaves(monkeypatch):
+    """The restart criterion's ``<u, r>`` (``= |D u|^2``, ``u`` the step's Poisson solution of
+    the residual ``r``) uses the residual of the problems still running on the iteration where
+    one leaves the batch (it read a fresh uninitialised array there)."""
+    from otgrid.critic import iterate as it
+    from otgrid.critic.backend_numba import NumbaGridKernels
+
+    monkeypatch.setattr(it, "RESTART_EVERY", 1)  # a restart check on every iteration
+    errors: list[float] = []
+    plain_dot = NumbaGridKernels.dot
+
+    def dot(self, a, b):
+        out = plain_dot(self, a, b)
+        if a.dtype == np.float32 and b.dtype == np.float64:  # the step's (u, r)
+            want = self.grad_sq(a.astype(np.float64))
+            errors.append(float(np.max(np.abs(out - want) / want)))
+        return out
+
+    monkeypatch.setattr(NumbaGridKernels, "dot", dot)
+    grid, mus, nu = _batch_problem()
+    res = og.solve_critic(mus, nu, grid, tol=1e-6, backend="numba", multilevel=False)
+    assert len({r.iterations for r in res}) == 3  # two iterations with a problem leaving
+    assert len(errors) > 100 and max(errors) < 1e-3
