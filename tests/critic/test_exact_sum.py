@@ -109,3 +109,55 @@ def test_error_terms_of_products_many_partials_mid_sum():
     assert k.fsum_add(a, partials, 0) == a.size
     rng.shuffle(a)
     assert _compiled(a, -a[:10]) == math.fsum([*a.tolist(), *(-a[:10]).tolist()])
+
+
+@pytest.mark.parametrize("kind", range(4))
+def test_compiled_exact_dot_is_math_fsum_of_the_two_products(kind):
+    # fsum_add_products forms the TwoProducts inside the compiled sum: the exactly rounded sum
+    # of the same floats as math.fsum of certify's _two_prod arrays, whatever their order
+    rng = np.random.default_rng(20 + kind)
+    for _ in range(200):
+        m = int(rng.integers(0, 60))
+        a = _adversarial(rng, kind, m)
+        b = rng.standard_normal(a.size) * 10.0 ** rng.integers(-5, 5, a.size)
+        if kind == 3:
+            b = np.abs(b)
+        a = np.clip(a, -1e150, 1e150)  # no product over- or underflows beyond what it can
+        parts = [*certify_module._two_prod(a, b), *certify_module._two_prod(b * 1e-17, a)]
+        want = math.fsum(np.concatenate(parts).tolist())
+        partials, n = np.zeros(k.PARTIALS), 0
+        n = k.fsum_add_products(a, b, partials, n)
+        n = k.fsum_add_products(b * 1e-17, a, partials, n)
+        got = float(k.fsum_result(partials, n))
+        assert got == want and math.copysign(1.0, got) == math.copysign(1.0, want)
+
+
+def test_exact_dot_falls_back_as_math_fsum_on_non_finite_data(monkeypatch):
+    # non-finite products: the compiled sum stops and math.fsum of the TwoProducts decides
+    # (an infinite product's error term is NaN, so the sum is NaN, as it always was)
+    monkeypatch.setattr(certify_module, "COMPILED_FSUM_ABOVE", 0)
+    a = np.array([1.0, 2.0, 3.0])
+    for b in ([1.0, np.nan, 1.0], [1.0, np.inf, 1.0], [1e308, 1e308, 1.0]):
+        b = np.array(b)
+        with np.errstate(all="ignore"):  # the TwoProducts of inf and nan
+            plain = math.fsum(np.concatenate(certify_module._two_prod(a, b)).tolist())
+            assert math.isnan(plain) and math.isnan(certify_module._exact_dot((a, b)))
+    assert certify_module._exact_dot((a, np.array([0.5, 0.25, -1.0]))) == -2.0
+
+
+@pytest.mark.parametrize("shape", [(37, 53), (1, 9), (9, 1), (300,), (1,)])
+@pytest.mark.parametrize("ratio", [1.0, 1.0 + 3e-10, 0.7])
+@pytest.mark.parametrize("dx", [(0.25, 0.5), (0.1, 0.3), (1 / 3, 0.125)])
+def test_compiled_residual_terms_are_numpys_bit_for_bit(shape, ratio, dx):
+    # the certificate's per-cell double-double residual terms: one compiled pass, the same
+    # operations per cell as the NumPy passes (signs of zeros included)
+    rng = np.random.default_rng(hash((shape, ratio, dx)) % 2**32)
+    dx = dx[: len(shape)]
+    mu = rng.random(shape) * rng.choice([1e-30, 1e-3, 1.0, 1e3], shape)
+    nu = rng.random(shape) * rng.choice([0.0, 1.0], shape)
+    y = rng.standard_normal((len(shape), *shape)) * rng.choice([0.0, 1e-9, 1.0, 1e5],
+                                                               (len(shape), *shape))
+    want = certify_module._residual_terms(mu, nu, ratio, y.copy(), dx)
+    got = certify_module._residual_terms_compiled(mu, nu, ratio, y.copy(), dx)
+    for w, g in zip(want, got, strict=True):
+        assert g.shape == w.shape and np.array_equal(g.view(np.int64), w.view(np.int64))
