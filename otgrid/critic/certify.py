@@ -37,9 +37,9 @@ term, rounded up. In 1D the flow is also rebuilt from cumulative sums of ``mu - 
 1D flow is unique; exact on exactly represented data), in nD it is also corrected by one more
 Poisson solve in float64, and the flow with the lowest certified bound is kept.
 
-Every exact sum is ``math.fsum``'s exactly rounded result; on large arrays the same algorithm
-runs compiled (``otgrid.kernels.exact_sum_numba``, bit for bit equal: tested), which also forms
-the TwoProducts of ``<c, g>`` inside the sum, and the residual's per-cell double-double terms
+Every exact sum is ``math.fsum``'s exactly rounded result; on large arrays an exact compiled
+accumulator gives it (``otgrid.kernels.exact_sum_numba``, bit for bit equal: tested), which also
+forms the TwoProducts of ``<c, g>`` inside the sum, and the residual's per-cell double-double terms
 come from one compiled pass (``otgrid.kernels.certify_numba``: the NumPy passes' operations in
 their order, the same bits: tested). The bounds assume
 IEEE-754 float64 arithmetic with rounding to nearest (NumPy's element-wise operations,
@@ -122,48 +122,56 @@ def _two_prod(a: np.ndarray, b: np.ndarray | float) -> tuple[np.ndarray, np.ndar
     return p, e
 
 
-# Above this many entries in all, :func:`_exact_sum` runs ``math.fsum``'s algorithm compiled
-# (``otgrid.kernels.exact_sum_numba``: the same bits, about 3x faster on 10^6 entries, without the
-# list of Python floats); smaller sums, such as every one of a 256^2 solve, do not compile it.
-COMPILED_FSUM_ABOVE = 1 << 18
+# From this many entries in all (a dot product's pairs counted once), :func:`_exact_sum` and
+# :func:`_exact_dot` run compiled (``otgrid.kernels.exact_sum_numba``: an exact
+# superaccumulator, ``math.fsum``'s result bit for bit, without the list of Python floats), and
+# grids from this many cells form the residual's terms compiled: every sum of a 512^2 solve,
+# none of a 256^2 one, whose first run so does not compile them (four kernels, about 2 s).
+COMPILED_SUM_FROM = 1 << 18
+
+
+def _compiled_sum(add, items) -> float | None:
+    """The exactly rounded sum accumulated by ``add(*item, acc)`` over ``items``; None where a
+    value is not finite or the sum is beyond float64's range (``math.fsum`` decides there)."""
+    from otgrid.kernels import exact_sum_numba as k
+
+    acc = np.zeros(k.CHUNKS, dtype=np.int64)
+    for item in items:
+        if not add(*item, acc):
+            return None
+    value = float(k.exact_result(acc, np.empty(k.CHUNKS)))
+    return value if math.isfinite(value) else None
 
 
 def _exact_sum(*parts: np.ndarray) -> float:
     """The exactly rounded sum of all the entries of ``parts``: ``math.fsum``'s result (also
-    its errors on non-finite data and intermediate overflow)."""
+    its errors on non-finite data and sums beyond float64's range; where ``math.fsum`` fails
+    on an intermediate overflow of a representable sum, the compiled path gives the sum)."""
     flat = [np.ravel(np.asarray(x, dtype=np.float64)) for x in parts]
-    if sum(x.size for x in flat) > COMPILED_FSUM_ABOVE:
+    if sum(x.size for x in flat) >= COMPILED_SUM_FROM:
         from otgrid.kernels import exact_sum_numba as k
 
-        partials, n = np.zeros(k.PARTIALS), 0
-        for x in flat:
-            n = k.fsum_add(x, partials, n)  # np.ravel: contiguous
-            if n < 0:  # non-finite or overflow: math.fsum says which
-                break
-        else:
-            return float(k.fsum_result(partials, n))
+        value = _compiled_sum(k.exact_add, [(x,) for x in flat])  # np.ravel: contiguous
+        if value is not None:
+            return value
     return math.fsum(np.concatenate(flat).tolist())
 
 
 def _exact_dot(*pairs: tuple[np.ndarray, np.ndarray]) -> float:
     """The exactly rounded ``sum_t a_t b_t`` over the pairs ``(a, b)`` of same-shaped arrays:
     :func:`_exact_sum` of their TwoProducts (exact unless a product over- or underflows).
-    Above :data:`COMPILED_FSUM_ABOVE` entries the products are formed inside the compiled
-    sum (``fsum_add_products``) instead of as four arrays; the same result, the sum being
-    exactly rounded whatever the order (1024^2: 0.42 s -> 0.14 s)."""
+    From :data:`COMPILED_SUM_FROM` entries the products are formed inside the compiled
+    sum (``exact_add_products``) instead of as four arrays: the same result, the sum being
+    exactly rounded whatever the order."""
     flat = [(np.ravel(np.asarray(a, dtype=np.float64)), np.ravel(np.asarray(b, dtype=np.float64)))
             for a, b in pairs]
-    if sum(2 * a.size for a, _ in flat) > COMPILED_FSUM_ABOVE:
+    if sum(a.size for a, _ in flat) >= COMPILED_SUM_FROM:
         from otgrid.kernels import exact_sum_numba as k
 
-        partials, n = np.zeros(k.PARTIALS), 0
-        for a, b in flat:
-            n = k.fsum_add_products(a, b, partials, n)
-            if n < 0:  # non-finite, overflow: the arrays' sum says which, as before
-                break
-        else:
-            return float(k.fsum_result(partials, n))
-    return _exact_sum(*(x for a, b in flat for x in _two_prod(a, b)))
+        value = _compiled_sum(k.exact_add_products, flat)
+        if value is not None:
+            return value
+    return math.fsum(np.concatenate([x for a, b in flat for x in _two_prod(a, b)]).tolist())
 
 
 def _grad(f: np.ndarray, h: tuple[float, ...]) -> list[np.ndarray]:
@@ -250,11 +258,11 @@ def _residual_bound(mu: np.ndarray, nu: np.ndarray, ratio: float, y: np.ndarray,
     Every entry is accumulated in double-double arithmetic from error-free transformations
     (TwoSum for the differences and the sums, TwoProduct for ``ratio nu``); the divisions by
     ``dx_k`` are exact when ``dx_k`` is a power of two, else bounded by ``1.01 eps`` of their
-    size (the rounded ``1/dx_k`` and the product). Grids above :data:`COMPILED_FSUM_ABOVE`
+    size (the rounded ``1/dx_k`` and the product). Grids from :data:`COMPILED_SUM_FROM`
     cells in 1D and 2D form the per-cell terms in one compiled pass
     (:func:`_residual_terms_compiled`), the others with NumPy (:func:`_residual_terms`): the
     same bits."""
-    if mu.ndim in (1, 2) and mu.size > COMPILED_FSUM_ABOVE:
+    if mu.ndim in (1, 2) and mu.size >= COMPILED_SUM_FROM:
         r_abs, lo_mag, bound = _residual_terms_compiled(mu, nu, ratio, y, dx)
     else:
         r_abs, lo_mag, bound = _residual_terms(mu, nu, ratio, y, dx)

@@ -1,9 +1,10 @@
 """The compiled exact sum of the rigorous certificate is ``math.fsum``, bit for bit.
 
-``otgrid.kernels.exact_sum_numba`` ports CPython's ``math.fsum``; the certificate's bounds rest on
-its results being exactly rounded, so it is compared with ``math.fsum`` itself (the independent
-reference) on data built to defeat naive and compensated summation: cancelling pairs over 40
-orders of magnitude, half-way cases across partials, subnormals, values near overflow.
+``otgrid.kernels.exact_sum_numba`` sums exactly in a superaccumulator and rounds with CPython's
+final step of ``math.fsum``; the certificate's bounds rest on its results being exactly rounded,
+so it is compared with ``math.fsum`` itself (the independent reference) on data built to defeat
+naive and compensated summation: cancelling pairs over 40 orders of magnitude, half-way cases
+across partials, subnormals, values near overflow.
 """
 
 from __future__ import annotations
@@ -20,11 +21,10 @@ from otgrid.kernels import exact_sum_numba as k
 
 
 def _compiled(*parts: np.ndarray) -> float:
-    partials, n = np.zeros(k.PARTIALS), 0
+    acc = np.zeros(k.CHUNKS, dtype=np.int64)
     for x in parts:
-        n = k.fsum_add(np.ascontiguousarray(x, dtype=np.float64), partials, n)
-        assert n >= 0
-    return float(k.fsum_result(partials, n))
+        assert k.exact_add(np.ascontiguousarray(x, dtype=np.float64), acc)
+    return float(k.exact_result(acc, np.empty(k.CHUNKS)))
 
 
 def _adversarial(rng: np.random.Generator, kind: int, m: int) -> np.ndarray:
@@ -62,18 +62,22 @@ def test_large_sums_take_the_compiled_path_with_the_same_result(monkeypatch):
     rng = np.random.default_rng(7)
     parts = [rng.standard_normal(1000) * 1e10, rng.standard_normal((30, 40)) * 1e-6]
     want = math.fsum(np.concatenate([np.ravel(p) for p in parts]).tolist())
-    calls, original = [], k.fsum_result
-    monkeypatch.setattr(k, "fsum_result", lambda p, n: calls.append(n) or original(p, n))
-    monkeypatch.setattr(certify_module, "COMPILED_FSUM_ABOVE", 10)
+    calls, original = [], k.exact_result
+    monkeypatch.setattr(k, "exact_result", lambda a, p: calls.append(1) or original(a, p))
+    monkeypatch.setattr(certify_module, "COMPILED_SUM_FROM", 10)
     assert _exact_sum(*parts) == want and calls
 
 
 def test_non_finite_data_and_overflow_fail_as_in_math_fsum(monkeypatch):
-    monkeypatch.setattr(certify_module, "COMPILED_FSUM_ABOVE", 0)
+    monkeypatch.setattr(certify_module, "COMPILED_SUM_FROM", 0)
     assert math.isnan(_exact_sum(np.array([1.0, np.nan, 2.0])))
     assert _exact_sum(np.array([1.0, np.inf, 2.0])) == math.inf
+    # math.fsum's partials overflow on the way to a representable sum; the accumulator does
+    # not, and gives that sum
+    data = np.array([1e308, 1e308, -1e308])
     with pytest.raises(OverflowError):
-        _exact_sum(np.array([1e308, 1e308, -1e308]))
+        math.fsum(data.tolist())
+    assert _exact_sum(data) == 1e308
 
 
 def test_certified_bounds_are_identical_on_either_path(monkeypatch):
@@ -84,36 +88,50 @@ def test_certified_bounds_are_identical_on_either_path(monkeypatch):
     nu2 = nu * (1 + 1e-9)   # unequal totals: the ratio's TwoProduct path too
     args = (mu, nu2, float(np.sum(mu) / np.sum(nu2)), res.critic, res.flow, grid.dx,
             "euclidean")
-    monkeypatch.setattr(certify_module, "COMPILED_FSUM_ABOVE", 1 << 60)
+    monkeypatch.setattr(certify_module, "COMPILED_SUM_FROM", 1 << 60)
     plain = certify(*args)
-    monkeypatch.setattr(certify_module, "COMPILED_FSUM_ABOVE", 0)
+    monkeypatch.setattr(certify_module, "COMPILED_SUM_FROM", 0)
     compiled = certify(*args)
     assert (plain.lower, plain.upper, plain.residual) == (
         compiled.lower, compiled.upper, compiled.residual)
     assert plain.lower < plain.upper and abs(plain.lower - res.lower) <= 1e-6 * res.lower
 
 
-def test_error_terms_of_products_many_partials_mid_sum():
-    # the certificate's <c, g>: TwoProduct parts of values 10^-100 apart. Mid-sum, such data keep
-    # dozens of partials alive (71 on a 1024^2 certificate: more than an early capacity of 64)
+def test_error_terms_of_products_and_every_binade():
+    # the certificate's <c, g>: TwoProduct parts of values 10^-100 apart (math.fsum's own
+    # algorithm keeps dozens of partials alive on such data; the accumulator has a fixed size)
     rng = np.random.default_rng(11)
     c = rng.standard_normal(200_000) * 10.0 ** rng.integers(-8, 0, 200_000)
     g = rng.standard_normal(200_000)
     parts = [*certify_module._two_prod(c, g), *certify_module._two_prod(c * 1e-17, g)]
     want = math.fsum(np.concatenate(parts).tolist())
     assert _compiled(*parts) == want
-    # distinct bit ranges 60 apart never combine: one partial each
+    # a value in every 60th binade from the subnormals to 2^1000, then some taken away
     exps = np.arange(-1070, 1000, 60)
     a = np.ldexp(1.0 + rng.random(exps.size), exps)
-    partials = np.zeros(k.PARTIALS)
-    assert k.fsum_add(a, partials, 0) == a.size
     rng.shuffle(a)
     assert _compiled(a, -a[:10]) == math.fsum([*a.tolist(), *(-a[:10]).tolist()])
+    # sums of opposite signs straddling every chunk boundary: carries and borrows
+    b = np.ldexp(1.0, np.arange(-1074, 1000, 7))
+    for x in (b, -b, np.concatenate([b, -b[::3]]), np.concatenate([-b, b[1::5]])):
+        assert _compiled(x) == math.fsum(x.tolist())
+
+
+def test_sums_beyond_float64_fall_back_to_math_fsum(monkeypatch):
+    # an exact sum above the largest float64 is not finite from the accumulator: math.fsum
+    # decides (it raises), as it does for the NumPy path
+    big = np.array([1.7e308, 1.7e308, -1.0])
+    acc = np.zeros(k.CHUNKS, dtype=np.int64)
+    assert k.exact_add(big, acc) and not math.isfinite(k.exact_result(acc, np.empty(k.CHUNKS)))
+    monkeypatch.setattr(certify_module, "COMPILED_SUM_FROM", 0)
+    with pytest.raises(OverflowError):
+        _exact_sum(big)
+    assert _exact_sum(np.array([1.7e308, 1.7e308, -1.7e308])) == 1.7e308
 
 
 @pytest.mark.parametrize("kind", range(4))
 def test_compiled_exact_dot_is_math_fsum_of_the_two_products(kind):
-    # fsum_add_products forms the TwoProducts inside the compiled sum: the exactly rounded sum
+    # exact_add_products forms the TwoProducts inside the compiled sum: the exactly rounded sum
     # of the same floats as math.fsum of certify's _two_prod arrays, whatever their order
     rng = np.random.default_rng(20 + kind)
     for _ in range(200):
@@ -125,17 +143,16 @@ def test_compiled_exact_dot_is_math_fsum_of_the_two_products(kind):
         a = np.clip(a, -1e150, 1e150)  # no product over- or underflows beyond what it can
         parts = [*certify_module._two_prod(a, b), *certify_module._two_prod(b * 1e-17, a)]
         want = math.fsum(np.concatenate(parts).tolist())
-        partials, n = np.zeros(k.PARTIALS), 0
-        n = k.fsum_add_products(a, b, partials, n)
-        n = k.fsum_add_products(b * 1e-17, a, partials, n)
-        got = float(k.fsum_result(partials, n))
+        acc = np.zeros(k.CHUNKS, dtype=np.int64)
+        assert k.exact_add_products(a, b, acc) and k.exact_add_products(b * 1e-17, a, acc)
+        got = float(k.exact_result(acc, np.empty(k.CHUNKS)))
         assert got == want and math.copysign(1.0, got) == math.copysign(1.0, want)
 
 
 def test_exact_dot_falls_back_as_math_fsum_on_non_finite_data(monkeypatch):
     # non-finite products: the compiled sum stops and math.fsum of the TwoProducts decides
     # (an infinite product's error term is NaN, so the sum is NaN, as it always was)
-    monkeypatch.setattr(certify_module, "COMPILED_FSUM_ABOVE", 0)
+    monkeypatch.setattr(certify_module, "COMPILED_SUM_FROM", 0)
     a = np.array([1.0, 2.0, 3.0])
     for b in ([1.0, np.nan, 1.0], [1.0, np.inf, 1.0], [1e308, 1e308, 1.0]):
         b = np.array(b)
