@@ -599,6 +599,7 @@ this problem at every check (the rescaled iterate is always the better candidate
    entries, so 256² solves do not compile it): `certify` at 1024² 1.8 s → 1.0 s (three
    alternated runs each). Dozens of partials can be alive mid-sum (71 at 1024²), so the
    capacity is the float64 bit range, not the 40 that non-adjacent partials would need.
+   (Replaced by an exact superaccumulator in 17.)
 10. **The tridiagonal step only where it is well conditioned** (`LINES_MAX_ROUNDING`): its
    last pivot is about `sqrt(lambda_1 h_x^2)`, a difference of numbers of size `h_x^2`; a fuzzed
    5 x 8 grid on (0, 1) x (0, 1e9) divided by zero. Such grids take the DCT pair.
@@ -666,6 +667,24 @@ this problem at every check (the rescaled iterate is always the better candidate
 15. **The step's float32 Poisson solution is not cast back to float64**: the dual step reads it
    as it is, the same iterates bit for bit, one pass less per iteration (0.1 ms at 512², 0.45
    ms at 1024²).
+16. **The step's tridiagonal solves vectorized** (`poisson_lines_2d`): the recurrences indexed
+   rows `i` and `i - 1` of one 2D array, which LLVM could not prove apart, so the loops ran
+   scalar (the note below that called them memory-bound was wrong). They now recur over row
+   slices of a block of columns and read only the inverse pivots (`tridiagonal_pivots`; the
+   upper factors are `-h_x^2` times them): float32, best of 40, 0.128 → 0.038 ms at 256² on
+   one thread, 0.44 → 0.21 ms at 512² and 1.87 → 0.84 ms at 1024² on two; the same results
+   to the last bit on square grids. The Poisson section above is the rerun.
+17. **The final certificate of large grids compiled** (from 2^18 cells, so a 256² solve
+   compiles none of it; the solve's warm-up compiles it before its clock starts): the
+   residual's per-cell double-double terms in one pass (`kernels/certify_numba.py`: the
+   NumPy passes' operations in their order, the same bits) instead of about thirty NumPy passes
+   with their temporaries; the TwoProducts of `<c, g>` formed inside the exact sum; the exact
+   sums in a superaccumulator (32-bit integer chunks, then `math.fsum`'s final rounding step: 8
+   instead of 44 ns per value on a 1024² certificate). The same bounds bit for bit. `certify`
+   of 8gaussians' result at 512² 0.34 → 0.05 s, at 1024² 0.84 → 0.21 s (medians of five);
+   inside a 1024² solve its profile had shown 1.9 s. 1024² 8gaussians to 1e-4, three
+   alternated runs each with the tree before 16: 8.55 / 9.38 / 8.86 s → 6.81 / 7.47 / 7.11 s
+   (16 and the first two parts of 17).
 
 ### Tried and not kept
 
@@ -780,6 +799,17 @@ this problem at every check (the rescaled iterate is always the better candidate
   checks; `RESTART_EVERY` 64): 256², the nine problems, work 4 036 / 3 983 / 3 981, seconds
   4.73 / 4.86 / 4.89, better and worse by problem (8gaussians 443 / 418 / 400, WGAN-GP scale
   796 / 811 / 847); 64 stays.
+- **The residual written straight in float32 for the step** (a float32-output specialisation
+  of the residual kernel on iterations no check reads the residual, the Poisson solve in place
+  in a kept buffer): an iteration in a tight loop 0.61 → 0.53 ms at 256², 3.3 → 2.8 ms at 512²,
+  10.6 → 9.1 ms at 1024² (medians), but inside solves, alternated in one process: 256² WGAN-GP
+  scale 0.854 → 0.840 s (30 pairs), 512² 16 funnels 2.5 → 2.2 s (medians of 6, paired ratio
+  0.98), 1024² 8gaussians paired ratio 0.97 (6 pairs); the fine iterations are a minority of
+  these solves' time. Not worth 0.3 s (1.05 s parallel) more compilation on a first run.
+- **A multigrid V-cycle instead of the exact Poisson solve** (estimated, not built): at 256²
+  a V(1,1) cycle in float32 streams about seven passes over the grid (0.2-0.3 ms), no less
+  than the DCT along y and the tridiagonal solves (0.26 ms), and it would make the
+  preconditioner inexact.
 
 ### Not done (next sessions)
 
@@ -788,18 +818,14 @@ this problem at every check (the rescaled iterate is always the better candidate
   that difference falls by about 2 % per 10 iterations. A second-order finish (Newton / IPM
   steps on the weighted Laplacian, DCT-preconditioned CG) is the untried direction. The boxes
   of the ray critics could also use the ball's second-order room across the rays.
-- The Poisson step is still most of an iteration from 512² up: the residual's cast to float32
-  could be fused into the residual kernel (0.1 ms at 512², 0.45 ms at 1024²; it needs a second
-  specialisation of the kernel for the checks' float64 residual), and the tridiagonal sweeps
-  are memory-bound.
+- The Poisson step is still about half of an iteration or more: the DCT pair along y (0.11 ms
+  each at 256², pocketfft on one thread) is now most of it.
 - A check still costs 8-10 iterations; from 512² the ray critics' sweeps are memory-bound (the
   critic and two edge-length arrays streamed per sweep): float32 edge lengths, rounded down,
   would stream a third less.
-- The rigorous certificate's NumPy passes (TwoSum temporaries, about 0.3 s at 1024²) could be
-  fused into compiled loops too.
 - The checks' float64 Poisson solve could take the tridiagonal path (15-30 % faster than the
-  DCT pair on 2 threads), but its float64 specialisation adds 0.4 s to a first solve's
-  compilation; left as a DCT pair.
+  DCT pair on 2 threads before the tridiagonal solves were vectorized, more now), but its
+  float64 specialisation adds 0.4 s to a first solve's compilation; left as a DCT pair.
 """
 
 def _fmt(x, spec: str = ".3g") -> str:

@@ -53,7 +53,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["CertifiedBounds", "certify"]
+__all__ = ["CertifiedBounds", "certify", "warm_up"]
 
 _EPS = float(np.finfo(np.float64).eps)  # 2^-52; a rounding to nearest errs by at most EPS / 2
 _FEASIBLE_SLACK = 8 * _EPS
@@ -128,6 +128,27 @@ def _two_prod(a: np.ndarray, b: np.ndarray | float) -> tuple[np.ndarray, np.ndar
 # grids from this many cells form the residual's terms compiled: every sum of a 512^2 solve,
 # none of a 256^2 one, whose first run so does not compile them (four kernels, about 2 s).
 COMPILED_SUM_FROM = 1 << 18
+
+
+def warm_up(cells: int, ndim: int) -> None:
+    """Compile (or load from Numba's cache) the kernels that :func:`certify` runs on a grid of
+    ``cells`` cells in ``ndim`` dimensions, on tiny inputs: none below
+    :data:`COMPILED_SUM_FROM` cells. Free once they are compiled; a solve calls it before its
+    clock starts, saying so when it compiles."""
+    if cells < COMPILED_SUM_FROM:
+        return
+    from otgrid._threads import announce_compilation
+    from otgrid.kernels import certify_numba as kc
+    from otgrid.kernels import exact_sum_numba as k
+
+    grids = ndim in (1, 2)
+    announce_compilation([k.exact_add, k.exact_add_products, k.exact_result]
+                         + ([kc.residual_terms_2d] if grids else []), "otgrid.solve_critic")
+    one = np.ones(2)
+    assert _compiled_sum(k.exact_add, [(one,)]) == 2.0
+    assert _compiled_sum(k.exact_add_products, [(one, one)]) == 2.0
+    if grids:
+        _residual_terms_compiled(one, one, 1.0, np.zeros((1, 2)), (1.0,))
 
 
 def _compiled_sum(add, items) -> float | None:

@@ -35,6 +35,7 @@ from otgrid._device import is_cupy_array
 from otgrid._validation import as_finite_array, as_number, check_choice, check_positive_int
 from otgrid.critic.backends import BACKENDS, make_kernels, resolve_backend
 from otgrid.critic.certify import CertifiedBounds, certify
+from otgrid.critic.certify import warm_up as warm_up_certificate
 from otgrid.critic.iterate import (
     continue_from_best,
     continue_in_float64,
@@ -485,7 +486,8 @@ def _solve_live(prob: _Problems, grid: Grid, opts: _Options) -> list[CriticResul
     cert = kern if dtype == np.float64 else make_kernels(prob.backend, grid.shape, grid.dx,
                                                          opts.norm, np.float64)
     cert.with_batch(live.size)
-    _warm_up(kern, cert, live.size, _use_multilevel(opts.multilevel, grid, prob.warm), opts)
+    _warm_up(kern, cert, live.size, _use_multilevel(opts.multilevel, grid, prob.warm), opts,
+             grid)
     with kern.session():
         c_dev = cert.to_device(cl, np.float64)
         start = _build_start(kern, cert, c_dev, cl, prob, grid, opts, flow_candidates)
@@ -546,14 +548,16 @@ def _short_of_tol(cbs: list, outs: list, best: Any, tol: float) -> tuple[list[in
     return js, tols
 
 
-def _warm_up(kern: Any, cert: Any, nb: int, coarse: bool, opts: _Options) -> None:
+def _warm_up(kern: Any, cert: Any, nb: int, coarse: bool, opts: _Options, grid: Grid) -> None:
     """Compile the kernels of the solve before its clock starts (a first run in a fresh
     environment; it logs "compiling kernels (first run only)" on the ``otgrid`` logger) and
     move the start time and the deadline past it: ``seconds`` and ``time_limit`` exclude
-    compilation. ``coarse``: a multilevel start will run the coarse grids' kernels too."""
+    compilation. ``coarse``: a multilevel start will run the coarse grids' kernels too; the
+    final certificate's kernels of large grids too (:func:`otgrid.critic.certify.warm_up`)."""
     t = time.perf_counter()
     for k in (kern, cert) if cert is not kern else (kern,):
         k.warm_up(nb, coarse)
+    warm_up_certificate(grid.size, grid.ndim)
     spent = time.perf_counter() - t
     opts.t0 += spent
     if opts.deadline is not None:

@@ -178,3 +178,29 @@ def test_compiled_residual_terms_are_numpys_bit_for_bit(shape, ratio, dx):
     got = certify_module._residual_terms_compiled(mu, nu, ratio, y.copy(), dx)
     for w, g in zip(want, got, strict=True):
         assert g.shape == w.shape and np.array_equal(g.view(np.int64), w.view(np.int64))
+
+
+def test_solves_compile_the_certificate_kernels_of_large_grids_before_the_clock(monkeypatch):
+    # from COMPILED_SUM_FROM cells the final certificate runs compiled kernels: the solve's
+    # warm-up compiles (or loads) them with its own, before its clock starts
+    from otgrid.critic import solve as solve_module
+    from otgrid.kernels import certify_numba as kc
+
+    seen = []
+
+    def recording(cells, ndim):
+        seen.append((cells, ndim))
+        certify_module.warm_up(cells, ndim)
+
+    monkeypatch.setattr(solve_module, "warm_up_certificate", recording)
+    monkeypatch.setattr(certify_module, "COMPILED_SUM_FROM", 12 * 10)
+    grid = og.Grid([(-6.0, 6.0), (-7.0, 7.0)], (12, 10))
+    mu = grid.discretize(og.Normal([0.5, 0.0], 0.7))
+    nu = grid.discretize(og.Normal([-0.5, 0.3], 1.0))
+    res = og.solve_critic(mu, nu, grid, tol=1e-5, backend="numba")
+    assert seen == [(120, 2)] and res.converged
+    for d in (k.exact_add, k.exact_add_products, k.exact_result, kc.residual_terms_2d):
+        assert d.signatures
+    monkeypatch.setattr(certify_module, "COMPILED_SUM_FROM", 1 << 60)
+    plain = og.solve_critic(mu, nu, grid, tol=1e-5, backend="numba")
+    assert (plain.lower, plain.upper) == (res.lower, res.upper)
