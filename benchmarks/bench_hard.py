@@ -685,6 +685,12 @@ this problem at every check (the rescaled iterate is always the better candidate
    inside a 1024² solve its profile had shown 1.9 s. 1024² 8gaussians to 1e-4, three
    alternated runs each with the tree before 16: 8.55 / 9.38 / 8.86 s → 6.81 / 7.47 / 7.11 s
    (16 and the first two parts of 17).
+18. **The checks' float64 Poisson solve by the tridiagonal path on the parallel kernels**
+   (grids from 512²; `NumbaGridKernels.poisson`): 2.2 instead of 5.5 ms at 512², 9.7 instead
+   of 23.9 ms at 1024² (best of 15), the same solution to about 1e-12. 1024² 8gaussians, three
+   alternated pairs after a compiling one: 6.18 / 5.96 / 6.54 → 6.18 / 5.91 / 5.92 s (most of
+   its checks are on the serial coarse levels, which keep the DCT pair); 512² 16 funnels and
+   8gaussians within the noise (3.47-4.29 against 3.53-4.48 s for the two).
 
 ### Tried and not kept
 
@@ -823,9 +829,10 @@ this problem at every check (the rescaled iterate is always the better candidate
 - A check still costs 8-10 iterations; from 512² the ray critics' sweeps are memory-bound (the
   critic and two edge-length arrays streamed per sweep): float32 edge lengths, rounded down,
   would stream a third less.
-- The checks' float64 Poisson solve could take the tridiagonal path (15-30 % faster than the
-  DCT pair on 2 threads before the tridiagonal solves were vectorized, more now), but its
-  float64 specialisation adds 0.4 s to a first solve's compilation; left as a DCT pair.
+- The checks' float64 Poisson solve on the one-thread kernels (grids below 512², the coarse
+  levels) could take the tridiagonal path too (0.49 instead of 0.94 ms at 256²), but its
+  float64 specialisation adds about 0.4 s to a first 256² solve's compilation for about
+  0.5 ms per check; left as a DCT pair.
 """
 
 def _fmt(x, spec: str = ".3g") -> str:

@@ -99,6 +99,7 @@ class GridKernels:
         tau = np.ones(1)
         self.residual(f, y, r)
         u = self.poisson_step(r)
+        self.poisson(r)  # the checks' solve
         self.dual_step(f, u, y, f_out, tau, tau)
         self.max_grad_norm(f)
         self.grad_sq(f)
