@@ -337,9 +337,8 @@ def _time_iteration(n: int, dt: type, fast: bool = True) -> dict:
     ``fast``: the Poisson solve as the solver runs it (``poisson_step``: float32 for float64
     residuals, the casts included; a DCT pair along y and tridiagonal solves along x), else the
     DCT pair on both axes in the iterates' dtype."""
-    from otgrid.critic.backends import make_kernels
-
     from otgrid.critic.backend_numpy import GridKernels
+    from otgrid.critic.backends import make_kernels
 
     kern = make_kernels("numba", (n, n), (8.0 / n, 8.0 / n), "euclidean", dt)
     kern.with_batch(1)
@@ -602,7 +601,7 @@ this problem at every check (the rescaled iterate is always the better candidate
    entries, so 256² solves do not compile it): `certify` at 1024² 1.8 s → 1.0 s (three
    alternated runs each). Dozens of partials can be alive mid-sum (71 at 1024²), so the
    capacity is the float64 bit range, not the 40 that non-adjacent partials would need.
-   (Replaced by an exact superaccumulator in 17.)
+   (Replaced by an exact superaccumulator in 17, `otgrid.kernels.certify_numba`.)
 10. **The tridiagonal step only where it is well conditioned** (`LINES_MAX_ROUNDING`): its
    last pivot is about `sqrt(lambda_1 h_x^2)`, a difference of numbers of size `h_x^2`; a fuzzed
    5 x 8 grid on (0, 1) x (0, 1e9) divided by zero. Such grids take the DCT pair.
@@ -679,7 +678,8 @@ this problem at every check (the rescaled iterate is always the better candidate
    to the last bit on square grids. The Poisson section above is the rerun.
 17. **The final certificate of large grids compiled** (from 2^18 cells, so a 256² solve
    compiles none of it; the solve's warm-up compiles it before its clock starts): the
-   residual's per-cell double-double terms in one pass (`kernels/certify_numba.py`: the
+   residual's per-cell double-double terms in one pass (`kernels/certify_numba.py`, which now
+   also holds the exact sums: the
    NumPy passes' operations in their order, the same bits) instead of about thirty NumPy passes
    with their temporaries; the TwoProducts of `<c, g>` formed inside the exact sum; the exact
    sums in a superaccumulator (32-bit integer chunks, then `math.fsum`'s final rounding step: 8

@@ -38,7 +38,7 @@ term, rounded up. In 1D the flow is also rebuilt from cumulative sums of ``mu - 
 Poisson solve in float64, and the flow with the lowest certified bound is kept.
 
 Every exact sum is ``math.fsum``'s exactly rounded result; on large arrays an exact compiled
-accumulator gives it (``otgrid.kernels.exact_sum_numba``, bit for bit equal: tested), which also
+accumulator gives it (``otgrid.kernels.certify_numba``, bit for bit equal: tested), which also
 forms the TwoProducts of ``<c, g>`` inside the sum, and the residual's per-cell double-double terms
 come from one compiled pass (``otgrid.kernels.certify_numba``: the NumPy passes' operations in
 their order, the same bits: tested). The bounds assume
@@ -123,7 +123,7 @@ def _two_prod(a: np.ndarray, b: np.ndarray | float) -> tuple[np.ndarray, np.ndar
 
 
 # From this many entries in all (a dot product's pairs counted once), :func:`_exact_sum` and
-# :func:`_exact_dot` run compiled (``otgrid.kernels.exact_sum_numba``: an exact
+# :func:`_exact_dot` run compiled (``otgrid.kernels.certify_numba``: an exact
 # superaccumulator, ``math.fsum``'s result bit for bit, without the list of Python floats), and
 # grids from this many cells form the residual's terms compiled: every sum of a 512^2 solve,
 # none of a 256^2 one, whose first run so does not compile them (four kernels, about 2 s).
@@ -138,12 +138,11 @@ def warm_up(cells: int, ndim: int) -> None:
     if cells < COMPILED_SUM_FROM:
         return
     from otgrid._threads import announce_compilation
-    from otgrid.kernels import certify_numba as kc
-    from otgrid.kernels import exact_sum_numba as k
+    from otgrid.kernels import certify_numba as k
 
     grids = ndim in (1, 2)
     announce_compilation([k.exact_add, k.exact_add_products, k.exact_result]
-                         + ([kc.residual_terms_2d] if grids else []), "otgrid.solve_critic")
+                         + ([k.residual_terms_2d] if grids else []), "otgrid.solve_critic")
     one = np.ones(2)
     assert _compiled_sum(k.exact_add, [(one,)]) == 2.0
     assert _compiled_sum(k.exact_add_products, [(one, one)]) == 2.0
@@ -154,7 +153,7 @@ def warm_up(cells: int, ndim: int) -> None:
 def _compiled_sum(add, items) -> float | None:
     """The exactly rounded sum accumulated by ``add(*item, acc)`` over ``items``; None where a
     value is not finite or the sum is beyond float64's range (``math.fsum`` decides there)."""
-    from otgrid.kernels import exact_sum_numba as k
+    from otgrid.kernels import certify_numba as k
 
     acc = np.zeros(k.CHUNKS, dtype=np.int64)
     for item in items:
@@ -170,7 +169,7 @@ def _exact_sum(*parts: np.ndarray) -> float:
     on an intermediate overflow of a representable sum, the compiled path gives the sum)."""
     flat = [np.ravel(np.asarray(x, dtype=np.float64)) for x in parts]
     if sum(x.size for x in flat) >= COMPILED_SUM_FROM:
-        from otgrid.kernels import exact_sum_numba as k
+        from otgrid.kernels import certify_numba as k
 
         value = _compiled_sum(k.exact_add, [(x,) for x in flat])  # np.ravel: contiguous
         if value is not None:
@@ -187,7 +186,7 @@ def _exact_dot(*pairs: tuple[np.ndarray, np.ndarray]) -> float:
     flat = [(np.ravel(np.asarray(a, dtype=np.float64)), np.ravel(np.asarray(b, dtype=np.float64)))
             for a, b in pairs]
     if sum(a.size for a, _ in flat) >= COMPILED_SUM_FROM:
-        from otgrid.kernels import exact_sum_numba as k
+        from otgrid.kernels import certify_numba as k
 
         value = _compiled_sum(k.exact_add_products, flat)
         if value is not None:

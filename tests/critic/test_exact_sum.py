@@ -1,6 +1,6 @@
 """The compiled exact sum of the rigorous certificate is ``math.fsum``, bit for bit.
 
-``otgrid.kernels.exact_sum_numba`` sums exactly in a superaccumulator and rounds with CPython's
+``otgrid.kernels.certify_numba`` sums exactly in a superaccumulator and rounds with CPython's
 final step of ``math.fsum``; the certificate's bounds rest on its results being exactly rounded,
 so it is compared with ``math.fsum`` itself (the independent reference) on data built to defeat
 naive and compensated summation: cancelling pairs over 40 orders of magnitude, half-way cases
@@ -17,7 +17,7 @@ import pytest
 import otgrid as og
 from otgrid.critic import certify as certify_module
 from otgrid.critic.certify import _exact_sum, certify
-from otgrid.kernels import exact_sum_numba as k
+from otgrid.kernels import certify_numba as k
 
 
 def _compiled(*parts: np.ndarray) -> float:
@@ -184,7 +184,6 @@ def test_solves_compile_the_certificate_kernels_of_large_grids_before_the_clock(
     # from COMPILED_SUM_FROM cells the final certificate runs compiled kernels: the solve's
     # warm-up compiles (or loads) them with its own, before its clock starts
     from otgrid.critic import solve as solve_module
-    from otgrid.kernels import certify_numba as kc
 
     seen = []
 
@@ -199,7 +198,7 @@ def test_solves_compile_the_certificate_kernels_of_large_grids_before_the_clock(
     nu = grid.discretize(og.Normal([-0.5, 0.3], 1.0))
     res = og.solve_critic(mu, nu, grid, tol=1e-5, backend="numba")
     assert seen == [(120, 2)] and res.converged
-    for d in (k.exact_add, k.exact_add_products, k.exact_result, kc.residual_terms_2d):
+    for d in (k.exact_add, k.exact_add_products, k.exact_result, k.residual_terms_2d):
         assert d.signatures
     monkeypatch.setattr(certify_module, "COMPILED_SUM_FROM", 1 << 60)
     plain = og.solve_critic(mu, nu, grid, tol=1e-5, backend="numba")
