@@ -25,6 +25,9 @@ repair_critic_{1d,2d}(f, g, dx..., iso)
     A feasible critic near ``f`` by one sequential sweep per problem.
 level_rescale_2d(f, g, hx, hy, iso, nbins)
     A feasible critic ``g = phi(f)`` by a nondecreasing piecewise-linear map of the values.
+ascend_critic_2d(g, c, hx, hy, iso, sweeps)
+    A feasible critic moved, cell by cell, as far towards ``sign(c)`` as its constraints allow:
+    ``<c, g>`` grows, feasibility stays.
 ray_critics_2d(f, g_lo, g_hi, hx, hy, iso, max_sweeps, ex, ey)
     Two feasible critics: the greatest function below ``f`` and the least above it whose
     changes along the grid edges stay within lengths set by boxes inside the cells'
@@ -49,6 +52,7 @@ import numpy as np
 from numba import njit, prange
 
 __all__ = [
+    "ascend_critic_2d",
     "dual_step_1d",
     "dual_step_1d_serial",
     "dual_step_2d",
@@ -442,6 +446,98 @@ def ray_critics_2d(f, g_lo, g_hi, hx, hy, iso, max_sweeps, ex, ey):
             for i in range(nx):
                 for j in range(ny):
                     g[i, j] = -g[i, j]
+
+@njit(cache=True, error_model="numpy")
+def ascend_critic_2d(g, c, hx, hy, iso, sweeps):
+    """Raise a feasible critic where ``c > 0`` and lower it where ``c < 0``, in place.
+
+    Gauss-Seidel sweeps in the four raster directions (``sweeps`` of them): each value ``g_ij``
+    with ``c_ij != 0`` moves to the end of the interval of values that keep feasible the three
+    cells whose constraints it enters -- its own (forward differences to ``(i+1, j)`` and
+    ``(i, j+1)``) and those of ``(i-1, j)`` and ``(i, j-1)`` (``g_ij`` is their forward
+    neighbour) -- the end ``c_ij`` points to. So ``<c, g>`` never decreases and ``g`` stays
+    feasible up to rounding (the caller divides by ``max(1, max |Dg|)`` as for every
+    candidate). A value only moves the way that raises ``<c, g>`` (a tight constraint can put
+    it a rounding error outside its interval); a cell whose interval is empty (``g``
+    infeasible there beyond rounding) is left alone. Near the
+    optimum the extracted critics lose most of their value to their slack where mass sits:
+    these moves give it back (the coordinate-wise optimality of W1's dual on the cells with
+    mass). One thread, the problems one after the other (each gets the same bits in any
+    batch); NumPy's error model, as the one-thread twins of the other kernels.
+    """
+    nb, nx, ny = g.shape
+    hx2 = hx * hx
+    hy2 = hy * hy
+    inv_s2 = 1.0 / (hx2 + hy2)
+    dx = 1.0 / hx
+    dy = 1.0 / hy
+    for b in range(nb):
+        for sweep in range(sweeps):
+            for ii in range(nx):
+                i = ii if sweep % 2 == 0 else nx - 1 - ii
+                for jj in range(ny):
+                    j = jj if sweep % 4 < 2 else ny - 1 - jj
+                    cij = c[b, i, j]
+                    if cij == 0.0:
+                        continue
+                    t = g[b, i, j]
+                    lo = -np.inf
+                    hi = np.inf
+                    ok = True
+                    # its own cell
+                    if iso and i < nx - 1 and j < ny - 1:
+                        a = g[b, i + 1, j]
+                        d = g[b, i, j + 1]
+                        t0 = (a * hx2 + d * hy2) * inv_s2
+                        disc = t0 * t0 - (a * a * hx2 + d * d * hy2 - 1.0) * inv_s2
+                        if disc < 0.0:
+                            ok = False
+                        else:
+                            w = np.sqrt(disc)
+                            lo = t0 - w
+                            hi = t0 + w
+                    else:
+                        if i < nx - 1:
+                            a = g[b, i + 1, j]
+                            lo = max(lo, a - dx)
+                            hi = min(hi, a + dx)
+                        if j < ny - 1:
+                            d = g[b, i, j + 1]
+                            lo = max(lo, d - dy)
+                            hi = min(hi, d + dy)
+                    # the cell before it along x, and along y
+                    if i > 0:
+                        p = g[b, i - 1, j]
+                        room = 1.0
+                        if iso and j < ny - 1:
+                            q = (g[b, i - 1, j + 1] - p) * hy
+                            room = 1.0 - q * q
+                        if room < 0.0:
+                            ok = False
+                        else:
+                            w = np.sqrt(room) * dx
+                            lo = max(lo, p - w)
+                            hi = min(hi, p + w)
+                    if j > 0:
+                        p = g[b, i, j - 1]
+                        room = 1.0
+                        if iso and i < nx - 1:
+                            q = (g[b, i + 1, j - 1] - p) * hx
+                            room = 1.0 - q * q
+                        if room < 0.0:
+                            ok = False
+                        else:
+                            w = np.sqrt(room) * dy
+                            lo = max(lo, p - w)
+                            hi = min(hi, p + w)
+                    if not ok or lo > hi:
+                        continue
+                    if cij > 0.0:
+                        if hi > t:
+                            g[b, i, j] = hi
+                    elif lo < t:
+                        g[b, i, j] = lo
+
 
 # --------------------------------------------------- the step's Poisson solve: tridiagonal lines
 @njit(cache=True, parallel=True)

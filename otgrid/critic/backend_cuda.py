@@ -267,6 +267,12 @@ class CudaGridKernels(GridKernels):
         and back to the device; checks only."""
         return self._on_host(super().ray_critics, f)
 
+    def ascend(self, g: Any, c: Any) -> Any:
+        """The feasible ascent of the critics ``g`` (:meth:`GridKernels.ascend`), on the host
+        with the Numba CPU kernel (Gauss-Seidel sweeps) and back to the device; checks only."""
+        c_host = np.ascontiguousarray(self.to_host(c))
+        return self._on_host(lambda gh: super(CudaGridKernels, self).ascend(gh, c_host), g)
+
     def repair(self, f: Any) -> Any:
         """A feasible critic near ``f`` by the sequential sweep, run on the host (a round trip).
 

