@@ -13,18 +13,21 @@ per cell):
   with ``backend="numpy"`` (its operators build their temporaries);
 - **certificate** (after the iteration): ``8 + 4 d`` arrays per problem stay (masses, data,
   critics and flows of the batch), and the rigorous float64 certificate of one problem at a
-  time (:mod:`otgrid.critic.certify`) adds ``38`` -- most of it the exact sum ``math.fsum``
-  over the four error-free parts of ``<c, g>`` as a Python list (40 bytes per entry). Above
+  time (:mod:`otgrid.critic.certify`) adds ``36`` -- most of it the exact sum ``math.fsum``
+  over the four error-free parts of ``<c, g>`` as a Python list (40 bytes per entry). From
   2^18 entries the sums run compiled, without the list: less (512^2, traced peak of the solve
-  41.0 grid arrays instead of 44.0; the estimate is kept).
+  41.0 grid arrays instead of 44.0; the estimate is kept). (38 until the certificate's scale
+  and ``<c, g>`` stopped forming TwoSum temporaries: traced peaks then 38.6 -> 34.6 grid
+  arrays in 1D at 2^14 cells, 40.8 at 128^2, 48.0 in 3D at 16^3 with the NumPy backend.)
 
 The peak is the larger of the two phases. The multilevel start holds a quarter of the
 iteration's arrays at a time and never sets the peak. Measured (peak RSS of the solve, NumPy
-1D/2D/3D, Linux, glibc): 49.75 grid arrays at 512^2, 48.5 at 256^2 (both 2D, estimate 54),
-54.1 at 1024^2, 49.3 and 44.1 in 1D at 2^18 and 2^20 cells (estimate 50), 53.0 in 3D at 64^3
-with the NumPy backend (estimate 58), 27.7 per problem for a batch of 4 at 256^2 (estimate
-28 then). The estimate is meant to be at or slightly above the measured peak. Since then: the
-float32 Poisson step with a float64 correction at checks (one array more per problem,
+1D/2D/3D, Linux, glibc; before the certificate of large grids ran compiled, with less memory,
+and the estimate was 2 arrays higher): 49.75 grid arrays at 512^2, 48.5 at 256^2 (both 2D,
+estimate 54), 54.1 at 1024^2, 49.3 and 44.1 in 1D at 2^18 and 2^20 cells (estimate 50), 53.0
+in 3D at 64^3 with the NumPy backend (estimate 58), 27.7 per problem for a batch of 4 at 256^2
+(estimate 28 then). The estimate is meant to be at or slightly above the measured peak. Since
+then: the float32 Poisson step with a float64 correction at checks (one array more per problem,
 counted: 28.6 per problem for a batch of 4 at 64^2, estimate 29) and its Thomas factors (one
 array per grid, in the margin).
 
@@ -55,7 +58,7 @@ _ITERATE_BASE_NUMPY = 21
 _ITERATE_PER_AXIS = 6
 _KEPT_BASE = 8
 _KEPT_PER_AXIS = 4
-_CERTIFICATE = 38
+_CERTIFICATE = 36
 _BACKENDS = ("auto", "numpy", "numba", "cuda")
 # Under ``ulimit -v`` the address space counts, not the resident memory: the threads of Numba
 # and scipy.fft that start with a large solve reserve address space of their own (glibc keeps a
@@ -117,7 +120,7 @@ def solve_memory(shape: int | Sequence[int], batch: int = 1, dtype: Any = np.flo
     -------
     int
         Bytes: ``8 * cells * arrays``, with ``arrays`` the number of grid-sized float64 arrays
-        alive at the peak (module docstring; about 54 for one 2D problem in float64).
+        alive at the peak (module docstring; about 52 for one 2D problem in float64).
 
     Examples
     --------
