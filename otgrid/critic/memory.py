@@ -125,8 +125,8 @@ def solve_memory(shape: int | Sequence[int], batch: int = 1, dtype: Any = np.flo
     Examples
     --------
     >>> from otgrid.critic.memory import solve_memory
-    >>> solve_memory((512, 512)) / 2**20          # MiB; measured peak RSS: 99.5 MiB
-    108.0
+    >>> solve_memory((512, 512)) / 2**20          # MiB; measured peak RSS: 99.5 MiB (older)
+    104.0
     >>> solve_memory((256, 256), batch=8) / solve_memory((256, 256), batch=4)   # the batch
     2.0
     """
