@@ -698,25 +698,30 @@ this problem at every check (the rescaled iterate is always the better candidate
    its checks are on the serial coarse levels, which keep the DCT pair); 512² 16 funnels and
    8gaussians within the noise (3.47-4.29 against 3.53-4.48 s for the two).
 19. **The feasible ascent of the best critic near the tolerance** (`ascend_critic_2d`,
-   `ASCENT_SWEEPS` 4, at checks whose gap is below 10 tol, not in the coarse solves). On the
+   `ASCENT_SWEEPS` 4, at checks whose gap is below 3 tol, not in the coarse solves). On the
    Gaussian pair at 256², 1e-6, the iterate's `<c, f>` was within 2e-7 of W from iteration
    ~400 on while the best extracted critic (the repair sweep) lost 1e-6: the lower bound
    decided the stop (1 763 iterations). The ascent moves each value with mass towards
    `sign(c)` to the end of the interval the constraints of its three cells allow
    (Gauss-Seidel, four raster directions): on that solve's iterates four sweeps took the loss
    from 1.38e-6 to 4.3e-7 and from 8.3e-7 to 3.1e-7 (one sweep: 10 % of that; sixteen: no
-   more than four), for 4.5 ms at 256² (about nine iterations). Interleaved in one process,
-   against no ascent: 256², 1e-4, the nine problems, work 4 036 → 3 637 (6.81 → 6.62 s); 1e-6,
-   the Gaussian pair 1 763 → 963 iterations (1.81 → 1.57 s), 8gaussians 12 386 → 7 918 (9.01 →
-   6.15 s). Which checks ascend (work at 1e-4; iterations at 1e-6 of the two), with the coarse
-   solves ascending too: every check 3 692; 781 and 3 964; below max(3 tol, 1e-2) 3 754; 781
-   and 4 090; below max(3 tol, 1e-3) 3 732; 556 and 7 135; below 10 tol 3 732; 546 and 5 352.
-   The coarse solves ascending made the tutorial's 8gaussians (128², 1e-4) take 653 iterations
-   instead of 410 (they stop sooner and hand over a worse start), hence not by default (an
-   ablation row). The critic's value at checks also compares candidates whose lower bounds
-   differ by rounding: `GridKernels.dot` now sums each problem by the same call whatever the
-   batch (`einsum` rounded a row of a batch differently from the row alone, and the ascent
-   amplified which candidate won to 6e-10 of W between a batch and a lone solve).
+   more than four), for 4.5 ms at 256² (about nine iterations; 18 ms at 512², 76 ms at
+   1024²). Interleaved in one process, against no ascent: 256², 1e-4, the nine problems,
+   work 4 036 → 3 588 (6.65 → 6.56 s); 1e-6, the Gaussian pair 1 763 → 960 iterations
+   (1.86 → 1.48 s), 8gaussians 12 386 → 5 250 (9.55 → 5.82 s); 512², the funnel pairs,
+   work 1 291 → 1 239 (8.91 → 8.95 s). Which checks ascend: below 10 tol, 3 637 work at 1e-4;
+   963 and 7 918 iterations at 1e-6; at 512² 1 183 work but 9.06 → 10.27 s. With the coarse
+   solves ascending too (work at 1e-4; iterations at 1e-6): every check 3 692; 781 and 3 964;
+   below max(3 tol, 1e-2) 3 754; 781 and 4 090; below max(3 tol, 1e-3) 3 732; 556 and 7 135;
+   below 10 tol 3 732; 546 and 5 352. The coarse solves ascending made the tutorial's
+   8gaussians (128², 1e-4) take 653 iterations instead of 410 (they stop sooner and hand over
+   a worse start), hence not by default (an ablation row); at 1e-6 they help, and so does
+   ascending only the critic the last coarse solve hands over (542 and 4 651 iterations, but
+   the tutorial's 721): a lead for tight tolerances. The critic's value at checks also
+   compares candidates whose lower bounds differ by rounding: `GridKernels.dot` now sums each
+   problem by the same call whatever the batch (`einsum` rounded a row of a batch differently
+   from the row alone, and the ascent amplified which candidate won to 6e-10 of W between a
+   batch and a lone solve).
 
 ### Tried and not kept
 

@@ -68,12 +68,12 @@ _F32_STALL_GAP = 1e-4
 # whose relative gap is then below _ASCENT_NEAR tol: only there can a better lower bound stop
 # the solve sooner, and each ascent costs about nine iterations at 256^2. The multilevel
 # start's coarse solves do not ascend (``ascend=False``; see multilevel.ASCEND_COARSE).
-# Measured at 256^2 (work over the nine problems of benchmarks/bench_hard.py at 1e-4;
-# iterations of the Gaussian pair and of 8gaussians at 1e-6), against no ascent (4 036; 1 763
-# and 12 386): 3 637 (6.81 -> 6.62 s); 963 and 7 918 (1.81 -> 1.57 s, 9.01 -> 6.15 s). With the
-# ascent at checks below 3 tol only, or also below 1e-3 or 1e-2, and in the coarse solves too:
-# 3 641 / 3 732 / 3 754 work at 1e-4 (the 10 tol rule: 3 732).
-_ASCENT_NEAR = 10.0
+# Measured, interleaved in one process against no ascent: 256^2, the nine problems of
+# benchmarks/bench_hard.py at 1e-4, work 4 036 -> 3 588 (6.65 -> 6.56 s); 1e-6, the Gaussian
+# pair 1 763 -> 960 iterations (1.86 -> 1.48 s), 8gaussians 12 386 -> 5 250 (9.55 -> 5.82 s);
+# 512^2, the three funnel pairs, work 1 291 -> 1 239 (8.91 -> 8.95 s). Below 10 tol instead:
+# 3 637; 963 and 7 918; 1 183 work but 9.06 -> 10.27 s at 512^2 (an ascent there takes 18 ms).
+_ASCENT_NEAR = 3.0
 
 
 
