@@ -95,8 +95,8 @@ def test_ascent_of_a_shrunk_optimum_stays_below_the_independent_optimum(norm):
 
 def test_tight_solves_stop_sooner_with_the_same_guarantee(monkeypatch):
     # at 1e-6 the lower bound lags: the iterate's <c, f> is within 2e-7 of W while the critics
-    # extracted from it lose 1e-6; the ascent near the tolerance halves the iterations
-    # (measured 1 695 -> 864 at 48^2) and both results bracket the reference
+    # extracted from it lose 1e-6; the ascent near the tolerance cuts the iterations (measured
+    # 1 695 -> 1 178 at 48^2) and both results bracket the reference
     grid, mu, nu = _gaussian_pair(48)
     ref = socp_2d_euclidean_cvxpy(mu, nu, grid.dx).value
     with_ascent = og.solve_critic(mu, nu, grid, tol=1e-6, backend="numba")
@@ -104,7 +104,7 @@ def test_tight_solves_stop_sooner_with_the_same_guarantee(monkeypatch):
     without = og.solve_critic(mu, nu, grid, tol=1e-6, backend="numba")
     for r in (with_ascent, without):
         assert r.converged and r.lower <= ref * (1 + 1e-7) and ref <= r.upper * (1 + 1e-7)
-    assert with_ascent.iterations <= 0.75 * without.iterations
+    assert with_ascent.iterations <= 0.8 * without.iterations
 
 
 def test_checks_ascend_only_near_the_tolerance(monkeypatch):
