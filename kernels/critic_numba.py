@@ -25,7 +25,7 @@ repair_critic_{1d,2d}(f, g, dx..., iso)
     A feasible critic near ``f`` by one sequential sweep per problem.
 level_rescale_2d(f, g, hx, hy, iso, nbins)
     A feasible critic ``g = phi(f)`` by a nondecreasing piecewise-linear map of the values.
-ascend_critic_2d(g, c, hx, hy, iso, sweeps)
+ascend_critic_2d(g, c, hx, hy, iso, sweeps, cmin)
     A feasible critic moved, cell by cell, as far towards ``sign(c)`` as its constraints allow:
     ``<c, g>`` grows, feasibility stays.
 ray_critics_2d(f, g_lo, g_hi, hx, hy, iso, max_sweeps, ex, ey)
@@ -448,18 +448,19 @@ def ray_critics_2d(f, g_lo, g_hi, hx, hy, iso, max_sweeps, ex, ey):
                     g[i, j] = -g[i, j]
 
 @njit(cache=True, error_model="numpy")
-def ascend_critic_2d(g, c, hx, hy, iso, sweeps):
+def ascend_critic_2d(g, c, hx, hy, iso, sweeps, cmin):
     """Raise a feasible critic where ``c > 0`` and lower it where ``c < 0``, in place.
 
     Gauss-Seidel sweeps in the four raster directions (``sweeps`` of them): each value ``g_ij``
-    with ``c_ij != 0`` moves to the end of the interval of values that keep feasible the three
-    cells whose constraints it enters -- its own (forward differences to ``(i+1, j)`` and
-    ``(i, j+1)``) and those of ``(i-1, j)`` and ``(i, j-1)`` (``g_ij`` is their forward
-    neighbour) -- the end ``c_ij`` points to. So ``<c, g>`` never decreases and ``g`` stays
-    feasible up to rounding (the caller divides by ``max(1, max |Dg|)`` as for every
-    candidate). A value only moves the way that raises ``<c, g>`` (a tight constraint can put
-    it a rounding error outside its interval); a cell whose interval is empty (``g``
-    infeasible there beyond rounding) is left alone. Near the
+    with ``|c_ij| > cmin[b]`` (per problem; the cells below hold next to no mass, and moving
+    them would only give the critic a staircase there) moves to the end of the interval of
+    values that keep feasible the three cells whose constraints it enters -- its own
+    (forward differences to ``(i+1, j)`` and ``(i, j+1)``) and those of ``(i-1, j)`` and
+    ``(i, j-1)`` (``g_ij`` is their forward neighbour) -- the end ``c_ij`` points to. So
+    ``<c, g>`` never decreases and ``g`` stays feasible up to rounding (the caller divides by
+    ``max(1, max |Dg|)`` as for every candidate). A value only moves the way that raises
+    ``<c, g>`` (a tight constraint can put it a rounding error outside its interval); a cell
+    whose interval is empty (``g`` infeasible there beyond rounding) is left alone. Near the
     optimum the extracted critics lose most of their value to their slack where mass sits:
     these moves give it back (the coordinate-wise optimality of W1's dual on the cells with
     mass). One thread, the problems one after the other (each gets the same bits in any
@@ -478,7 +479,7 @@ def ascend_critic_2d(g, c, hx, hy, iso, sweeps):
                 for jj in range(ny):
                     j = jj if sweep % 4 < 2 else ny - 1 - jj
                     cij = c[b, i, j]
-                    if cij == 0.0:
+                    if abs(cij) <= cmin[b]:
                         continue
                     t = g[b, i, j]
                     lo = -np.inf

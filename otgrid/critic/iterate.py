@@ -68,10 +68,11 @@ _F32_STALL_GAP = 1e-4
 # whose relative gap is then below _ASCENT_NEAR tol: only there can a better lower bound stop
 # the solve sooner, and each ascent costs about nine iterations at 256^2. The multilevel
 # start's coarse solves do not ascend (``ascend=False``; see multilevel.ASCEND_COARSE).
-# Measured, interleaved in one process against no ascent: 256^2, the nine problems of
-# benchmarks/bench_hard.py at 1e-4, work 4 036 -> 3 588 (6.65 -> 6.56 s); 1e-6, the Gaussian
-# pair 1 763 -> 960 iterations (1.86 -> 1.48 s), 8gaussians 12 386 -> 5 250 (9.55 -> 5.82 s);
-# 512^2, the three funnel pairs, work 1 291 -> 1 239 (8.91 -> 8.95 s). Below 10 tol instead:
+# Measured, interleaved in one process against no ascent (cells above ASCENT_MIN_MASS only):
+# 256^2, the nine problems of benchmarks/bench_hard.py at 1e-4, work 4 036 -> 3 721 (5.33 ->
+# 4.98 s); 1e-6, the Gaussian pair 1 763 -> 1 283 iterations (2.08 -> 1.61 s), 8gaussians
+# 12 386 -> 5 355 (9.77 -> 4.46 s). Moving every cell with mass: 3 588; 960 and 5 250, and at
+# 512^2 the three funnel pairs' work 1 291 -> 1 239 (8.91 -> 8.95 s). Below 10 tol instead:
 # 3 637; 963 and 7 918; 1 183 work but 9.06 -> 10.27 s at 512^2 (an ascent there takes 18 ms).
 _ASCENT_NEAR = 3.0
 
