@@ -447,6 +447,18 @@ def ray_critics_2d(f, g_lo, g_hi, hx, hy, iso, max_sweeps, ex, ey):
                 for j in range(ny):
                     g[i, j] = -g[i, j]
 
+@njit(cache=True, inline="always")
+def _behind(p, q, d, lo, hi, ok):
+    """``[lo, hi]`` cut to the values a forward neighbour of a cell may take: the cell's value
+    ``p``, its other (scaled) difference ``q``, the neighbour's spacing ``d``; ``ok`` False
+    when no value fits (the cell violated beyond rounding)."""
+    room = 1.0 - q * q
+    if room < 0.0:
+        return lo, hi, False
+    w = np.sqrt(room) * d
+    return max(lo, p - w), min(hi, p + w), ok
+
+
 @njit(cache=True, error_model="numpy")
 def ascend_critic_2d(g, c, hx, hy, iso, sweeps, cmin):
     """Raise a feasible critic where ``c > 0`` and lower it where ``c < 0``, in place.
@@ -509,28 +521,12 @@ def ascend_critic_2d(g, c, hx, hy, iso, sweeps, cmin):
                     # the cell before it along x, and along y
                     if i > 0:
                         p = g[b, i - 1, j]
-                        room = 1.0
-                        if iso and j < ny - 1:
-                            q = (g[b, i - 1, j + 1] - p) * hy
-                            room = 1.0 - q * q
-                        if room < 0.0:
-                            ok = False
-                        else:
-                            w = np.sqrt(room) * dx
-                            lo = max(lo, p - w)
-                            hi = min(hi, p + w)
+                        q = (g[b, i - 1, j + 1] - p) * hy if iso and j < ny - 1 else 0.0
+                        lo, hi, ok = _behind(p, q, dx, lo, hi, ok)
                     if j > 0:
                         p = g[b, i, j - 1]
-                        room = 1.0
-                        if iso and i < nx - 1:
-                            q = (g[b, i + 1, j - 1] - p) * hx
-                            room = 1.0 - q * q
-                        if room < 0.0:
-                            ok = False
-                        else:
-                            w = np.sqrt(room) * dy
-                            lo = max(lo, p - w)
-                            hi = min(hi, p + w)
+                        q = (g[b, i + 1, j - 1] - p) * hx if iso and i < nx - 1 else 0.0
+                        lo, hi, ok = _behind(p, q, dy, lo, hi, ok)
                     if not ok or lo > hi:
                         continue
                     if cij > 0.0:

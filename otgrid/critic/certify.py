@@ -144,8 +144,8 @@ def warm_up(cells: int, ndim: int) -> None:
     announce_compilation([k.exact_add, k.exact_add_products, k.exact_result]
                          + ([k.residual_terms_2d] if grids else []), "otgrid.solve_critic")
     one = np.ones(2)
-    assert _compiled_sum(k.exact_add, [(one,)]) == 2.0
-    assert _compiled_sum(k.exact_add_products, [(one, one)]) == 2.0
+    _compiled_sum(k.exact_add, [(one,)])
+    _compiled_sum(k.exact_add_products, [(one, one)])
     if grids:
         _residual_terms_compiled(one, one, 1.0, np.zeros((1, 2)), (1.0,))
 
