@@ -362,3 +362,24 @@ def test_restart_checks_read_the_residual_after_a_problem_leaves(monkeypatch):
     res = og.solve_critic(mus, nu, grid, tol=1e-6, backend="numba", multilevel=False)
     assert len({r.iterations for r in res}) >= 2  # problems leave while others run on
     assert len(errors) > 100 and max(errors) < 1e-3
+
+
+def test_the_loop_runs_with_one_blas_thread():
+    """The certificate's dot products are the loop's only BLAS calls, and OpenBLAS's own
+    threads slowed solves 1.5-2x on a loaded 2-core machine: the loop limits BLAS to one
+    thread, and gives the caller's setting back afterwards."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads() -> list[int]:
+        return [p["num_threads"] for p in threadpoolctl.threadpool_info()
+                if p["user_api"] == "blas"]
+
+    outside = blas_threads()
+    if not outside:
+        pytest.skip("no BLAS library loaded that threadpoolctl can see")
+    seen: list[list[int]] = []
+    grid = og.Grid([(-3.0, 3.0), (-3.0, 3.0)], (24, 24))
+    og.solve_critic(_gauss_2d(grid, (0.0, 0.0)), _gauss_2d(grid, (1.0, 0.5)), grid, tol=1e-4,
+                    callback=lambda info: seen.append(blas_threads()))
+    assert seen and all(t == [1] * len(outside) for t in seen)
+    assert blas_threads() == outside
