@@ -3,7 +3,7 @@
 Lower bound: ``<c, f / max(1, max_i |(Df)_i|)>`` for the best of a few feasible critics built
 from the iterate (plain rescaling, a repair sweep, in 2D the two ray critics and, when switched
 on, a nondecreasing map of the values, the critic recovered from the flow), near the tolerance
-also the best critic moved by the feasible ascent. Upper bound:
+also the check's best critic moved by the feasible ascent. Upper bound:
 ``sum_i |y_i + (Du)_i|`` with
 ``D^T D u = c - D^T y`` (one DCT solve), the cost of an exactly feasible flow. :class:`Best`
 keeps the best of both seen so far per problem; :func:`losses` says what each side loses at an
@@ -36,9 +36,9 @@ class Best:
                ascend_below: np.ndarray | None = None) -> None:
         """Evaluate the certificate of the iterates ``(f, y)`` (``u`` their Poisson corrections).
 
-        ``ascend_below``: per problem, a relative gap below which the best critic is then
-        improved by the feasible ascent (``cert.ascend``: ``<c, g>`` only grows), which near
-        the optimum gives back most of what extracting a feasible critic from the iterate
+        ``ascend_below``: per problem, a relative gap below which this check's best critic is
+        then improved by the feasible ascent (``cert.ascend``: ``<c, g>`` only grows), which
+        near the optimum gives back most of what extracting a feasible critic from the iterate
         lost."""
         upper = cert.flow_cost(y64, u64)
         xp = cert.xp
@@ -52,19 +52,29 @@ class Best:
             ix = xp.asarray(ids)
             g = cert.flow_critic(cert.corrected_flow(self.flow_y[ix], self.flow_u[ix]))
             cands += [g, cert.repair(g)]
+        # this check's best candidate per problem (candidate array, row, its rescaling)
+        fresh: list = [None] * len(ids)
+        fresh_low = np.full(len(ids), -np.inf)
         for cand in cands:
             if cand is None:
                 continue
             lip = np.maximum(1.0, cert.max_grad_norm(cand))
             lower = cert.dot(c64, cand) / lip
+            for j in np.flatnonzero(lower > fresh_low):
+                fresh_low[j] = lower[j]
+                fresh[j] = (cand, j, lip[j])
             self._keep(ids, cand, lower, lip)
         if ascend_below is None:
             return
         gap = self.upper[ids] - self.lower[ids]
-        js = np.flatnonzero(np.isfinite(gap) & (gap <= ascend_below * self.upper[ids]))
+        js = np.flatnonzero(np.isfinite(gap) & (gap <= ascend_below * self.upper[ids])
+                            & np.isfinite(fresh_low))
         if js.size:
+            # ascend this check's best critic, not the best kept so far: once that has been
+            # ascended it sits at a fixed point of the sweeps, while the iterate goes on
+            start = xp.stack([fresh[j][0][fresh[j][1]] / fresh[j][2] for j in js])
             jx = xp.asarray(js)
-            g = cert.ascend(self.critic[xp.asarray(ids[js])], c64[jx])
+            g = cert.ascend(start, c64[jx])
             if g is not None:
                 lip = np.maximum(1.0, cert.max_grad_norm(g))
                 self._keep(ids[js], g, cert.dot(c64[jx], g) / lip, lip)

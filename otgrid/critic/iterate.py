@@ -64,10 +64,17 @@ _F32_STALL_CHECKS = 15
 # ... counted only once the relative gap is below this (far above float32's floor; a plateau of
 # the iteration at a larger gap is not the precision limit).
 _F32_STALL_GAP = 1e-4
-# The best critic of a problem is improved by the feasible ascent (``cert.ascend``) at checks
-# whose relative gap is then below _ASCENT_NEAR tol: only there can a better lower bound stop
-# the solve sooner, and each ascent costs about nine iterations at 256^2. The multilevel
-# start's coarse solves do not ascend (``ascend=False``; see multilevel.ASCEND_COARSE).
+# The check's best critic of a problem is improved by the feasible ascent (``cert.ascend``) at
+# checks whose relative gap is then below _ASCENT_NEAR tol: only there can a better lower bound
+# stop the solve sooner, and each ascent costs about nine iterations at 256^2. It ascends the
+# critic extracted from this check's iterate, not the best kept so far: once the kept one has
+# been ascended it sits at a fixed point of the sweeps, and later ascents of it gained nothing
+# while the iterate went on improving (the Gaussian pair at 256^2, 1e-6: the lower bound stayed
+# 8e-7 below Clarabel's value for the last 700 iterations). Measured against ascending the kept
+# best (work, the nine problems at 256^2, 1e-4): 3 721 -> 3 333; 1e-6, the Gaussian pair 1 283
+# -> 981 iterations, 8gaussians 5 355 -> 5 597 (both, two ascents a check: 997 and 5 250).
+# The multilevel start's coarse solves do not ascend (``ascend=False``; see
+# multilevel.ASCEND_COARSE).
 # Measured, interleaved in one process against no ascent (cells above ASCENT_MIN_MASS only):
 # 256^2, the nine problems of benchmarks/bench_hard.py at 1e-4, work 4 036 -> 3 721 (5.33 ->
 # 4.98 s); 1e-6, the Gaussian pair 1 763 -> 1 283 iterations (2.08 -> 1.61 s), 8gaussians
