@@ -273,6 +273,11 @@ class CudaGridKernels(GridKernels):
         c_host = np.ascontiguousarray(self.to_host(c))
         return self._on_host(lambda gh: super(CudaGridKernels, self).ascend(gh, c_host), g)
 
+    def descend(self, p: Any) -> Any:
+        """The flows' descent (:meth:`GridKernels.descend`), on the host with the Numba CPU
+        kernel (Gauss-Seidel sweeps) and back to the device; checks only."""
+        return self._on_host(super().descend, p)
+
     def repair(self, f: Any) -> Any:
         """A feasible critic near ``f`` by the sequential sweep, run on the host (a round trip).
 

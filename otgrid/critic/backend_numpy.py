@@ -14,8 +14,8 @@ import numpy as np
 
 from otgrid.critic import operators as ops
 
-__all__ = ["ASCENT_MIN_MASS", "ASCENT_SWEEPS", "LEVEL_BINS", "POISSON_STEP_DTYPE", "RAY_SWEEPS",
-           "GridKernels"]
+__all__ = ["ASCENT_MIN_MASS", "ASCENT_SWEEPS", "DESCENT_MIN_SLOPE", "DESCENT_SWEEPS", "LEVEL_BINS",
+           "POISSON_STEP_DTYPE", "RAY_SWEEPS", "GridKernels"]
 
 # The transforms of the iteration's Poisson solve with float64 iterates (None: float64 too).
 # float32 halves the DCT pair's time (256^2: 0.50 ms against 0.92 ms; 1024^2: 6.8 ms against
@@ -53,6 +53,15 @@ ASCENT_SWEEPS = 4
 # next to no mass (the tails of the measures), and pushing their values to the ends of their
 # intervals gives nothing to W but a staircase critic there (see ascend_critic_2d).
 ASCENT_MIN_MASS = 1e-6
+
+# Sweeps of the flow's descent (``descend``, run by Best.update on each check's flow near the
+# tolerance; 0: none), see ``otgrid.kernels.critic_numba.descend_flow_2d``: circulations around
+# the plaquettes that lower the flow's cost and keep its divergence, the upper bound's side of
+# the feasible ascent.
+DESCENT_SWEEPS = 4
+# ... moving only the plaquettes whose cost falls along the circulation by more than this
+# fraction of (1/dx + 1/dy) per unit: the others would gain next to nothing.
+DESCENT_MIN_SLOPE = 0.01
 
 
 class GridKernels:
@@ -123,6 +132,7 @@ class GridKernels:
             self.ray_critics(self.xp.zeros((nb, *self.shape), dtype=self.dtype))
             zeros = self.xp.zeros((nb, *self.shape), dtype=self.dtype)
             self.ascend(zeros, zeros)
+            self.descend(self.xp.zeros((nb, self.ndim, *self.shape), dtype=self.dtype))
 
     # -- arrays --------------------------------------------------------------------------------
     def to_device(self, a: np.ndarray, dtype=None) -> np.ndarray:
@@ -272,6 +282,20 @@ class GridKernels:
         c = np.ascontiguousarray(c, dtype=np.float64)
         cmin = ASCENT_MIN_MASS * np.abs(c).reshape(len(c), -1).max(axis=1)
         k.ascend_critic_2d(out, c, *self.inv_dx, self.iso, ASCENT_SWEEPS, cmin)
+        return out
+
+    def descend(self, p: np.ndarray) -> np.ndarray | None:
+        """A copy of the feasible flows ``p`` (``(B, 2, nx, ny)``) with circulations added
+        around the plaquettes that lower ``sum_i |p_i|`` and keep ``D^T p`` (2D, Euclidean
+        norm, with :data:`DESCENT_SWEEPS` > 0; None otherwise). See
+        ``otgrid.kernels.critic_numba.descend_flow_2d``. Shared by every backend, evaluated at
+        checks only."""
+        if self.ndim != 2 or not self.iso or not DESCENT_SWEEPS:
+            return None
+        from otgrid.kernels import critic_numba as k
+
+        out = np.array(p, dtype=np.float64, order="C")
+        k.descend_flow_2d(out, *self.inv_dx, DESCENT_SWEEPS, DESCENT_MIN_SLOPE)
         return out
 
     def repair(self, f: np.ndarray) -> np.ndarray | None:

@@ -5,7 +5,8 @@ from the iterate (plain rescaling, a repair sweep, in 2D the two ray critics and
 on, a nondecreasing map of the values, the critic recovered from the flow), near the tolerance
 also the check's best critic moved by the feasible ascent. Upper bound:
 ``sum_i |y_i + (Du)_i|`` with
-``D^T D u = c - D^T y`` (one DCT solve), the cost of an exactly feasible flow. :class:`Best`
+``D^T D u = c - D^T y`` (one DCT solve), the cost of an exactly feasible flow, near the
+tolerance also that flow lowered by the descent (circulations around plaquettes). :class:`Best`
 keeps the best of both seen so far per problem; :func:`losses` says what each side loses at an
 iterate (used by the restarts).
 """
@@ -36,10 +37,11 @@ class Best:
                ascend_below: np.ndarray | None = None) -> None:
         """Evaluate the certificate of the iterates ``(f, y)`` (``u`` their Poisson corrections).
 
-        ``ascend_below``: per problem, a relative gap below which this check's best critic is
-        then improved by the feasible ascent (``cert.ascend``: ``<c, g>`` only grows), which
-        near the optimum gives back most of what extracting a feasible critic from the iterate
-        lost."""
+        ``ascend_below``: per problem, a relative gap below which this check's flow is then
+        lowered by the descent (``cert.descend``: circulations, the divergence stays) and its
+        best critic improved by the feasible ascent (``cert.ascend``: ``<c, g>`` only grows),
+        which near the optimum give back much of what the bounds lose to the iterate's
+        infeasibility."""
         upper = cert.flow_cost(y64, u64)
         xp = cert.xp
         for j in np.flatnonzero(upper < self.upper[ids]):
@@ -67,8 +69,20 @@ class Best:
         if ascend_below is None:
             return
         gap = self.upper[ids] - self.lower[ids]
-        js = np.flatnonzero(np.isfinite(gap) & (gap <= ascend_below * self.upper[ids])
-                            & np.isfinite(fresh_low))
+        near = np.isfinite(gap) & (gap <= ascend_below * self.upper[ids])
+        js = np.flatnonzero(near)
+        if js.size:
+            # the descent of this check's flow (the one kept may have been descended already)
+            jx = xp.asarray(js)
+            p = cert.descend(cert.corrected_flow(y64[jx], u64[jx]))
+            if p is not None:
+                cost = cert.flow_cost(p, xp.zeros_like(u64[jx]))
+                for j in np.flatnonzero(cost < self.upper[ids[js]]):
+                    b = ids[js[j]]
+                    self.upper[b] = cost[j]
+                    self.flow_y[b] = p[j]
+                    self.flow_u[b] = 0.0
+        js = np.flatnonzero(near & np.isfinite(fresh_low))
         if js.size:
             # ascend this check's best critic, not the best kept so far: once that has been
             # ascended it sits at a fixed point of the sweeps, while the iterate goes on

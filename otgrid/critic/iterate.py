@@ -73,7 +73,11 @@ _F32_STALL_GAP = 1e-4
 # 8e-7 below Clarabel's value for the last 700 iterations). Measured against ascending the kept
 # best (work, the nine problems at 256^2, 1e-4): 3 721 -> 3 333; 1e-6, the Gaussian pair 1 283
 # -> 981 iterations, 8gaussians 5 355 -> 5 597 (both, two ascents a check: 997 and 5 250).
-# The multilevel start's coarse solves do not ascend (``ascend=False``; see
+# The same checks lower their flow by the descent (``cert.descend``): at 256^2, 1e-4, work
+# 3 333 -> 2 885 (8gaussians at the WGAN-GP scale 548 -> 390 iterations); 1e-6, 981 -> 887
+# and 5 597 -> 5 250; 512^2 funnel pairs 2 157 -> 1 979 work; 1024^2 8gaussians the same 155.
+# A slope threshold of 0.1 instead of 0.01: 2 943 work; 8 sweeps instead of 4: 2 862, 2: 2 959.
+# The multilevel start's coarse solves do neither (``ascend=False``; see
 # multilevel.ASCEND_COARSE).
 # Measured, interleaved in one process against no ascent (cells above ASCENT_MIN_MASS only):
 # 256^2, the nine problems of benchmarks/bench_hard.py at 1e-4, work 4 036 -> 3 721 (5.33 ->

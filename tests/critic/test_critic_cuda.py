@@ -322,6 +322,29 @@ def test_level_rescale_on_the_device_gives_feasible_critics(shape, dx, norm, mon
 @here
 @pytest.mark.parametrize("norm", NORMS)
 @pytest.mark.parametrize(("shape", "dx"), CASES)
+def test_ascent_and_descent_on_the_device_match_the_host(shape, dx, norm):
+    """The critic's ascent and the flow's descent (the Numba kernels through a host round
+    trip): device arrays equal to the host kernels' results; None where they do not apply (1D;
+    the descent with the cityblock norm)."""
+    cu = _cuda_kernels(shape, dx, norm, np.float64)
+    host = make_kernels("numba", shape, dx, norm, np.float64)
+    rng = np.random.default_rng(5)
+    g = host.repair(3.0 * rng.normal(size=(2, *shape)))
+    g = g / np.maximum(1.0, host.max_grad_norm(g)).reshape(-1, *[1] * len(shape))
+    c = rng.normal(size=(2, *shape))
+    p = rng.normal(size=(2, len(shape), *shape))
+    for dev, ref in ((cu.ascend(cu.to_device(g), cu.to_device(c)), host.ascend(g, c)),
+                     (cu.descend(cu.to_device(p)), host.descend(p))):
+        if ref is None:
+            assert dev is None
+            continue
+        assert type(dev) is type(cu.to_device(g)) and dev.dtype == np.float64
+        np.testing.assert_array_equal(cu.to_host(dev), ref)
+
+
+@here
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize(("shape", "dx"), CASES)
 def test_ray_critics_on_the_device_are_feasible(shape, dx, norm):
     """The ray critics (the Numba kernel through a host round trip): device arrays, feasible on
     2D grids up to rounding and equal to the host kernels' result; none in 1D."""

@@ -272,11 +272,12 @@ def test_float32_precision_floor_goes_on_in_float64(monkeypatch):
     """8gaussians vs N(0, I) at 64^2: float32 iterates stall short of a relative gap of 5e-7
     (since the ray critics, they reach 1e-6 alone: 9.7e-7 after 8 888 iterations); the solve
     continues in float64 (from iteration 17 405) and converges, bracketing the SOCP value; the
-    Gaussian pair reaches 1e-6 in float32 alone. Without the feasible ascent of the critic,
-    with which the float32 iterates reach 5e-7 here (the lower bound was the lagging side)."""
+    Gaussian pair reaches 1e-6 in float32 alone. Without the feasible ascent of the critic
+    and the flow's descent, with which the float32 iterates reach 5e-7 here."""
     from otgrid.critic import backend_numpy
 
     monkeypatch.setattr(backend_numpy, "ASCENT_SWEEPS", 0)
+    monkeypatch.setattr(backend_numpy, "DESCENT_SWEEPS", 0)
     grid = og.Grid([(-4, 4), (-4, 4)], (64, 64))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", og.OutsideMassWarning)
