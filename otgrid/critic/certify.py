@@ -163,15 +163,61 @@ def _compiled_sum(add, items) -> float | None:
     return value if math.isfinite(value) else None
 
 
+# Below COMPILED_SUM_FROM entries, from this many the exact sums run in NumPy by exponent
+# buckets (:func:`_bucket_sum`, no compilation) instead of ``math.fsum`` over a list of Python
+# floats: the same result, 1.2 instead of 12.7 ms for 2^18 entries (the 2^16 cells of a 256^2
+# grid enter several sums of 2-4 times as many).
+BUCKET_SUM_FROM = 1 << 10
+# ... at most this many entries per bucket count: each count then sums integers below 2^27
+# exactly in float64 (below 2^53).
+_BUCKET_CHUNK = 1 << 25
+
+
+def _bucket_sum(x: np.ndarray) -> float | None:
+    """The exactly rounded sum of the finite float64 vector ``x``, ``math.fsum``'s result bit
+    for bit; None where a value is not finite or the sum is beyond float64's range.
+
+    Each ``x_t = M_t 2^(e_t - 53)`` with the integer ``|M_t| < 2^53`` (``numpy.frexp``); the
+    halves of ``M_t`` (26 and 27 bits) are counted per exponent by ``numpy.bincount``, whose
+    float64 sums of integers below ``2^53`` are exact, and the buckets are combined as one
+    Python integer ``T`` with ``sum x = T 2^-1127``; ``T / 2**1127`` is correctly rounded
+    (round half to even, as ``math.fsum``), and an exact zero is ``+0.0`` as there."""
+    if not np.all(np.isfinite(x)):
+        return None
+    total = 0
+    for lo in range(0, x.size, _BUCKET_CHUNK):
+        m, e = np.frexp(x[lo:lo + _BUCKET_CHUNK])
+        mant = m * 2.0 ** 53  # an integer: |m| < 1 has 53 significant bits
+        high = np.floor(mant * 2.0 ** -26)  # the halves, exact in float64
+        low = mant - high * 2.0 ** 26
+        idx = e + 1074  # x = mant 2^(idx - 1127), idx >= 0 down to the subnormals
+        high = np.bincount(idx, weights=high)
+        low = np.bincount(idx, weights=low)
+        for k in np.flatnonzero((high != 0) | (low != 0)):
+            total += ((int(high[k]) << 26) + int(low[k])) << int(k)
+    if total == 0:
+        return 0.0
+    try:
+        return total / (1 << 1127)
+    except OverflowError:
+        return None
+
+
 def _exact_sum(*parts: np.ndarray) -> float:
     """The exactly rounded sum of all the entries of ``parts``: ``math.fsum``'s result (also
     its errors on non-finite data and sums beyond float64's range; where ``math.fsum`` fails
-    on an intermediate overflow of a representable sum, the compiled path gives the sum)."""
+    on an intermediate overflow of a representable sum, the compiled and bucket paths give the
+    sum)."""
     flat = [np.ravel(np.asarray(x, dtype=np.float64)) for x in parts]
-    if sum(x.size for x in flat) >= COMPILED_SUM_FROM:
+    size = sum(x.size for x in flat)
+    if size >= COMPILED_SUM_FROM:
         from otgrid.kernels import certify_numba as k
 
         value = _compiled_sum(k.exact_add, [(x,) for x in flat])  # np.ravel: contiguous
+        if value is not None:
+            return value
+    elif size >= BUCKET_SUM_FROM:
+        value = _bucket_sum(np.concatenate(flat))
         if value is not None:
             return value
     return math.fsum(np.concatenate(flat).tolist())
@@ -191,7 +237,7 @@ def _exact_dot(*pairs: tuple[np.ndarray, np.ndarray]) -> float:
         value = _compiled_sum(k.exact_add_products, flat)
         if value is not None:
             return value
-    return math.fsum(np.concatenate([x for a, b in flat for x in _two_prod(a, b)]).tolist())
+    return _exact_sum(*[x for a, b in flat for x in _two_prod(a, b)])
 
 
 def _grad(f: np.ndarray, h: tuple[float, ...]) -> list[np.ndarray]:

@@ -1,10 +1,12 @@
-"""The compiled exact sum of the rigorous certificate is ``math.fsum``, bit for bit.
+"""The exact sums of the rigorous certificate are ``math.fsum``, bit for bit.
 
 ``otgrid.kernels.certify_numba`` sums exactly in a superaccumulator and rounds with CPython's
-final step of ``math.fsum``; the certificate's bounds rest on its results being exactly rounded,
-so it is compared with ``math.fsum`` itself (the independent reference) on data built to defeat
-naive and compensated summation: cancelling pairs over 40 orders of magnitude, half-way cases
-across partials, subnormals, values near overflow.
+final step of ``math.fsum``; ``certify._bucket_sum`` (NumPy, no compilation, for mid sizes)
+counts the halves of the mantissas per exponent and rounds one Python integer. The
+certificate's bounds rest on their results being exactly rounded, so both are compared with
+``math.fsum`` itself (the independent reference) on data built to defeat naive and
+compensated summation: cancelling pairs over 40 orders of magnitude, half-way cases across
+partials, subnormals, values near overflow.
 """
 
 from __future__ import annotations
@@ -58,6 +60,46 @@ def test_compiled_sum_is_math_fsum_bit_for_bit(kind):
         assert _compiled(a[:cut], a[cut:]) == want
 
 
+@pytest.mark.parametrize("kind", range(6))
+def test_bucket_sum_is_math_fsum_bit_for_bit(kind, monkeypatch):
+    rng = np.random.default_rng(100 + kind)
+    for chunk in (1 << 25, 7):  # the default, and sums carried over many chunks
+        monkeypatch.setattr(certify_module, "_BUCKET_CHUNK", chunk)
+        for _ in range(150):
+            a = _adversarial(rng, kind, int(rng.integers(0, 2000)))
+            want = math.fsum(a.tolist())
+            got = certify_module._bucket_sum(a)
+            assert got == want and math.copysign(1.0, got) == math.copysign(1.0, want), a
+
+
+def test_bucket_sum_in_every_binade_with_carries():
+    rng = np.random.default_rng(12)
+    exps = np.arange(-1070, 1000, 60)
+    a = np.ldexp(1.0 + rng.random(exps.size), exps)
+    x = np.concatenate([a, -a[:10]])
+    assert certify_module._bucket_sum(x) == math.fsum(x.tolist())
+    b = np.ldexp(1.0, np.arange(-1074, 1000, 7))
+    for x in (b, -b, np.concatenate([b, -b[::3]]), np.concatenate([-b, b[1::5]]),
+              np.concatenate([b * (2 - 2.0 ** -52), -b[::2]])):
+        assert certify_module._bucket_sum(x) == math.fsum(x.tolist())
+
+
+def test_mid_sized_sums_take_the_bucket_path_and_fail_as_math_fsum(monkeypatch):
+    rng = np.random.default_rng(13)
+    parts = [rng.standard_normal(3000) * 1e10, rng.standard_normal((30, 40)) * 1e-6]
+    calls, original = [], certify_module._bucket_sum
+    monkeypatch.setattr(certify_module, "_bucket_sum", lambda x: calls.append(1) or original(x))
+    want = math.fsum(np.concatenate([np.ravel(p) for p in parts]).tolist())
+    assert certify_module.BUCKET_SUM_FROM <= 4200 < certify_module.COMPILED_SUM_FROM
+    assert _exact_sum(*parts) == want and calls
+    monkeypatch.setattr(certify_module, "BUCKET_SUM_FROM", 0)
+    assert math.isnan(_exact_sum(np.array([1.0, np.nan, 2.0])))
+    assert _exact_sum(np.array([1.0, np.inf, 2.0])) == math.inf
+    with pytest.raises(OverflowError):
+        _exact_sum(np.array([1.7e308, 1.7e308, -1.0]))
+    assert _exact_sum(np.array([1e308, 1e308, -1e308])) == 1e308  # math.fsum raises here
+
+
 def test_large_sums_take_the_compiled_path_with_the_same_result(monkeypatch):
     rng = np.random.default_rng(7)
     parts = [rng.standard_normal(1000) * 1e10, rng.standard_normal((30, 40)) * 1e-6]
@@ -80,7 +122,7 @@ def test_non_finite_data_and_overflow_fail_as_in_math_fsum(monkeypatch):
     assert _exact_sum(data) == 1e308
 
 
-def test_certified_bounds_are_identical_on_either_path(monkeypatch):
+def test_certified_bounds_are_identical_on_every_path(monkeypatch):
     grid = og.Grid([(-6.0, 6.0), (-6.0, 6.0)], 24)
     mu = grid.discretize(og.Normal([0.5, 0.0], 0.7))
     nu = grid.discretize(og.Normal([-0.5, 0.3], 1.0))
@@ -89,11 +131,15 @@ def test_certified_bounds_are_identical_on_either_path(monkeypatch):
     args = (mu, nu2, float(np.sum(mu) / np.sum(nu2)), res.critic, res.flow, grid.dx,
             "euclidean")
     monkeypatch.setattr(certify_module, "COMPILED_SUM_FROM", 1 << 60)
+    monkeypatch.setattr(certify_module, "BUCKET_SUM_FROM", 1 << 60)
     plain = certify(*args)
+    monkeypatch.setattr(certify_module, "BUCKET_SUM_FROM", 0)
+    buckets = certify(*args)
     monkeypatch.setattr(certify_module, "COMPILED_SUM_FROM", 0)
     compiled = certify(*args)
-    assert (plain.lower, plain.upper, plain.residual) == (
-        compiled.lower, compiled.upper, compiled.residual)
+    for other in (buckets, compiled):
+        assert (plain.lower, plain.upper, plain.residual) == (
+            other.lower, other.upper, other.residual)
     assert plain.lower < plain.upper and abs(plain.lower - res.lower) <= 1e-6 * res.lower
 
 
