@@ -7,7 +7,6 @@ import os
 from collections.abc import Iterator
 
 import numpy as np
-import scipy.fft
 
 from otgrid.critic import backend_numpy
 from otgrid.critic import operators as ops
@@ -51,6 +50,7 @@ class NumbaGridKernels(GridKernels):
             raise ValueError("the numba backend supports 1D and 2D grids only.")
         self._k = k
         self._lines: dict = {}
+        self._hx2: dict = {}
         self.threads = 1
         self.workers = 1
         self.with_batch(1)
@@ -127,8 +127,11 @@ class NumbaGridKernels(GridKernels):
         DCT pair along y and the tridiagonal solves of :data:`POISSON_LINES` along x."""
         dt = self._step_dtype(r)
         m = self._lines_for(dt)
-        return super().poisson_step(r) if m is None else self._lines_solve(
-            r.astype(dt, copy=False), m)
+        if m is None:
+            return super().poisson_step(r)
+        # a cast is a new array that the transform may overwrite; the caller's r is not
+        return self._lines_solve(r.astype(dt), m, own=True) if r.dtype != dt else \
+            self._lines_solve(r, m)
 
     def _lines_for(self, dt) -> np.ndarray | None:
         """The inverse pivots of the tridiagonal solves in ``dt`` (computed once), or None
@@ -138,17 +141,16 @@ class NumbaGridKernels(GridKernels):
         dt = np.dtype(dt)
         if dt not in self._lines:
             self._lines[dt] = self._line_factors(dt)
+            self._hx2[dt] = dt.type(self.inv_dx[0] ** 2)
         return self._lines[dt]
 
-    def _lines_solve(self, a, m) -> np.ndarray:
+    def _lines_solve(self, a, m, own: bool = False) -> np.ndarray:
         """``(D^T D)^+ a`` by a DCT pair along y around the tridiagonal solves along x, in
-        ``a``'s dtype (``m``: the pivots in it)."""
-        dt = a.dtype
-        rh = scipy.fft.dct(a, type=2, norm="ortho", axis=-1, workers=self.workers)
-        hx2 = dt.type(self.inv_dx[0] ** 2)
+        ``a``'s dtype (``m``: the pivots in it; ``own``: ``a`` may be overwritten)."""
+        rh = ops.dct_lines(a, False, self.workers, overwrite=own)
+        hx2 = self._hx2[a.dtype]
         self._pl(rh, m, -hx2, hx2)
-        return scipy.fft.idct(rh, type=2, norm="ortho", axis=-1, workers=self.workers,
-                              overwrite_x=True)
+        return ops.dct_lines(rh, True, self.workers, overwrite=True)
 
     def _line_factors(self, dt: np.dtype) -> np.ndarray | None:
         """The inverse Thomas pivots of the step's x-solves in ``dt``, or None where their
