@@ -267,11 +267,12 @@ class CudaGridKernels(GridKernels):
         and back to the device; checks only."""
         return self._on_host(super().ray_critics, f)
 
-    def ascend(self, g: Any, c: Any) -> Any:
+    def ascend(self, g: Any, c: Any, sweeps: int | None = None) -> Any:
         """The feasible ascent of the critics ``g`` (:meth:`GridKernels.ascend`), on the host
         with the Numba CPU kernel (Gauss-Seidel sweeps) and back to the device; checks only."""
         c_host = np.ascontiguousarray(self.to_host(c))
-        return self._on_host(lambda gh: super(CudaGridKernels, self).ascend(gh, c_host), g)
+        return self._on_host(
+            lambda gh: super(CudaGridKernels, self).ascend(gh, c_host, sweeps), g)
 
     def descend(self, p: Any) -> Any:
         """The flows' descent (:meth:`GridKernels.descend`), on the host with the Numba CPU

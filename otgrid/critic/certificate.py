@@ -34,14 +34,15 @@ class Best:
         self.flow_u = xp.zeros((nb, *shape))
 
     def update(self, cert, ids, c64, f64, y64, u64, flow_candidates: bool,
-               ascend_below: np.ndarray | None = None) -> None:
+               ascend_below: np.ndarray | None = None, ascend_sweeps: int | None = None
+               ) -> None:
         """Evaluate the certificate of the iterates ``(f, y)`` (``u`` their Poisson corrections).
 
         ``ascend_below``: per problem, a relative gap below which this check's flow is then
         lowered by the descent (``cert.descend``: circulations, the divergence stays) and its
         best critic improved by the feasible ascent (``cert.ascend``: ``<c, g>`` only grows),
         which near the optimum give back much of what the bounds lose to the iterate's
-        infeasibility."""
+        infeasibility (``ascend_sweeps``: its sweeps, default ``ASCENT_SWEEPS``)."""
         upper = cert.flow_cost(y64, u64)
         xp = cert.xp
         for j in np.flatnonzero(upper < self.upper[ids]):
@@ -88,7 +89,7 @@ class Best:
             # ascended it sits at a fixed point of the sweeps, while the iterate goes on
             start = xp.stack([fresh[j][0][fresh[j][1]] / fresh[j][2] for j in js])
             jx = xp.asarray(js)
-            g = cert.ascend(start, c64[jx])
+            g = cert.ascend(start, c64[jx], ascend_sweeps)
             if g is not None:
                 lip = np.maximum(1.0, cert.max_grad_norm(g))
                 self._keep(ids[js], g, cert.dot(c64[jx], g) / lip, lip)

@@ -161,7 +161,8 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
                 # checks, and where it stops, do not depend on the batch it runs in
                 sel = slice(None) if due.size == len(ids) else xp.asarray(due)
                 _update_bounds(kern, cert, best, ids[due], c64[sel], f[sel], y[sel], r[sel],
-                               u[sel], flow_candidates, _ASCENT_NEAR * tol if ascend else 0.0)
+                               u[sel], flow_candidates, _ASCENT_NEAR * tol if ascend else 0.0,
+                               ascent_sweeps(tol))
                 now = time.perf_counter() - t0
                 done = np.zeros(len(ids), dtype=bool)
                 floor = rounding_floor(cert, c64[sel], best, ids[due])
@@ -280,22 +281,30 @@ def _predicted_interval(k: int, k0: int, gap: float, k_last: int, gap_last: floa
     return int(min((gap - target) / rate, cap))
 
 
+def ascent_sweeps(tol: float) -> int:
+    """The feasible ascent's sweeps in a solve to ``tol``: ``ASCENT_SWEEPS``, twice as many
+    from ``ASCENT_TIGHT_TOL`` down (see ``otgrid.critic.backend_numpy``)."""
+    from otgrid.critic import backend_numpy as bn
+
+    return bn.ASCENT_SWEEPS * (2 if tol <= bn.ASCENT_TIGHT_TOL else 1)
+
+
 def _update_bounds(kern, cert, best: Best, ids, c64, f, y, r, u, flow_candidates,
-                   ascend_below: float) -> None:
+                   ascend_below: float, ascend_sweeps: int | None = None) -> None:
     """Evaluate the certificate of the problems ``ids`` (their iterates ``f``, ``y``, residual
     ``r`` and step correction ``u``) in float64: the flow corrected by a float64 Poisson solve
     (the step's may be float32); the best critic of a problem whose relative gap is then below
-    ``ascend_below`` is also improved by the feasible ascent."""
+    ``ascend_below`` is also improved by the feasible ascent (``ascend_sweeps`` sweeps)."""
     below = np.full(len(ids), ascend_below)
     if kern.dtype == np.float64:
         uc = cert.poisson(r) if kern.fast_poisson else u
-        best.update(cert, ids, c64, f, y, uc, flow_candidates, below)
+        best.update(cert, ids, c64, f, y, uc, flow_candidates, below, ascend_sweeps)
     else:  # from the float32 iterates
         y64 = y.astype(np.float64)
         r64 = cert.xp.empty(c64.shape)
         cert.residual(c64, y64, r64)
         best.update(cert, ids, c64, f.astype(np.float64), y64, cert.poisson(r64),
-                    flow_candidates, below)
+                    flow_candidates, below, ascend_sweeps)
 
 
 def rounding_floor(cert, c64, best: Best, ids: np.ndarray) -> np.ndarray:

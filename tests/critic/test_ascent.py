@@ -115,9 +115,10 @@ def test_checks_ascend_only_near_the_tolerance(monkeypatch):
     kern_cls = type(make_kernels("numba", grid.shape, grid.dx, "euclidean", np.float64))
     plain = kern_cls.ascend
 
-    def ascend(self, g, c):
-        gaps.append(len(g))
-        return plain(self, g, c)
+    def ascend(self, g, c, sweeps=None):
+        if g.shape[1:] == grid.shape:  # not the warm-up's tiny grids
+            gaps.append(sweeps)
+        return plain(self, g, c, sweeps)
 
     monkeypatch.setattr(kern_cls, "ascend", ascend)
     seen = []
@@ -126,6 +127,11 @@ def test_checks_ascend_only_near_the_tolerance(monkeypatch):
     assert gaps and len(gaps) < len(seen)  # not at every check
     # the first checks, far from tol, do not ascend
     assert seen[0] > iterate._ASCENT_NEAR * 1e-5
+    # to 1e-5 and below twice the sweeps (the lower bound decides the stop there), not above
+    assert set(gaps) == {2 * backend_numpy.ASCENT_SWEEPS}
+    gaps.clear()
+    og.solve_critic(mu, nu, grid, tol=1e-4, backend="numba")
+    assert gaps and set(gaps) == {backend_numpy.ASCENT_SWEEPS}
 
 
 def test_cells_with_next_to_no_mass_stay_smooth():
@@ -155,7 +161,7 @@ def test_a_checks_ascent_starts_from_its_own_iterate(monkeypatch):
     checks = []
     update = certificate.Best.update
 
-    def record(self, cert, ids, c64, f64, y64, u64, flow_candidates, ascend_below=None):
+    def record(self, cert, ids, c64, f64, y64, u64, flow_candidates, *polish):
         checks.append((c64.copy(), f64.copy(), y64.copy(), u64.copy()))
         return update(self, cert, ids, c64, f64, y64, u64, flow_candidates, None)
 

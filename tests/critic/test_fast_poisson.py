@@ -133,13 +133,13 @@ def test_checks_correct_the_flow_in_float64(monkeypatch):
     checked = []
 
     class Checked(it.Best):
-        def update(self, cert, ids, c64, f64, y64, u64, flow_candidates, ascend_below=None):
+        def update(self, cert, ids, c64, f64, y64, u64, flow_candidates, *polish):
             r = cert.xp.empty_like(c64)
             cert.residual(c64, y64, r)
             exact = cert.poisson(r)
             scale = float(np.abs(exact).max())
             checked.append(float(np.abs(u64 - exact).max()) / scale if scale else 0.0)
-            super().update(cert, ids, c64, f64, y64, u64, flow_candidates, ascend_below)
+            super().update(cert, ids, c64, f64, y64, u64, flow_candidates, *polish)
 
     monkeypatch.setattr(it, "Best", Checked)
     grid, mu, nu = _eight_gaussians(64)
