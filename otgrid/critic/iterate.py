@@ -86,6 +86,13 @@ _F32_STALL_GAP = 1e-4
 # 512^2 the three funnel pairs' work 1 291 -> 1 239 (8.91 -> 8.95 s). Below 10 tol instead:
 # 3 637; 963 and 7 918; 1 183 work but 9.06 -> 10.27 s at 512^2 (an ascent there takes 18 ms).
 _ASCENT_NEAR = 3.0
+# ... and below _ASCENT_NEAR_TIGHT tol in solves to ASCENT_TIGHT_TOL and below (with twice the
+# ascent's sweeps), where the polished bounds are several times closer than the raw ones (the
+# lower bound of 8gaussians at 256^2, 1e-6: 2.7e-6 -> 6.2e-7 at the first polish). Measured
+# against 3 tol there: 8gaussians 5 250 -> 3 664 iterations (3.89-4.41 -> 3.15-3.21 s) at 1e-6,
+# 720 -> 535 at 1e-5 (1.07-1.30 -> 0.97-1.04 s); the Gaussian pair 820 -> 803 and 174 -> 175;
+# to 1e-4, 6 tol changed the nine problems' work 2 885 -> 2 839 for more polishing time.
+_ASCENT_NEAR_TIGHT = 6.0
 
 
 
@@ -132,6 +139,7 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
     c = c64 if dt == np.float64 else c64.astype(dt)
     tau = np.asarray(tau, dtype=np.float64).copy()
     tau0 = tau.copy()
+    polish_below = polish_near(tol)
     f_out, r = xp.empty_like(f), xp.empty_like(f)
     # restart state (per problem): anchors, the fixed-point residual at the last restart
     f_anchor, y_anchor = f.copy(), y.copy()
@@ -161,7 +169,7 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
                 # checks, and where it stops, do not depend on the batch it runs in
                 sel = slice(None) if due.size == len(ids) else xp.asarray(due)
                 _update_bounds(kern, cert, best, ids[due], c64[sel], f[sel], y[sel], r[sel],
-                               u[sel], flow_candidates, _ASCENT_NEAR * tol if ascend else 0.0,
+                               u[sel], flow_candidates, polish_below if ascend else 0.0,
                                ascent_sweeps(tol))
                 now = time.perf_counter() - t0
                 done = np.zeros(len(ids), dtype=bool)
@@ -279,6 +287,15 @@ def _predicted_interval(k: int, k0: int, gap: float, k_last: int, gap_last: floa
     rate = (gap_last - gap) / (k - k_last)
     cap = min(_max_interval(shape), (k - k0) // 4)
     return int(min((gap - target) / rate, cap))
+
+
+def polish_near(tol: float) -> float:
+    """The relative gap below which a solve to ``tol`` polishes its bounds (the flow's descent,
+    the critic's ascent): ``_ASCENT_NEAR tol``, ``_ASCENT_NEAR_TIGHT tol`` from
+    ``ASCENT_TIGHT_TOL`` down."""
+    from otgrid.critic import backend_numpy as bn
+
+    return (_ASCENT_NEAR_TIGHT if tol <= bn.ASCENT_TIGHT_TOL else _ASCENT_NEAR) * tol
 
 
 def ascent_sweeps(tol: float) -> int:

@@ -126,7 +126,8 @@ def test_checks_ascend_only_near_the_tolerance(monkeypatch):
                     callback=lambda info: seen.append(info.gap / info.upper))
     assert gaps and len(gaps) < len(seen)  # not at every check
     # the first checks, far from tol, do not ascend
-    assert seen[0] > iterate._ASCENT_NEAR * 1e-5
+    assert seen[0] > iterate.polish_near(1e-5) == iterate._ASCENT_NEAR_TIGHT * 1e-5
+    assert iterate.polish_near(1e-4) == iterate._ASCENT_NEAR * 1e-4
     # to 1e-5 and below twice the sweeps (the lower bound decides the stop there), not above
     assert set(gaps) == {2 * backend_numpy.ASCENT_SWEEPS}
     gaps.clear()
