@@ -540,123 +540,117 @@ def ascend_critic_2d(g, c, hx, hy, iso, sweeps, cmin):
 NEWTON_STEPS = 2
 
 
-@njit(cache=True, inline="always")
-def _plaquette_costs(u0, u1, v0, v1, w0, w1, hx, hy, t):
-    """The three cells a plaquette's circulation ``t`` changes, after it: cell ``(i, j)``
-    ``(u0 + t hy, u1 - t hx)``, ``(i, j + 1)`` ``(v0 - t hy, v1)``, ``(i + 1, j)``
-    ``(w0, w1 + t hx)``; returns their new components and Euclidean norms."""
-    a0 = u0 + t * hy
-    a1 = u1 - t * hx
-    c0 = v0 - t * hy
-    d1 = w1 + t * hx
-    return (a0, a1, c0, d1, np.sqrt(a0 * a0 + a1 * a1), np.sqrt(c0 * c0 + v1 * v1),
-            np.sqrt(w0 * w0 + d1 * d1))
-
-
 @njit(cache=True, error_model="numpy")
-def descend_flow_2d(p, hx, hy, sweeps, min_slope):
-    """Lower the cost ``sum_i |p_i|_2`` of feasible flows ``p`` ``(B, 2, nx, ny)`` in place,
-    keeping their divergence: the upper bound's side of :func:`ascend_critic_2d`.
+def descend_flow_2d(p0, p1, hx, hy, sweeps, min_slope):
+    """Lower the cost ``sum_i |(p0_i, p1_i)|_2`` of one feasible flow (its components ``p0``,
+    ``p1``, each ``(nx, ny)``) in place, keeping its divergence: the upper bound's side of
+    :func:`ascend_critic_2d`.
 
     Gauss-Seidel sweeps in the four raster directions (``sweeps`` of them) over the plaquettes
     ``(i, j)``-``(i + 1, j + 1)``: each adds the circulation ``t`` around its four edges that
-    lowers the cost of the three cells it enters -- ``p_0`` of ``(i, j)`` and ``(i, j + 1)``
-    by ``+- t hy``, ``p_1`` of ``(i, j)`` and ``(i + 1, j)`` by ``-+ t hx`` (``hx, hy`` the
-    inverse spacings) -- which leaves ``D^T p`` unchanged up to rounding. The cost along ``t``
-    is convex: ``NEWTON_STEPS`` Newton steps from ``t = 0``, safeguarded by bisection inside
-    the bracket of the three cells' own minimisers, the step then halved until the cost falls. A
+    lowers the cost of the three cells it enters -- ``p0`` of ``(i, j)`` and ``(i, j + 1)`` by
+    ``+- t hy``, ``p1`` of ``(i, j)`` and ``(i + 1, j)`` by ``-+ t hx`` (``hx, hy`` the inverse
+    spacings) -- which leaves ``D^T p`` unchanged up to rounding. The cost along ``t`` is
+    convex: ``NEWTON_STEPS`` Newton steps from ``t = 0``, safeguarded by bisection inside the
+    bracket of the three cells' own minimisers, the step then halved until the cost falls. A
     plaquette moves only where the cost's slope at ``t = 0`` exceeds ``min_slope (hx + hy)``
-    beyond the subgradient of its cells without flow (the others would gain next to
-    nothing). The cells' norms are kept between moves. Returns how many plaquettes moved. One
-    thread, the problems one after the other (each gets the same bits in any batch). The
+    beyond the subgradient of its cells without flow (the others would gain next to nothing).
+    The cells' norms are kept between moves. Returns how many plaquettes moved. One thread;
+    one problem (2D arrays: with 4D indexing the kernel took twice as long to compile). The
     Euclidean norm only: with the cityblock norm the cost is piecewise linear along ``t`` and
     these moves stall at its kinks (a 20^2 Gaussian pair: 18.7 % above the optimum before,
     18.3 % after one sweep or 400).
     """
-    nb, _, nx, ny = p.shape
+    nx, ny = p0.shape
     cost = np.empty((nx, ny))
+    for i in range(nx):
+        for j in range(ny):
+            cost[i, j] = np.sqrt(p0[i, j] * p0[i, j] + p1[i, j] * p1[i, j])
     dd = hx * hx + hy * hy
     d_u = np.sqrt(dd)
     gmin = min_slope * (hx + hy)
     moved = 0
-    for b in range(nb):
-        for i in range(nx):
-            for j in range(ny):
-                cost[i, j] = np.sqrt(p[b, 0, i, j] ** 2 + p[b, 1, i, j] ** 2)
-        for sweep in range(sweeps):
-            for ii in range(nx - 1):
-                i = ii if sweep % 2 == 0 else nx - 2 - ii
-                for jj in range(ny - 1):
-                    j = jj if sweep % 4 < 2 else ny - 2 - jj
-                    u0 = p[b, 0, i, j]
-                    u1 = p[b, 1, i, j]
-                    v0 = p[b, 0, i, j + 1]
-                    v1 = p[b, 1, i, j + 1]
-                    w0 = p[b, 0, i + 1, j]
-                    w1 = p[b, 1, i + 1, j]
-                    # the slope at t = 0; a cell without flow adds its subgradient's interval
-                    g = 0.0
-                    slack = gmin
-                    if cost[i, j] > 0.0:
-                        g += (u0 * hy - u1 * hx) / cost[i, j]
-                    else:
-                        slack += d_u
-                    if cost[i, j + 1] > 0.0:
-                        g -= v0 * hy / cost[i, j + 1]
-                    else:
-                        slack += hy
-                    if cost[i + 1, j] > 0.0:
-                        g += w1 * hx / cost[i + 1, j]
-                    else:
-                        slack += hx
-                    if abs(g) <= slack:
-                        continue
-                    before = cost[i, j] + cost[i, j + 1] + cost[i + 1, j]
-                    # the minimiser lies between those of the three cells' norms; Newton
-                    # steps kept inside that bracket, which each slope's sign narrows
-                    ta = (u1 * hx - u0 * hy) / dd
-                    tv = v0 / hy
-                    tw = -w1 / hx
-                    lo = min(ta, min(tv, tw))
-                    hi = max(ta, max(tv, tw))
-                    t = 0.0
-                    for _ in range(NEWTON_STEPS):
-                        a0, a1, c0, d1, na, nc, nd = _plaquette_costs(u0, u1, v0, v1, w0, w1,
-                                                                      hx, hy, t)
-                        g = 0.0
-                        h = 0.0
-                        if na > 0.0:
-                            q = a0 * hy - a1 * hx
-                            g += q / na
-                            h += (dd * na * na - q * q) / (na * na * na)
-                        if nc > 0.0:
-                            q = -c0 * hy
-                            g += q / nc
-                            h += (hy * hy * nc * nc - q * q) / (nc * nc * nc)
-                        if nd > 0.0:
-                            q = d1 * hx
-                            g += q / nd
-                            h += (hx * hx * nd * nd - q * q) / (nd * nd * nd)
-                        if g > 0.0:
-                            hi = min(hi, t)
-                        else:
-                            lo = max(lo, t)
-                        step = t - g / h if h > 0.0 else lo - 1.0
-                        t = step if lo < step < hi else 0.5 * (lo + hi)
-                    for _ in range(30):
-                        a0, a1, c0, d1, na, nc, nd = _plaquette_costs(u0, u1, v0, v1, w0, w1,
-                                                                      hx, hy, t)
+    for sweep in range(sweeps):
+        for ii in range(nx - 1):
+            i = ii if sweep % 2 == 0 else nx - 2 - ii
+            for jj in range(ny - 1):
+                j = jj if sweep % 4 < 2 else ny - 2 - jj
+                u0 = p0[i, j]
+                u1 = p1[i, j]
+                v0 = p0[i, j + 1]
+                v1 = p1[i, j + 1]
+                w0 = p0[i + 1, j]
+                w1 = p1[i + 1, j]
+                na = cost[i, j]
+                nc = cost[i, j + 1]
+                nd = cost[i + 1, j]
+                # the slope at t = 0; a cell without flow adds its subgradient's interval
+                g = 0.0
+                slack = gmin
+                if na > 0.0:
+                    g += (u0 * hy - u1 * hx) / na
+                else:
+                    slack += d_u
+                if nc > 0.0:
+                    g -= v0 * hy / nc
+                else:
+                    slack += hy
+                if nd > 0.0:
+                    g += w1 * hx / nd
+                else:
+                    slack += hx
+                if abs(g) <= slack:
+                    continue
+                before = na + nc + nd
+                # the minimiser lies between those of the three cells' norms
+                ta = (u1 * hx - u0 * hy) / dd
+                tv = v0 / hy
+                tw = -w1 / hx
+                lo = min(ta, min(tv, tw))
+                hi = max(ta, max(tv, tw))
+                t = 0.0
+                for it in range(NEWTON_STEPS + 30):
+                    a0 = u0 + t * hy
+                    a1 = u1 - t * hx
+                    c0 = v0 - t * hy
+                    d1 = w1 + t * hx
+                    na = np.sqrt(a0 * a0 + a1 * a1)
+                    nc = np.sqrt(c0 * c0 + v1 * v1)
+                    nd = np.sqrt(w0 * w0 + d1 * d1)
+                    if it >= NEWTON_STEPS:  # the step found: halved until the cost falls
                         if na + nc + nd < before:
-                            p[b, 0, i, j] = a0
-                            p[b, 1, i, j] = a1
-                            p[b, 0, i, j + 1] = c0
-                            p[b, 1, i + 1, j] = d1
+                            p0[i, j] = a0
+                            p1[i, j] = a1
+                            p0[i, j + 1] = c0
+                            p1[i + 1, j] = d1
                             cost[i, j] = na
                             cost[i, j + 1] = nc
                             cost[i + 1, j] = nd
                             moved += 1
                             break
                         t *= 0.5
+                        continue
+                    g = 0.0
+                    h = 0.0
+                    if na > 0.0:
+                        q = a0 * hy - a1 * hx
+                        g += q / na
+                        h += (dd * na * na - q * q) / (na * na * na)
+                    if nc > 0.0:
+                        q = -c0 * hy
+                        g += q / nc
+                        h += (hy * hy * nc * nc - q * q) / (nc * nc * nc)
+                    if nd > 0.0:
+                        q = d1 * hx
+                        g += q / nd
+                        h += (hx * hx * nd * nd - q * q) / (nd * nd * nd)
+                    # the slope's sign narrows the bracket; Newton's step if it stays inside
+                    if g > 0.0:
+                        hi = min(hi, t)
+                    else:
+                        lo = max(lo, t)
+                    step = t - g / h if h > 0.0 else lo - 1.0
+                    t = step if lo < step < hi else 0.5 * (lo + hi)
     return moved
 
 # --------------------------------------------------- the step's Poisson solve: tridiagonal lines

@@ -302,7 +302,9 @@ class GridKernels:
         from otgrid.kernels import critic_numba as k
 
         out = np.array(p, dtype=np.float64, order="C")
-        k.descend_flow_2d(out, *self.inv_dx, DESCENT_SWEEPS, DESCENT_MIN_SLOPE)
+        for b in range(len(out)):  # one problem after the other: the same bits in any batch
+            k.descend_flow_2d(out[b, 0], out[b, 1], *self.inv_dx, DESCENT_SWEEPS,
+                              DESCENT_MIN_SLOPE)
         return out
 
     def repair(self, f: np.ndarray) -> np.ndarray | None:

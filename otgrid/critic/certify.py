@@ -122,25 +122,29 @@ def _two_prod(a: np.ndarray, b: np.ndarray | float) -> tuple[np.ndarray, np.ndar
     return p, e
 
 
-# From this many entries in all (a dot product's pairs counted once), :func:`_exact_sum` and
-# :func:`_exact_dot` run compiled (``otgrid.kernels.certify_numba``: an exact
-# superaccumulator, ``math.fsum``'s result bit for bit, without the list of Python floats), and
-# grids from this many cells form the residual's terms compiled: every sum of a 512^2 solve,
-# none of a 256^2 one, whose first run so does not compile them (four kernels, about 2 s).
+# Sums one of whose parts has this many entries (a dot product's pairs counted once) run
+# compiled in :func:`_exact_sum` and :func:`_exact_dot` (``otgrid.kernels.certify_numba``: an
+# exact superaccumulator, ``math.fsum``'s result bit for bit, without the list of Python
+# floats), and grids from this many cells form the residual's terms compiled. A certificate's
+# largest part is a flow's ``ndim x cells`` components: every sum of a 512^2 solve runs
+# compiled, none of a 256^2 one, whose first run so does not compile them (four kernels, about
+# 2 s). (Counting the entries of all parts instead, the four TwoProduct parts of ``<c, g>`` at
+# 256^2 reached 2^18 and compiled the sums inside the certificate, unannounced.)
 COMPILED_SUM_FROM = 1 << 18
 
 
 def warm_up(cells: int, ndim: int) -> None:
     """Compile (or load from Numba's cache) the kernels that :func:`certify` runs on a grid of
-    ``cells`` cells in ``ndim`` dimensions, on tiny inputs: none below
-    :data:`COMPILED_SUM_FROM` cells. Free once they are compiled; a solve calls it before its
+    ``cells`` cells in ``ndim`` dimensions, on tiny inputs: the exact sums from
+    :data:`COMPILED_SUM_FROM` entries in ``ndim x cells`` (a flow), the residual's terms of 1D
+    and 2D grids from that many cells. Free once they are compiled; a solve calls it before its
     clock starts, saying so when it compiles."""
-    if cells < COMPILED_SUM_FROM:
+    if cells * ndim < COMPILED_SUM_FROM:
         return
     from otgrid._threads import announce_compilation
     from otgrid.kernels import certify_numba as k
 
-    grids = ndim in (1, 2)
+    grids = ndim in (1, 2) and cells >= COMPILED_SUM_FROM
     announce_compilation([k.exact_add, k.exact_add_products, k.exact_result]
                          + ([k.residual_terms_2d] if grids else []), "otgrid.solve_critic")
     one = np.ones(2)
@@ -209,35 +213,43 @@ def _exact_sum(*parts: np.ndarray) -> float:
     on an intermediate overflow of a representable sum, the compiled and bucket paths give the
     sum)."""
     flat = [np.ravel(np.asarray(x, dtype=np.float64)) for x in parts]
-    size = sum(x.size for x in flat)
-    if size >= COMPILED_SUM_FROM:
+    if max((x.size for x in flat), default=0) >= COMPILED_SUM_FROM:
         from otgrid.kernels import certify_numba as k
 
         value = _compiled_sum(k.exact_add, [(x,) for x in flat])  # np.ravel: contiguous
         if value is not None:
             return value
-    elif size >= BUCKET_SUM_FROM:
-        value = _bucket_sum(np.concatenate(flat))
+    return _uncompiled_sum(np.concatenate(flat))
+
+
+def _uncompiled_sum(x: np.ndarray) -> float:
+    """:func:`_exact_sum` of the float64 vector ``x`` without the compiled kernels: by
+    :func:`_bucket_sum` from :data:`BUCKET_SUM_FROM` entries, else (and where that declines)
+    ``math.fsum``."""
+    if x.size >= BUCKET_SUM_FROM:
+        value = _bucket_sum(x)
         if value is not None:
             return value
-    return math.fsum(np.concatenate(flat).tolist())
+    return math.fsum(x.tolist())
 
 
 def _exact_dot(*pairs: tuple[np.ndarray, np.ndarray]) -> float:
     """The exactly rounded ``sum_t a_t b_t`` over the pairs ``(a, b)`` of same-shaped arrays:
     :func:`_exact_sum` of their TwoProducts (exact unless a product over- or underflows).
-    From :data:`COMPILED_SUM_FROM` entries the products are formed inside the compiled
+    From :data:`COMPILED_SUM_FROM` pairs in one of them the products are formed inside the compiled
     sum (``exact_add_products``) instead of as four arrays: the same result, the sum being
     exactly rounded whatever the order."""
     flat = [(np.ravel(np.asarray(a, dtype=np.float64)), np.ravel(np.asarray(b, dtype=np.float64)))
             for a, b in pairs]
-    if sum(a.size for a, _ in flat) >= COMPILED_SUM_FROM:
+    if max((a.size for a, _ in flat), default=0) >= COMPILED_SUM_FROM:
         from otgrid.kernels import certify_numba as k
 
         value = _compiled_sum(k.exact_add_products, flat)
         if value is not None:
             return value
-    return _exact_sum(*[x for a, b in flat for x in _two_prod(a, b)])
+    # their four arrays of parts never take the compiled path here (at 256^2 they compiled its
+    # kernels, 1.4 s, in a solve that needed none)
+    return _uncompiled_sum(np.concatenate([x for a, b in flat for x in _two_prod(a, b)]))
 
 
 def _grad(f: np.ndarray, h: tuple[float, ...]) -> list[np.ndarray]:

@@ -249,3 +249,23 @@ def test_solves_compile_the_certificate_kernels_of_large_grids_before_the_clock(
     monkeypatch.setattr(certify_module, "COMPILED_SUM_FROM", 1 << 60)
     plain = og.solve_critic(mu, nu, grid, tol=1e-5, backend="numba")
     assert (plain.lower, plain.upper) == (res.lower, res.upper)
+
+
+def test_solves_below_the_threshold_run_no_compiled_sum(monkeypatch):
+    # what decides is the largest part of a sum (at most a flow's ndim x cells entries), as in
+    # the warm-up: counting all parts, the four TwoProduct parts of <c, g> of a 256^2 grid
+    # reached 2^18 and compiled the sums inside the certificate, unannounced (1.4 s)
+    grid = og.Grid([(-6.0, 6.0), (-7.0, 7.0)], (12, 10))
+    mu = grid.discretize(og.Normal([0.5, 0.0], 0.7))
+    nu = grid.discretize(og.Normal([-0.5, 0.3], 1.0))
+    calls = []
+    original = certify_module._compiled_sum
+    monkeypatch.setattr(certify_module, "_compiled_sum",
+                        lambda *a: calls.append(1) or original(*a))
+    monkeypatch.setattr(certify_module, "COMPILED_SUM_FROM", 2 * 120 + 1)
+    monkeypatch.setattr(certify_module, "BUCKET_SUM_FROM", 1)
+    below = og.solve_critic(mu, nu, grid, tol=1e-5, backend="numba")
+    assert below.converged and not calls
+    monkeypatch.setattr(certify_module, "COMPILED_SUM_FROM", 2 * 120)  # the flow's parts reach it
+    at = og.solve_critic(mu, nu, grid, tol=1e-5, backend="numba")
+    assert calls and (at.lower, at.upper) == (below.lower, below.upper)
