@@ -34,15 +34,16 @@ class Best:
         self.flow_u = xp.zeros((nb, *shape))
 
     def update(self, cert, ids, c64, f64, y64, u64, flow_candidates: bool,
-               ascend_below: np.ndarray | None = None, ascend_sweeps: int | None = None
-               ) -> None:
+               ascend_below: np.ndarray | None = None, ascend_sweeps: int | None = None,
+               done_below: float = 0.0) -> None:
         """Evaluate the certificate of the iterates ``(f, y)`` (``u`` their Poisson corrections).
 
         ``ascend_below``: per problem, a relative gap below which this check's flow is then
         lowered by the descent (``cert.descend``: circulations, the divergence stays) and its
         best critic improved by the feasible ascent (``cert.ascend``: ``<c, g>`` only grows),
         which near the optimum give back much of what the bounds lose to the iterate's
-        infeasibility (``ascend_sweeps``: its sweeps, default ``ASCENT_SWEEPS``)."""
+        infeasibility (``ascend_sweeps``: its sweeps, default ``ASCENT_SWEEPS``). Not where
+        the relative gap is already at most ``done_below`` (the solve's tolerance: it stops)."""
         upper = cert.flow_cost(y64, u64)
         xp = cert.xp
         for j in np.flatnonzero(upper < self.upper[ids]):
@@ -70,7 +71,8 @@ class Best:
         if ascend_below is None:
             return
         gap = self.upper[ids] - self.lower[ids]
-        near = np.isfinite(gap) & (gap <= ascend_below * self.upper[ids])
+        near = (np.isfinite(gap) & (gap <= ascend_below * self.upper[ids])
+                & (gap > done_below * self.upper[ids]))
         js = np.flatnonzero(near)
         if js.size:
             # the descent of this check's flow (the one kept may have been descended already)

@@ -170,7 +170,7 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
                 sel = slice(None) if due.size == len(ids) else xp.asarray(due)
                 _update_bounds(kern, cert, best, ids[due], c64[sel], f[sel], y[sel], r[sel],
                                u[sel], flow_candidates, polish_below if ascend else 0.0,
-                               ascent_sweeps(tol))
+                               ascent_sweeps(tol), tol)
                 now = time.perf_counter() - t0
                 done = np.zeros(len(ids), dtype=bool)
                 floor = rounding_floor(cert, c64[sel], best, ids[due])
@@ -307,21 +307,23 @@ def ascent_sweeps(tol: float) -> int:
 
 
 def _update_bounds(kern, cert, best: Best, ids, c64, f, y, r, u, flow_candidates,
-                   ascend_below: float, ascend_sweeps: int | None = None) -> None:
+                   ascend_below: float, ascend_sweeps: int | None = None,
+                   tol: float = 0.0) -> None:
     """Evaluate the certificate of the problems ``ids`` (their iterates ``f``, ``y``, residual
     ``r`` and step correction ``u``) in float64: the flow corrected by a float64 Poisson solve
     (the step's may be float32); the best critic of a problem whose relative gap is then below
-    ``ascend_below`` is also improved by the feasible ascent (``ascend_sweeps`` sweeps)."""
+    ``ascend_below`` (and above ``tol``: it stops) is also improved by the feasible ascent
+    (``ascend_sweeps`` sweeps) and its flow by the descent."""
     below = np.full(len(ids), ascend_below)
     if kern.dtype == np.float64:
         uc = cert.poisson(r) if kern.fast_poisson else u
-        best.update(cert, ids, c64, f, y, uc, flow_candidates, below, ascend_sweeps)
+        best.update(cert, ids, c64, f, y, uc, flow_candidates, below, ascend_sweeps, tol)
     else:  # from the float32 iterates
         y64 = y.astype(np.float64)
         r64 = cert.xp.empty(c64.shape)
         cert.residual(c64, y64, r64)
         best.update(cert, ids, c64, f.astype(np.float64), y64, cert.poisson(r64),
-                    flow_candidates, below, ascend_sweeps)
+                    flow_candidates, below, ascend_sweeps, tol)
 
 
 def rounding_floor(cert, c64, best: Best, ids: np.ndarray) -> np.ndarray:

@@ -120,3 +120,31 @@ def test_solves_with_the_descent_stop_no_later_with_the_same_guarantee(monkeypat
     for r in (with_descent, without):
         assert r.converged and r.lower <= ref * (1 + 1e-7) and ref <= r.upper * (1 + 1e-7)
     assert with_descent.iterations < without.iterations
+
+
+def test_a_check_that_meets_the_tolerance_does_not_polish(monkeypatch):
+    # the multilevel start hands the fine grid a solution whose first check already meets
+    # 1e-4 (the Gaussian pair at 256^2): it stops there, with no descent or ascent to pay for;
+    # to 1e-6 the same solve polishes near the tolerance
+    grid = og.Grid([(-4.0, 4.0), (-4.0, 4.0)], (256, 256))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", og.OutsideMassWarning)
+        mu = grid.discretize(og.Normal([0.0, 0.0], 1.0), outside="renormalize")
+        nu = grid.discretize(og.Normal([2.0, 1.0], 1.0), outside="renormalize")
+    kern_cls = type(make_kernels("numba", grid.shape, grid.dx, "euclidean", np.float64))
+    calls = []
+    for name in ("ascend", "descend"):
+        plain = getattr(kern_cls, name)
+
+        def record(self, a, *rest, _plain=plain, _name=name):
+            if a.shape[-2:] == grid.shape:
+                calls.append(_name)
+            return _plain(self, a, *rest)
+
+        monkeypatch.setattr(kern_cls, name, record)
+    res = og.solve_critic(mu, nu, grid, tol=1e-4, backend="numba")
+    assert res.converged and res.iterations == 0 and calls == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", og.ConvergenceWarning)  # stopped at max_iter
+        og.solve_critic(mu, nu, grid, tol=1e-6, backend="numba", max_iter=400)
+    assert {"ascend", "descend"} <= set(calls)
