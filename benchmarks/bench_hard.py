@@ -306,6 +306,7 @@ ABLATIONS: dict[str, list[tuple[str, str, object]]] = {
     "near tol every check_every (no predicted check)": [
         ("otgrid.critic.iterate", "_CHECK_PREDICT", False)],
     "no feasible ascent": [("otgrid.critic.backend_numpy", "ASCENT_SWEEPS", 0)],
+    "no flow descent": [("otgrid.critic.backend_numpy", "DESCENT_SWEEPS", 0)],
     "feasible ascent in the coarse solves too": [
         ("otgrid.critic.multilevel", "ASCEND_COARSE", True)],
 }
@@ -727,6 +728,45 @@ this problem at every check (the rescaled iterate is always the better candidate
    problem by the same call whatever the batch (`einsum` rounded a row of a batch differently
    from the row alone, and the ascent amplified which candidate won to 6e-10 of W between a
    batch and a lone solve).
+20. **The ascent starts from the check's own best critic** (not the best kept so far, which
+   once ascended sits at a fixed point of the sweeps: on the Gaussian pair at 256², 1e-6, the
+   lower bound stayed 8e-7 below Clarabel's value for the last 700 of 1 283 iterations while
+   the iterate went on). Work at 1e-4, the nine problems, 3 721 → 3 333; at 1e-6 the Gaussian
+   pair 1 283 → 981 iterations, 8gaussians 5 355 → 5 597 (ascending both: 997 and 5 250).
+21. **The flow's descent near the tolerance** (`descend_flow_2d`, `DESCENT_SWEEPS` 4,
+   `DESCENT_MIN_SLOPE` 0.01, Euclidean norm): at the same checks as the ascent, Gauss-Seidel
+   sweeps over the plaquettes add to each the circulation (no divergence) that lowers the cost
+   of its three cells (safeguarded Newton steps). On 8gaussians at the WGAN-GP scale (256²,
+   1e-4) the upper bound was the lagging side at the end (7e-5 against 3e-5) and four sweeps
+   halve that lag. Interleaved: work at 1e-4 3 333 → 2 885 (WGAN-GP scale 548 → 390, its
+   histogram 558 → 400, 25gaussians 211 → 164, 4 and 16 funnels 210 → 174 and 335 → 286);
+   1e-6 981 → 887 and 5 597 → 5 250; 512² funnel pairs 2 157 → 1 979 work (16 funnels 1.8-2.0
+   → 1.3-1.6 s); 1024² 8gaussians the same 155. 8 sweeps 2 862, 2 sweeps 2 959, slope 0.1
+   2 943. About 4 ms a call at 256² on solver flows (17 ms on random ones, every plaquette
+   moving). With the cityblock norm the cost is piecewise linear along each circulation and
+   the sweeps stall at its kinks (18.7 % → 18.3 % above the optimum, one sweep or 400): off.
+   A first version without the bracket diverged on a 2×2 grid (a Newton step from a far point
+   with almost no curvature); the test that caught it stays. On 2D arrays of one problem: with
+   4D indexing the kernel took twice as long to compile (1.3-1.9 s instead of about 1 s).
+22. **Tight tolerances polish more** (`ASCENT_TIGHT_TOL` 1e-5): twice the ascent's sweeps
+   (the Gaussian pair at 1e-6 887 → 820 iterations; 16 sweeps 776; at 1e-4 8 sweeps changed
+   no solve and cost time at 1024²), and polishing from 6 tol instead of 3 tol
+   (`_ASCENT_NEAR_TIGHT`): 8gaussians 5 250 → 3 664 iterations at 1e-6 (3.9-4.4 → 3.2 s), 720
+   → 535 at 1e-5; at 1e-4, 6 tol gave 2 839 work instead of 2 885 for more polishing time
+   (kept at 3 tol). A check whose gap already meets the tolerance does not polish.
+23. **One BLAS thread in the critic's loop**: its only BLAS calls are the certificate's dot
+   products; with another process busy on this 2-core machine, OpenBLAS's threads made the
+   Gaussian pair at 1e-6 take 1.7-2.1 s instead of 1.1-1.25 s (8gaussians at 1e-4 0.56-0.83
+   instead of 0.35-0.40 s). Earlier runs of this benchmark on a loaded machine paid that.
+24. **Exact sums of mid-sized certificates in NumPy** (`certify._bucket_sum`, from 1 024
+   entries below the compiled path: mantissa halves counted per exponent by `bincount`, one
+   Python integer rounded once): `math.fsum`'s bits, `certify` at 256² 0.092 → 0.043 s. The
+   compiled path is now chosen by a sum's largest part, as the warm-up counts (all parts
+   together, the four TwoProduct parts of `<c, g>` at 256² reached 2^18 and compiled the sums
+   inside the certificate, unannounced: 1.4 s of the first solve).
+25. **The step's DCTs through SciPy's compiled transform** (`operators.dct_lines`, checked
+   against `scipy.fft.dct` at first use): `scipy.fft`'s dispatch cost about 6 µs a call; an
+   iteration at 64² 68 → 53 µs, at 128² 171 → 148 µs.
 
 ### Tried and not kept
 
@@ -848,6 +888,14 @@ this problem at every check (the rescaled iterate is always the better candidate
   scale 0.854 → 0.840 s (30 pairs), 512² 16 funnels 2.5 → 2.2 s (medians of 6, paired ratio
   0.98), 1024² 8gaussians paired ratio 0.97 (6 pairs); the fine iterations are a minority of
   these solves' time. Not worth 0.3 s (1.05 s parallel) more compilation on a first run.
+- **A plaquette descent without a slope threshold or bracket** (the first prototype: up to 12
+  Newton/bisection steps on every plaquette): 20 ms a sweep at 256², far too slow for what it
+  gave; on the Gaussian pair at 1e-6 it lowered the upper bound's lag only from 4.9e-7 to
+  4.1e-7 (the flow's error there is smooth, where Gauss-Seidel is slow).
+- **Cyclic reduction before the DCT (FACR(1))** (estimated, not built): it halves the
+  transforms but needs a tridiagonal solve along the contiguous axis per odd row (a scalar
+  recurrence, about 0.1 ms at 256²); with the stencil for the reduced right-hand side it would
+  take the step from 0.25 to about 0.21 ms, a share of 52 %.
 - **A multigrid V-cycle instead of the exact Poisson solve** (estimated, not built): at 256²
   a V(1,1) cycle in float32 streams about seven passes over the grid (0.2-0.3 ms), no less
   than the DCT along y and the tridiagonal solves (0.26 ms), and it would make the
