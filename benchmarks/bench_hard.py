@@ -1017,12 +1017,18 @@ def goals(report: dict) -> list[str]:
                 f"{r['ratio']:.1f}× (work {r['work']:,.0f}: {r['work'] / ISSUE_GAUSSIAN:.1f}× "
                 f"the previous solver's {ISSUE_GAUSSIAN} on the Gaussian pair)",
                 r["ratio"] <= 3 and r["converged"])
-    for r in report.get("tight", []):
-        add(f"{LABELS[r['problem']]}, {r['n']}², 1e-6: ≥ 20× faster than Clarabel",
-            f"{r['clarabel_over_otgrid']:.1f}×", r["clarabel_over_otgrid"] >= 20)
     # "reruns": section -> rows of the same section run again (this machine's speed varies):
     # a timing goal shows every run and is judged on their median
     reruns = report.get("reruns", {})
+    for r in report.get("tight", []):
+        runs = [r, *[x for rows in reruns.get("tight", []) for x in rows
+                     if x.get("problem") == r["problem"] and x.get("n") == r["n"]]]
+        ratios = [x["clarabel_over_otgrid"] for x in runs]
+        shown = (f"{ratios[0]:.1f}×" if len(ratios) == 1 else
+                 f"{ratios[0]:.1f}× (reruns: {', '.join(f'{v:.1f}×' for v in ratios[1:])}; "
+                 f"median {np.median(ratios):.1f}×)")
+        add(f"{LABELS[r['problem']]}, {r['n']}², 1e-6: ≥ 20× faster than Clarabel", shown,
+            float(np.median(ratios)) >= 20 and all(x["converged"] for x in runs))
 
     def again(section: str, r: dict, *keys: str) -> list[dict]:
         return [x for rows in reruns.get(section, []) for x in rows
