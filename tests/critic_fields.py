@@ -1,10 +1,15 @@
-"""Shared by the tests of the certificate's 2D sweeps (level map, ray critics): the largest
-cell norm of a critic's forward differences, computed with NumPy on its own, and a smooth field
-with slopes around 1 and noise on top (violations everywhere)."""
+"""Shared by the tests of the certificate's 2D sweeps (level map, ray critics, the ascent and
+the flow's descent): the largest cell norm of a critic's forward differences, computed with
+NumPy on its own, a smooth field with slopes around 1 and noise on top (violations everywhere),
+the Gaussian pair on a square grid, and solves with and without one of the polishes."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+
+import otgrid as og
 
 
 def max_norm(g: np.ndarray, h: tuple[float, float], iso: bool) -> float:
@@ -31,3 +36,31 @@ def feasible_field() -> tuple[np.ndarray, tuple[float, float]]:
     y = np.linspace(-2.4, 2.4, 60)
     f = 0.6 * np.abs(x)[:, None] + 0.5 * np.sin(y)[None, :]
     return f, (1 / (x[1] - x[0]), 1 / (y[1] - y[0]))
+
+
+def gaussian_pair(n: int) -> tuple[og.Grid, np.ndarray, np.ndarray]:
+    """N(0, I) against N((2, 1), I) on [-4, 4]^2 with ``n`` cells per axis (mass renormalised)."""
+    grid = og.Grid([(-4.0, 4.0), (-4.0, 4.0)], (n, n))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", og.OutsideMassWarning)
+        mu = grid.discretize(og.Normal([0.0, 0.0], 1.0), outside="renormalize")
+        nu = grid.discretize(og.Normal([2.0, 1.0], 1.0), outside="renormalize")
+    return grid, mu, nu
+
+
+def with_and_without(monkeypatch, switch: str, mu: np.ndarray, nu: np.ndarray, grid: og.Grid,
+                     tol: float) -> tuple:
+    """Solves of ``(mu, nu)`` to ``tol`` with the solver's defaults and with
+    ``otgrid.critic.backend_numpy.<switch>`` set to 0 (a polish switched off); both must
+    converge and bracket the cvxpy + Clarabel value. Returns ``(with, without)``."""
+    from references import socp_2d_euclidean_cvxpy
+
+    from otgrid.critic import backend_numpy
+
+    ref = socp_2d_euclidean_cvxpy(mu, nu, grid.dx).value
+    on = og.solve_critic(mu, nu, grid, tol=tol, backend="numba")
+    monkeypatch.setattr(backend_numpy, switch, 0)
+    off = og.solve_critic(mu, nu, grid, tol=tol, backend="numba")
+    for r in (on, off):
+        assert r.converged and r.lower <= ref * (1 + 1e-7) and ref <= r.upper * (1 + 1e-7)
+    return on, off

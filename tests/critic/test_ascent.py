@@ -9,10 +9,9 @@ the solves it serves stop sooner at tight tolerances with the same guarantees.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
+from critic_fields import gaussian_pair, with_and_without
 from references import emd2_cityblock, socp_2d_euclidean_cvxpy
 
 import otgrid as og
@@ -61,13 +60,6 @@ def test_ascent_is_off_in_1d_and_when_switched_off(monkeypatch):
     assert kern2.ascend(np.zeros((1, 5, 5)), np.ones((1, 5, 5))) is None
 
 
-def _gaussian_pair(n):
-    grid = og.Grid([(-4.0, 4.0), (-4.0, 4.0)], (n, n))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", og.OutsideMassWarning)
-        mu = grid.discretize(og.Normal([0.0, 0.0], 1.0), outside="renormalize")
-        nu = grid.discretize(og.Normal([2.0, 1.0], 1.0), outside="renormalize")
-    return grid, mu, nu
 
 
 @pytest.mark.parametrize("norm", ["euclidean", "cityblock"])
@@ -75,7 +67,7 @@ def test_ascent_of_a_shrunk_optimum_stays_below_the_independent_optimum(norm):
     # 0.98 times a near-optimal critic is feasible with slack everywhere: the ascent takes much
     # of the 2 % back, and a feasible critic's value never passes the optimum of cvxpy+Clarabel
     # (euclidean) or POT's network simplex (cityblock)
-    grid, mu, nu = _gaussian_pair(20)
+    grid, mu, nu = gaussian_pair(20)
     res = og.solve_critic(mu, nu, grid, norm=norm, tol=1e-7, backend="numba")
     kern = make_kernels("numba", grid.shape, grid.dx, norm, np.float64)
     c = (mu - nu)[None]
@@ -97,20 +89,15 @@ def test_tight_solves_stop_sooner_with_the_same_guarantee(monkeypatch):
     # at 1e-6 the lower bound lags: the iterate's <c, f> is within 2e-7 of W while the critics
     # extracted from it lose 1e-6; the ascent near the tolerance cuts the iterations (measured
     # 1 695 -> 1 178 at 48^2) and both results bracket the reference
-    grid, mu, nu = _gaussian_pair(48)
-    ref = socp_2d_euclidean_cvxpy(mu, nu, grid.dx).value
-    with_ascent = og.solve_critic(mu, nu, grid, tol=1e-6, backend="numba")
-    monkeypatch.setattr(backend_numpy, "ASCENT_SWEEPS", 0)
-    without = og.solve_critic(mu, nu, grid, tol=1e-6, backend="numba")
-    for r in (with_ascent, without):
-        assert r.converged and r.lower <= ref * (1 + 1e-7) and ref <= r.upper * (1 + 1e-7)
+    grid, mu, nu = gaussian_pair(48)
+    with_ascent, without = with_and_without(monkeypatch, "ASCENT_SWEEPS", mu, nu, grid, 1e-6)
     assert with_ascent.iterations <= 0.8 * without.iterations
 
 
 def test_checks_ascend_only_near_the_tolerance(monkeypatch):
     from otgrid.critic import iterate
 
-    grid, mu, nu = _gaussian_pair(32)
+    grid, mu, nu = gaussian_pair(32)
     gaps = []
     kern_cls = type(make_kernels("numba", grid.shape, grid.dx, "euclidean", np.float64))
     plain = kern_cls.ascend
@@ -158,7 +145,7 @@ def test_a_checks_ascent_starts_from_its_own_iterate(monkeypatch):
     # kept bounds after checks 1..K are never below what check K alone certifies.
     from otgrid.critic import certificate
 
-    grid, mu, nu = _gaussian_pair(64)
+    grid, mu, nu = gaussian_pair(64)
     checks = []
     update = certificate.Best.update
 

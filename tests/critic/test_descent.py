@@ -13,21 +13,13 @@ import warnings
 
 import numpy as np
 import pytest
+from critic_fields import gaussian_pair, with_and_without
 from references import socp_2d_euclidean_cvxpy
 
 import otgrid as og
 from otgrid.critic import backend_numpy
 from otgrid.critic import operators as ops
 from otgrid.critic.backends import make_kernels
-
-
-def _gaussian_pair(n):
-    grid = og.Grid([(-4.0, 4.0), (-4.0, 4.0)], (n, n))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", og.OutsideMassWarning)
-        mu = grid.discretize(og.Normal([0.0, 0.0], 1.0), outside="renormalize")
-        nu = grid.discretize(og.Normal([2.0, 1.0], 1.0), outside="renormalize")
-    return grid, mu, nu
 
 
 def _flows(kern, rng, nb, shape):
@@ -85,7 +77,7 @@ def test_descent_is_off_in_1d_for_the_cityblock_norm_and_when_switched_off(monke
 def test_descent_approaches_the_independent_optimum_from_above(monkeypatch):
     # from the gradient flow (27 % above the optimum on this pair) the sweeps approach the
     # cvxpy + Clarabel optimum and never pass it: the flow stays feasible
-    grid, mu, nu = _gaussian_pair(20)
+    grid, mu, nu = gaussian_pair(20)
     ref = socp_2d_euclidean_cvxpy(mu, nu, grid.dx).value
     kern = make_kernels("numba", grid.shape, grid.dx, "euclidean", np.float64)
     c = (mu - nu)[None]
@@ -105,7 +97,7 @@ def test_descent_approaches_the_independent_optimum_from_above(monkeypatch):
 
 def test_solves_with_the_descent_stop_no_later_with_the_same_guarantee(monkeypatch):
     # near the tolerance the flow's descent lowers the upper bound (measured at 256^2, 1e-4:
-    # the nine problems of benchmarks/bench_hard.py 3 333 -> 2 926 work); on 8gaussians at the
+    # the nine problems of benchmarks/bench_hard.py 3 333 -> 2 885 work); on 8gaussians at the
     # WGAN-GP scale at 64^2, 1e-5: 1 858 -> 1 756 iterations
     grid = og.Grid([(-4.0, 4.0), (-4.0, 4.0)], (64, 64))
     with warnings.catch_warnings():
@@ -113,12 +105,7 @@ def test_solves_with_the_descent_stop_no_later_with_the_same_guarantee(monkeypat
         mu = grid.discretize(og.datasets.eight_gaussians(), outside="renormalize")
         nu = grid.discretize(og.Normal([0.0, 0.0], 1.0), outside="renormalize")
     nu *= mu.sum() / nu.sum()
-    ref = socp_2d_euclidean_cvxpy(mu, nu, grid.dx).value
-    with_descent = og.solve_critic(mu, nu, grid, tol=1e-5, backend="numba")
-    monkeypatch.setattr(backend_numpy, "DESCENT_SWEEPS", 0)
-    without = og.solve_critic(mu, nu, grid, tol=1e-5, backend="numba")
-    for r in (with_descent, without):
-        assert r.converged and r.lower <= ref * (1 + 1e-7) and ref <= r.upper * (1 + 1e-7)
+    with_descent, without = with_and_without(monkeypatch, "DESCENT_SWEEPS", mu, nu, grid, 1e-5)
     assert with_descent.iterations < without.iterations
 
 
