@@ -179,7 +179,6 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
                     lo, up = best.lower[b], best.upper[b]
                     gap = up - lo
                     out[b].history.append((k, scale[b] * lo, scale[b] * up, now))
-                    status = None
                     stop = callback is not None and callback(CheckInfo(
                         k, scale[b] * lo, scale[b] * up, scale[b] * gap, now, int(pids[b])))
                     if watch_stall and gap <= _F32_STALL_GAP * up:
@@ -187,18 +186,8 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
                             stall_ref[b], stall_count[b] = gap, 0
                         else:
                             stall_count[b] += 1
-                    if gap <= tol * up:
-                        status = "converged"
-                    elif gap <= floor[jj]:
-                        status = "floor"
-                    elif stop:
-                        status = "callback"
-                    elif k >= max_iter:
-                        status = "max_iter"
-                    elif deadline is not None and time.perf_counter() >= deadline:
-                        status = "time_limit"
-                    elif watch_stall and stall_count[b] >= _F32_STALL_CHECKS:
-                        status = "stalled"
+                    status = _status(gap, up, tol, floor[jj], stop, k, max_iter, deadline,
+                                     watch_stall and stall_count[b] >= _F32_STALL_CHECKS)
                     if status is not None:
                         done[j] = True
                         out[b].status, out[b].iterations, out[b].seconds = status, k, now
@@ -287,6 +276,22 @@ def _predicted_interval(k: int, k0: int, gap: float, k_last: int, gap_last: floa
     rate = (gap_last - gap) / (k - k_last)
     cap = min(_max_interval(shape), (k - k0) // 4)
     return int(min((gap - target) / rate, cap))
+
+
+def _status(gap, up, tol, floor, stop, k, max_iter, deadline, stalled) -> str | None:
+    """Why a problem stops at this check (its gap, upper bound and rounding floor; the
+    callback's answer; the float32 stall), in this order of precedence; None: it goes on."""
+    if gap <= tol * up:
+        return "converged"
+    if gap <= floor:
+        return "floor"
+    if stop:
+        return "callback"
+    if k >= max_iter:
+        return "max_iter"
+    if deadline is not None and time.perf_counter() >= deadline:
+        return "time_limit"
+    return "stalled" if stalled else None
 
 
 def polish_near(tol: float) -> float:
