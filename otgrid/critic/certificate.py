@@ -34,16 +34,16 @@ class Best:
         self.flow_u = xp.zeros((nb, *shape))
 
     def update(self, cert, ids, c64, f64, y64, u64, flow_candidates: bool,
-               ascend_below: np.ndarray | None = None, ascend_sweeps: int | None = None,
+               polish_below: np.ndarray | None = None, ascend_sweeps: int | None = None,
                done_below: float = 0.0) -> None:
         """Evaluate the certificate of the iterates ``(f, y)`` (``u`` their Poisson corrections).
 
-        ``ascend_below``: per problem, a relative gap below which this check's flow is then
+        ``polish_below``: per problem, a relative gap below which this check's flow is then
         lowered by the descent (``cert.descend``: circulations, the divergence stays) and its
-        best critic improved by the feasible ascent (``cert.ascend``: ``<c, g>`` only grows),
-        which near the optimum give back much of what the bounds lose to the iterate's
-        infeasibility (``ascend_sweeps``: its sweeps, default ``ASCENT_SWEEPS``). Not where
-        the relative gap is already at most ``done_below`` (the solve's tolerance: it stops)."""
+        best critic improved by the feasible ascent (``cert.ascend``: ``<c, g>`` only grows,
+        ``ascend_sweeps`` sweeps, default ``ASCENT_SWEEPS``), which near the optimum give back
+        much of what the bounds lose to the iterate's infeasibility. Not where the relative gap
+        is already at most ``done_below`` (the solve's tolerance: it stops)."""
         upper = cert.flow_cost(y64, u64)
         xp = cert.xp
         for j in np.flatnonzero(upper < self.upper[ids]):
@@ -68,33 +68,45 @@ class Best:
                 fresh_low[j] = lower[j]
                 fresh[j] = (cand, j, lip[j])
             self._keep(ids, cand, lower, lip)
-        if ascend_below is None:
+        if polish_below is None:
             return
         gap = self.upper[ids] - self.lower[ids]
-        near = (np.isfinite(gap) & (gap <= ascend_below * self.upper[ids])
+        near = (np.isfinite(gap) & (gap <= polish_below * self.upper[ids])
                 & (gap > done_below * self.upper[ids]))
-        js = np.flatnonzero(near)
-        if js.size:
-            # the descent of this check's flow (the one kept may have been descended already)
-            jx = xp.asarray(js)
-            p = cert.descend(cert.corrected_flow(y64[jx], u64[jx]))
-            if p is not None:
-                cost = cert.flow_cost(p, xp.zeros_like(u64[jx]))
-                for j in np.flatnonzero(cost < self.upper[ids[js]]):
-                    b = ids[js[j]]
-                    self.upper[b] = cost[j]
-                    self.flow_y[b] = p[j]
-                    self.flow_u[b] = 0.0
-        js = np.flatnonzero(near & np.isfinite(fresh_low))
-        if js.size:
-            # ascend this check's best critic, not the best kept so far: once that has been
-            # ascended it sits at a fixed point of the sweeps, while the iterate goes on
-            start = xp.stack([fresh[j][0][fresh[j][1]] / fresh[j][2] for j in js])
-            jx = xp.asarray(js)
-            g = cert.ascend(start, c64[jx], ascend_sweeps)
-            if g is not None:
-                lip = np.maximum(1.0, cert.max_grad_norm(g))
-                self._keep(ids[js], g, cert.dot(c64[jx], g) / lip, lip)
+        self._descend(cert, ids, np.flatnonzero(near), y64, u64)
+        self._ascend(cert, ids, np.flatnonzero(near & np.isfinite(fresh_low)), c64, fresh,
+                     ascend_sweeps)
+
+    def _descend(self, cert, ids, js, y64, u64) -> None:
+        """Keep the descent of this check's flows ``js`` (positions in ``ids``) where it beats
+        the best upper bound (the flow kept may have been descended already)."""
+        if not js.size:
+            return
+        xp = cert.xp
+        jx = xp.asarray(js)
+        p = cert.descend(cert.corrected_flow(y64[jx], u64[jx]))
+        if p is None:
+            return
+        cost = cert.flow_cost(p, xp.zeros_like(u64[jx]))
+        for j in np.flatnonzero(cost < self.upper[ids[js]]):
+            b = ids[js[j]]
+            self.upper[b] = cost[j]
+            self.flow_y[b] = p[j]
+            self.flow_u[b] = 0.0
+
+    def _ascend(self, cert, ids, js, c64, fresh, sweeps) -> None:
+        """Keep the ascent of this check's best critics ``fresh[j]`` (``js``: positions in
+        ``ids``) where it beats the best lower bound. Not the best kept so far: once that has
+        been ascended it sits at a fixed point of the sweeps, while the iterate goes on."""
+        if not js.size:
+            return
+        xp = cert.xp
+        start = xp.stack([fresh[j][0][fresh[j][1]] / fresh[j][2] for j in js])
+        jx = xp.asarray(js)
+        g = cert.ascend(start, c64[jx], sweeps)
+        if g is not None:
+            lip = np.maximum(1.0, cert.max_grad_norm(g))
+            self._keep(ids[js], g, cert.dot(c64[jx], g) / lip, lip)
 
     def _keep(self, ids, cand, lower, lip) -> None:
         """Keep the candidates ``cand`` (divided by ``lip``) whose lower bound beats the best."""

@@ -312,14 +312,14 @@ def ascent_sweeps(tol: float) -> int:
 
 
 def _update_bounds(kern, cert, best: Best, ids, c64, f, y, r, u, flow_candidates,
-                   ascend_below: float, ascend_sweeps: int | None = None,
+                   polish_below: float, ascend_sweeps: int | None = None,
                    tol: float = 0.0) -> None:
     """Evaluate the certificate of the problems ``ids`` (their iterates ``f``, ``y``, residual
     ``r`` and step correction ``u``) in float64: the flow corrected by a float64 Poisson solve
     (the step's may be float32); the best critic of a problem whose relative gap is then below
-    ``ascend_below`` (and above ``tol``: it stops) is also improved by the feasible ascent
+    ``polish_below`` (and above ``tol``: it stops) is also improved by the feasible ascent
     (``ascend_sweeps`` sweeps) and its flow by the descent."""
-    below = np.full(len(ids), ascend_below)
+    below = np.full(len(ids), polish_below)
     if kern.dtype == np.float64:
         uc = cert.poisson(r) if kern.fast_poisson else u
         best.update(cert, ids, c64, f, y, uc, flow_candidates, below, ascend_sweeps, tol)
