@@ -307,7 +307,7 @@ ABLATIONS: dict[str, list[tuple[str, str, object]]] = {
         ("otgrid.critic.iterate", "_CHECK_PREDICT", False)],
     "no feasible ascent": [("otgrid.critic.backend_numpy", "ASCENT_SWEEPS", 0)],
     "no flow descent": [("otgrid.critic.backend_numpy", "DESCENT_SWEEPS", 0)],
-    "feasible ascent in the coarse solves too": [
+    "polish (ascent, descent) in the coarse solves too": [
         ("otgrid.critic.multilevel", "ASCEND_COARSE", True)],
 }
 

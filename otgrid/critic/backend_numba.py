@@ -50,7 +50,6 @@ class NumbaGridKernels(GridKernels):
             raise ValueError("the numba backend supports 1D and 2D grids only.")
         self._k = k
         self._lines: dict = {}
-        self._hx2: dict = {}
         self.threads = 1
         self.workers = 1
         self.with_batch(1)
@@ -91,10 +90,10 @@ class NumbaGridKernels(GridKernels):
                 disp.append(tiny._sweep_kernel("level_rescale", nb))
             if self.ndim == 2 and backend_numpy.RAY_SWEEPS:
                 disp.append(tiny._sweep_kernel("ray_critics", nb))
-            if self.ndim == 2 and backend_numpy.ASCENT_SWEEPS:
-                disp.append(self._k.ascend_critic_2d)
-            if self.ndim == 2 and self.iso and backend_numpy.DESCENT_SWEEPS:
-                disp.append(self._k.descend_flow_2d)
+        if self.ndim == 2 and backend_numpy.ASCENT_SWEEPS:  # one-thread kernels, one variant
+            disp.append(self._k.ascend_critic_2d)
+        if self.ndim == 2 and self.iso and backend_numpy.DESCENT_SWEEPS:
+            disp.append(self._k.descend_flow_2d)
         announce_compilation(disp, "otgrid.solve_critic")
         for parallel in variants:
             tiny._bind(parallel)
@@ -130,8 +129,8 @@ class NumbaGridKernels(GridKernels):
         if m is None:
             return super().poisson_step(r)
         # a cast is a new array that the transform may overwrite; the caller's r is not
-        return self._lines_solve(r.astype(dt), m, own=True) if r.dtype != dt else \
-            self._lines_solve(r, m)
+        cast = r.dtype != dt
+        return self._lines_solve(r.astype(dt) if cast else r, m, own=cast)
 
     def _lines_for(self, dt) -> np.ndarray | None:
         """The inverse pivots of the tridiagonal solves in ``dt`` (computed once), or None
@@ -141,14 +140,13 @@ class NumbaGridKernels(GridKernels):
         dt = np.dtype(dt)
         if dt not in self._lines:
             self._lines[dt] = self._line_factors(dt)
-            self._hx2[dt] = dt.type(self.inv_dx[0] ** 2)
         return self._lines[dt]
 
     def _lines_solve(self, a, m, own: bool = False) -> np.ndarray:
         """``(D^T D)^+ a`` by a DCT pair along y around the tridiagonal solves along x, in
         ``a``'s dtype (``m``: the pivots in it; ``own``: ``a`` may be overwritten)."""
         rh = ops.dct_lines(a, False, self.workers, overwrite=own)
-        hx2 = self._hx2[a.dtype]
+        hx2 = a.dtype.type(self.inv_dx[0] ** 2)
         self._pl(rh, m, -hx2, hx2)
         return ops.dct_lines(rh, True, self.workers, overwrite=True)
 

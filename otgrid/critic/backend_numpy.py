@@ -132,10 +132,10 @@ class GridKernels:
         self.flow_cost(y, f)
         self.corrected_flow(y, f)
         if self.dtype == np.float64:  # the certificate repairs float64 critics only
-            self.repair(self.xp.zeros((nb, *self.shape), dtype=self.dtype))
-            self.level_rescale(self.xp.zeros((nb, *self.shape), dtype=self.dtype))
-            self.ray_critics(self.xp.zeros((nb, *self.shape), dtype=self.dtype))
             zeros = self.xp.zeros((nb, *self.shape), dtype=self.dtype)
+            self.repair(zeros)
+            self.level_rescale(zeros)
+            self.ray_critics(zeros)
             self.ascend(zeros, zeros)
             self.descend(self.xp.zeros((nb, self.ndim, *self.shape), dtype=self.dtype))
 

@@ -34,11 +34,11 @@ class Best:
         self.flow_u = xp.zeros((nb, *shape))
 
     def update(self, cert, ids, c64, f64, y64, u64, flow_candidates: bool,
-               polish_below: np.ndarray | None = None, ascend_sweeps: int | None = None,
+               polish_below: float | None = None, ascend_sweeps: int | None = None,
                done_below: float = 0.0) -> None:
         """Evaluate the certificate of the iterates ``(f, y)`` (``u`` their Poisson corrections).
 
-        ``polish_below``: per problem, a relative gap below which this check's flow is then
+        ``polish_below``: a relative gap below which this check's flow is then
         lowered by the descent (``cert.descend``: circulations, the divergence stays) and its
         best critic improved by the feasible ascent (``cert.ascend``: ``<c, g>`` only grows,
         ``ascend_sweeps`` sweeps, default ``ASCENT_SWEEPS``), which near the optimum give back

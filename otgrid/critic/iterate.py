@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from otgrid.critic import backend_numpy
 from otgrid.critic.certificate import Best
 from otgrid.critic.restart import RESTART_EVERY, decide_restarts, restart
 from otgrid.critic.result import CheckInfo
@@ -77,7 +78,7 @@ _F32_STALL_GAP = 1e-4
 # 3 333 -> 2 885 (8gaussians at the WGAN-GP scale 548 -> 390 iterations); 1e-6, 981 -> 887
 # and 5 597 -> 5 250; 512^2 funnel pairs 2 157 -> 1 979 work; 1024^2 8gaussians the same 155.
 # A slope threshold of 0.1 instead of 0.01: 2 943 work; 8 sweeps instead of 4: 2 862, 2: 2 959.
-# The multilevel start's coarse solves do neither (``ascend=False``; see
+# The multilevel start's coarse solves do neither (``polish=False``; see
 # multilevel.ASCEND_COARSE).
 # Measured, interleaved in one process against no ascent (cells above ASCENT_MIN_MASS only):
 # 256^2, the nine problems of benchmarks/bench_hard.py at 1e-4, work 4 036 -> 3 721 (5.33 ->
@@ -120,7 +121,7 @@ def default_steps(kern, c64) -> np.ndarray:
 
 def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive, deadline,
              callback, scale, t0, verbose, flow_candidates, interrupt, problem_ids=None,
-             k0=0, ascend=True):
+             k0=0, polish=True):
     """Run the preconditioned Chambolle–Pock loop on a batch; return (best, outcomes).
 
     ``c64``: float64 device array ``(B, *shape)`` (scaled); ``f``, ``y``: starting iterates in
@@ -139,7 +140,10 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
     c = c64 if dt == np.float64 else c64.astype(dt)
     tau = np.asarray(tau, dtype=np.float64).copy()
     tau0 = tau.copy()
-    polish_below = polish_near(tol)
+    # near the tolerance each check polishes its bounds (descent, ascent); not when ``polish``
+    # is off (the coarse solves of a multilevel start)
+    polish_below = polish_near(tol) if polish else None
+    sweeps = ascent_sweeps(tol)
     f_out, r = xp.empty_like(f), xp.empty_like(f)
     # restart state (per problem): anchors, the fixed-point residual at the last restart
     f_anchor, y_anchor = f.copy(), y.copy()
@@ -169,8 +173,7 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
                 # checks, and where it stops, do not depend on the batch it runs in
                 sel = slice(None) if due.size == len(ids) else xp.asarray(due)
                 _update_bounds(kern, cert, best, ids[due], c64[sel], f[sel], y[sel], r[sel],
-                               u[sel], flow_candidates, polish_below if ascend else 0.0,
-                               ascent_sweeps(tol), tol)
+                               u[sel], flow_candidates, polish_below, sweeps, tol)
                 now = time.perf_counter() - t0
                 done = np.zeros(len(ids), dtype=bool)
                 floor = rounding_floor(cert, c64[sel], best, ids[due])
@@ -298,37 +301,34 @@ def polish_near(tol: float) -> float:
     """The relative gap below which a solve to ``tol`` polishes its bounds (the flow's descent,
     the critic's ascent): ``_ASCENT_NEAR tol``, ``_ASCENT_NEAR_TIGHT tol`` from
     ``ASCENT_TIGHT_TOL`` down."""
-    from otgrid.critic import backend_numpy as bn
-
-    return (_ASCENT_NEAR_TIGHT if tol <= bn.ASCENT_TIGHT_TOL else _ASCENT_NEAR) * tol
+    tight = tol <= backend_numpy.ASCENT_TIGHT_TOL
+    return (_ASCENT_NEAR_TIGHT if tight else _ASCENT_NEAR) * tol
 
 
 def ascent_sweeps(tol: float) -> int:
     """The feasible ascent's sweeps in a solve to ``tol``: ``ASCENT_SWEEPS``, twice as many
     from ``ASCENT_TIGHT_TOL`` down (see ``otgrid.critic.backend_numpy``)."""
-    from otgrid.critic import backend_numpy as bn
-
-    return bn.ASCENT_SWEEPS * (2 if tol <= bn.ASCENT_TIGHT_TOL else 1)
+    return backend_numpy.ASCENT_SWEEPS * (2 if tol <= backend_numpy.ASCENT_TIGHT_TOL else 1)
 
 
 def _update_bounds(kern, cert, best: Best, ids, c64, f, y, r, u, flow_candidates,
-                   polish_below: float, ascend_sweeps: int | None = None,
+                   polish_below: float | None, ascend_sweeps: int | None = None,
                    tol: float = 0.0) -> None:
     """Evaluate the certificate of the problems ``ids`` (their iterates ``f``, ``y``, residual
     ``r`` and step correction ``u``) in float64: the flow corrected by a float64 Poisson solve
-    (the step's may be float32); the best critic of a problem whose relative gap is then below
-    ``polish_below`` (and above ``tol``: it stops) is also improved by the feasible ascent
-    (``ascend_sweeps`` sweeps) and its flow by the descent."""
-    below = np.full(len(ids), polish_below)
+    (the step's may be float32); a problem whose relative gap is then below ``polish_below``
+    (None: none; and above ``tol``: it stops) also has its flow lowered by the descent and its
+    best critic improved by the feasible ascent (``ascend_sweeps`` sweeps)."""
     if kern.dtype == np.float64:
         uc = cert.poisson(r) if kern.fast_poisson else u
-        best.update(cert, ids, c64, f, y, uc, flow_candidates, below, ascend_sweeps, tol)
+        best.update(cert, ids, c64, f, y, uc, flow_candidates, polish_below, ascend_sweeps,
+                    tol)
     else:  # from the float32 iterates
         y64 = y.astype(np.float64)
         r64 = cert.xp.empty(c64.shape)
         cert.residual(c64, y64, r64)
         best.update(cert, ids, c64, f.astype(np.float64), y64, cert.poisson(r64),
-                    flow_candidates, below, ascend_sweeps, tol)
+                    flow_candidates, polish_below, ascend_sweeps, tol)
 
 
 def rounding_floor(cert, c64, best: Best, ids: np.ndarray) -> np.ndarray:

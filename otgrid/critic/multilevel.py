@@ -16,8 +16,9 @@ __all__ = ["ML_AUTO_CELLS", "ML_MIN_CELLS", "coarse_tol", "coarsen", "multilevel
 ML_MIN_CELLS = 32
 # "auto" uses the multilevel start on 2D grids with at least this many cells.
 ML_AUTO_CELLS = 128 * 128
-# Whether the coarse solves of the multilevel start improve their certified critic by the
-# feasible ascent near their tolerance, as the fine solve does (see otgrid.critic.iterate).
+# Whether the coarse solves of the multilevel start polish their certified bounds near their
+# tolerance (the critic's feasible ascent, the flow's descent), as the fine solve does (see
+# otgrid.critic.iterate; the figures below are from before the descent).
 # Measured at 256^2 against the fine solve alone ascending: the nine problems of
 # benchmarks/bench_hard.py at 1e-4, work 3 637 -> 3 732; the tutorial's 8gaussians (128^2,
 # 1e-4) 410 -> 653 iterations: the coarse solves stop sooner and start the finer ones worse.
@@ -132,7 +133,7 @@ def multilevel_start(backend, grid_shape, dx, norm, dtype, c64_host, tol, check_
                               deadline=deadline,
                               callback=None, scale=np.ones(nb), t0=time.perf_counter(),
                               verbose=False, flow_candidates=flow_candidates,
-                              interrupt="raise", ascend=ASCEND_COARSE)
+                              interrupt="raise", polish=ASCEND_COARSE)
         critic = cert.to_host(best.critic)
         flow = cert.to_host(cert.corrected_flow(best.flow_y, best.flow_u))
     f, y = prolong(critic, flow, tuple(grid_shape))

@@ -369,15 +369,15 @@ def test_the_loop_runs_with_one_blas_thread():
     """The certificate's dot products are the loop's only BLAS calls, and OpenBLAS's own
     threads slowed solves 1.5-2x on a loaded 2-core machine: the loop limits BLAS to one
     thread, and gives the caller's setting back afterwards."""
-    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import threadpoolctl  # a dependency of otgrid
 
     def blas_threads() -> list[int]:
         return [p["num_threads"] for p in threadpoolctl.threadpool_info()
                 if p["user_api"] == "blas"]
 
     outside = blas_threads()
-    if not outside:
-        pytest.skip("no BLAS library loaded that threadpoolctl can see")
+    if not outside:  # e.g. a NumPy built against a BLAS threadpoolctl does not know
+        pytest.skip("no BLAS library that threadpoolctl can see: nothing to limit or check")
     seen: list[list[int]] = []
     grid = og.Grid([(-3.0, 3.0), (-3.0, 3.0)], (24, 24))
     og.solve_critic(_gauss_2d(grid, (0.0, 0.0)), _gauss_2d(grid, (1.0, 0.5)), grid, tol=1e-4,
