@@ -1,5 +1,6 @@
 """Thread counts around hot sections: one BLAS thread, or one Numba thread, for small problems;
-and the note that Numba kernels are being compiled (a first run).
+the note that Numba kernels are being compiled (a first run), and the solvers' clock, which
+stands still while they compile.
 
 Shared by the grid critic, the point-cloud solvers and the generator loops (below every
 capability).
@@ -10,17 +11,51 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 __all__ = ["COMPILE_MESSAGE", "LOGGER", "announce_compilation", "blas_one_thread",
-           "blas_threads", "needs_compilation", "notes_to_stderr", "numba_threads"]
+           "blas_threads", "compiling", "needs_compilation", "notes_to_stderr", "numba_threads",
+           "solve_clock"]
 
 # The package's logger: silent unless the application configures logging (the command line
 # sends its INFO records to standard error).
 LOGGER = logging.getLogger("otgrid")
 COMPILE_MESSAGE = "compiling kernels (first run only)"
 _ANNOUNCED: set[str] = set()
+# Seconds this process spent inside `compiling` blocks, the lock that guards the sum, and each
+# thread's depth of nested blocks (only the outermost counts).
+_COMPILING = [0.0]
+_COMPILING_LOCK = threading.Lock()
+_COMPILING_DEPTH = threading.local()
+
+
+def solve_clock() -> float:
+    """The clock of a solve's ``seconds`` and ``time_limit``: ``time.perf_counter()`` less the
+    seconds this process spent inside :func:`compiling` blocks. A kernel compiled before or in
+    the middle of a solve (its first run) thus counts in neither. Process-wide: a compilation
+    in one thread also holds the clock of a solve running in another (which Numba's compiler
+    lock mostly keeps waiting then anyway)."""
+    return time.perf_counter() - _COMPILING[0]
+
+
+@contextlib.contextmanager
+def compiling() -> Iterator[None]:
+    """Inside, :func:`solve_clock` stands still: wrap what compiles kernels (or loads them from
+    Numba's cache) during a solve. Nested blocks count once."""
+    depth = getattr(_COMPILING_DEPTH, "n", 0)
+    _COMPILING_DEPTH.n = depth + 1
+    t = time.perf_counter()
+    try:
+        yield
+    finally:
+        _COMPILING_DEPTH.n = depth
+        if depth == 0:
+            spent = time.perf_counter() - t
+            with _COMPILING_LOCK:
+                _COMPILING[0] += spent
 
 
 def needs_compilation(dispatchers: Iterable[Any]) -> bool:

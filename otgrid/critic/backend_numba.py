@@ -90,10 +90,6 @@ class NumbaGridKernels(GridKernels):
                 disp.append(tiny._sweep_kernel("level_rescale", nb))
             if self.ndim == 2 and backend_numpy.RAY_SWEEPS:
                 disp.append(tiny._sweep_kernel("ray_critics", nb))
-        if self.ndim == 2 and backend_numpy.ASCENT_SWEEPS:  # one-thread kernels, one variant
-            disp.append(self._k.ascend_critic_2d)
-        if self.ndim == 2 and self.iso and backend_numpy.DESCENT_SWEEPS:
-            disp.append(self._k.descend_flow_2d)
         announce_compilation(disp, "otgrid.solve_critic")
         for parallel in variants:
             tiny._bind(parallel)

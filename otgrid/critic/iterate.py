@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from otgrid._threads import solve_clock
 from otgrid.critic import backend_numpy
 from otgrid.critic.certificate import Best
 from otgrid.critic.restart import RESTART_EVERY, decide_restarts, restart
@@ -174,7 +175,7 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
                 sel = slice(None) if due.size == len(ids) else xp.asarray(due)
                 _update_bounds(kern, cert, best, ids[due], c64[sel], f[sel], y[sel], r[sel],
                                u[sel], flow_candidates, polish_below, sweeps, tol)
-                now = time.perf_counter() - t0
+                now = solve_clock() - t0
                 done = np.zeros(len(ids), dtype=bool)
                 floor = rounding_floor(cert, c64[sel], best, ids[due])
                 for jj, j in enumerate(due):
@@ -242,7 +243,7 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
     except KeyboardInterrupt:
         if interrupt != "return":
             raise
-        now = time.perf_counter() - t0
+        now = solve_clock() - t0
         for j, b in enumerate(ids):
             out[b].status, out[b].iterations, out[b].seconds = "interrupted", k, now
             out[b].step = float(tau[j])
@@ -292,7 +293,7 @@ def _status(gap, up, tol, floor, stop, k, max_iter, deadline, stalled) -> str | 
         return "callback"
     if k >= max_iter:
         return "max_iter"
-    if deadline is not None and time.perf_counter() >= deadline:
+    if deadline is not None and solve_clock() >= deadline:
         return "time_limit"
     return "stalled" if stalled else None
 

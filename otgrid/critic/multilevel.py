@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
+from otgrid._threads import solve_clock
 from otgrid.critic.backends import make_kernels
 from otgrid.critic.iterate import default_steps, iterate
 
@@ -49,7 +48,7 @@ def coarse_deadline(deadline: float | None) -> float | None:
     grid; each coarser level gets at most half of what the level above it had left."""
     if deadline is None:
         return None
-    now = time.perf_counter()
+    now = solve_clock()
     return now + 0.5 * max(deadline - now, 0.0)
 
 
@@ -131,7 +130,7 @@ def multilevel_start(backend, grid_shape, dx, norm, dtype, c64_host, tol, check_
         best, outs = iterate(kern, cert, c_dev, f0, y0, tau, tol=coarse_tol(tol),
                               max_iter=max_iter, check_every=check_every, adaptive=True,
                               deadline=deadline,
-                              callback=None, scale=np.ones(nb), t0=time.perf_counter(),
+                              callback=None, scale=np.ones(nb), t0=solve_clock(),
                               verbose=False, flow_candidates=flow_candidates,
                               interrupt="raise", polish=ASCEND_COARSE)
         critic = cert.to_host(best.critic)

@@ -107,7 +107,9 @@ class CriticResult:
         The bounds at every check (those of the iteration, not rounded outward).
     seconds : float
         Wall time of the solve, excluding the compilation of the Numba kernels on a first run
-        (logged as "compiling kernels (first run only)" on the ``otgrid`` logger).
+        (logged as "compiling kernels (first run only)" on the ``otgrid`` logger), before the
+        first iteration or, for the certificate's polishing kernels, at the first check that
+        polishes.
     backend : str
         Backend that ran (``"numpy"``, ``"numba"`` or ``"cuda"``).
     grid : Grid

@@ -24,7 +24,6 @@ flow, so the upper bound of the certificate costs no extra solve.
 from __future__ import annotations
 
 import dataclasses
-import time
 import warnings
 from collections.abc import Callable
 from typing import Any, Literal
@@ -32,7 +31,7 @@ from typing import Any, Literal
 import numpy as np
 
 from otgrid._device import is_cupy_array
-from otgrid._threads import blas_one_thread
+from otgrid._threads import blas_one_thread, compiling, solve_clock
 from otgrid._validation import as_finite_array, as_number, check_choice, check_positive_int
 from otgrid.critic.backends import BACKENDS, make_kernels, resolve_backend
 from otgrid.critic.certify import CertifiedBounds, certify
@@ -74,7 +73,7 @@ def _trivial_result(mu, nu, ratio, grid, norm, tol, backend, dtype, t0) -> Criti
     msg = ("mu and nu are equal: W = 0." if cb.upper == 0 else
            f"mu and nu are equal up to rounding: W in [{cb.lower:.3g}, {cb.upper:.3g}].")
     return CriticResult(0.5 * (cb.lower + cb.upper), cb.lower, cb.upper, gap, z, flow, 0, ok,
-                        "converged" if ok else "floor", msg, hist, time.perf_counter() - t0,
+                        "converged" if ok else "floor", msg, hist, solve_clock() - t0,
                         backend, grid, norm, tol, np.dtype(dtype), 0.0)
 
 
@@ -313,7 +312,7 @@ def solve_critic(
     >>> [round(r.w1, 6) for r in og.solve_critic(mu, nus, grid, tol=1e-8)]
     [0.5, 1.0, 2.0]
     """
-    t0 = time.perf_counter()
+    t0 = solve_clock()
     opts = _validate_options(grid, norm, backend, tol, max_iter, check_every, dtype, step,
                              adaptive_step, multilevel, time_limit, interrupt, callback,
                              verbose, t0)
@@ -553,19 +552,17 @@ def _short_of_tol(cbs: list, outs: list, best: Any, tol: float) -> tuple[list[in
 
 
 def _warm_up(kern: Any, cert: Any, nb: int, coarse: bool, opts: _Options, grid: Grid) -> None:
-    """Compile the kernels of the solve before its clock starts (a first run in a fresh
-    environment; it logs "compiling kernels (first run only)" on the ``otgrid`` logger) and
-    move the start time and the deadline past it: ``seconds`` and ``time_limit`` exclude
-    compilation. ``coarse``: a multilevel start will run the coarse grids' kernels too; the
-    final certificate's kernels of large grids too (:func:`otgrid.critic.certify.warm_up`)."""
-    t = time.perf_counter()
-    for k in (kern, cert) if cert is not kern else (kern,):
-        k.warm_up(nb, coarse)
-    warm_up_certificate(grid.size, grid.ndim)
-    spent = time.perf_counter() - t
-    opts.t0 += spent
-    if opts.deadline is not None:
-        opts.deadline += spent
+    """Compile the kernels of the solve before its first iteration (a first run in a fresh
+    environment; it logs "compiling kernels (first run only)" on the ``otgrid`` logger) with
+    the solve's clock stopped (:func:`otgrid._threads.compiling`): ``seconds`` and
+    ``time_limit`` exclude compilation. ``coarse``: a multilevel start will run the coarse
+    grids' kernels too; the final certificate's kernels of large grids too
+    (:func:`otgrid.critic.certify.warm_up`). The polishing kernels are compiled where a check
+    first polishes (:meth:`GridKernels.ascend`), with the clock stopped as well."""
+    with compiling():
+        for k in (kern, cert) if cert is not kern else (kern,):
+            k.warm_up(nb, coarse)
+        warm_up_certificate(grid.size, grid.ndim)
 
 
 def _use_multilevel(multilevel: bool | str, grid: Grid, warm: list) -> bool:

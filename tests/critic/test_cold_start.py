@@ -10,6 +10,7 @@ compilation.
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
 import pytest
@@ -118,3 +119,70 @@ def test_the_command_line_says_it_compiles_on_stderr(capsys, monkeypatch):
     assert main([*args, "--quiet"]) == 0
     assert "compiling" not in capsys.readouterr().err
     assert not _threads.LOGGER.handlers
+
+
+def test_the_solve_clock_stands_still_while_compiling():
+    import time
+
+    t = _threads.solve_clock()
+    with _threads.compiling():
+        time.sleep(0.2)
+        with _threads.compiling():  # nested: counted once
+            time.sleep(0.2)
+    assert _threads.solve_clock() - t < 0.1
+    t = _threads.solve_clock()
+    time.sleep(0.2)
+    assert _threads.solve_clock() - t >= 0.2
+
+
+class _FirstRun:
+    """Stands in for a Numba dispatcher that has never been compiled: its first call takes 0.5 s
+    more (a compilation), and it counts the calls."""
+
+    def __init__(self, real):
+        self.real, self.signatures, self.calls = real, [], 0
+
+    def __call__(self, *args):
+        import time
+
+        if not self.signatures:
+            time.sleep(0.5)
+            self.signatures = list(self.real.signatures)
+        self.calls += 1
+        return self.real(*args)
+
+
+def _polish_kernels(monkeypatch):
+    ascend, descend = _FirstRun(k.ascend_critic_2d), _FirstRun(k.descend_flow_2d)
+    monkeypatch.setattr(k, "ascend_critic_2d", ascend)
+    monkeypatch.setattr(k, "descend_flow_2d", descend)
+    return ascend, descend
+
+
+def test_the_polishing_kernels_compile_where_a_check_first_polishes_off_the_clock(
+        caplog, monkeypatch):
+    grid = og.Grid([(-4, 4), (-4, 4)], (32, 32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", og.OutsideMassWarning)
+        mu = grid.discretize(og.datasets.eight_gaussians(), outside="renormalize")
+        nu = grid.discretize(og.Normal([0, 0], 1.0), outside="renormalize")
+    og.solve_critic(mu, nu, grid, tol=1e-4, backend="numba")  # every other kernel compiled
+    ascend, descend = _polish_kernels(monkeypatch)
+    monkeypatch.setattr(_threads, "_ANNOUNCED", set())
+    with caplog.at_level(logging.INFO, logger="otgrid"):
+        res = og.solve_critic(mu, nu, grid, tol=1e-4, backend="numba")
+    assert res.converged
+    assert ascend.calls > 1 and descend.calls > 1  # the tiny first run, then the checks
+    assert any(_threads.COMPILE_MESSAGE in r.getMessage() for r in caplog.records)
+    assert res.seconds < 0.5
+    assert res.history.seconds[-1] < 0.5
+
+
+def test_a_solve_that_never_polishes_does_not_compile_the_polishing_kernels(monkeypatch):
+    grid = og.Grid([(-8, 8), (-8, 8)], (16, 16))
+    mu = grid.discretize(og.Normal([0, 0], 0.5), outside="renormalize")
+    nu = grid.discretize(og.Normal([0.5, 0], 0.5), outside="renormalize")
+    ascend, descend = _polish_kernels(monkeypatch)
+    res = og.solve_critic(mu, nu, grid, tol=1e-2, backend="numba")
+    assert res.converged
+    assert ascend.calls == descend.calls == 0
