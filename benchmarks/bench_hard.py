@@ -767,6 +767,22 @@ this problem at every check (the rescaled iterate is always the better candidate
 25. **The step's DCTs through SciPy's compiled transform** (`operators.dct_lines`, checked
    against `scipy.fft.dct` at first use): `scipy.fft`'s dispatch cost about 6 µs a call; an
    iteration at 64² 68 → 53 µs, at 128² 171 → 148 µs.
+26. **The polishing kernels compile where a check first polishes** (the ascent and the
+   descent, about 1.5 s of a first run together), not before the first iteration: the cold
+   section's solve (the Gaussian pair, certified at its first fine check) no longer compiles
+   them; the first `solve_critic` on an empty cache 6.85 / 6.22 → 4.61 / 5.13 s (two runs,
+   interleaved with the tree before). The solves' clock stands still while kernels compile
+   (`otgrid._threads.solve_clock`, `compiling`), so `seconds` and `time_limit` exclude a
+   compilation in the middle of a solve as they did the warm-up's.
+27. **At 1e-6 the coarse problems are solved to 2e-6** (`multilevel._ML_COARSE_FLOOR`, 1e-5
+   before; solves to 1e-5 and looser unchanged): the nine problems at 256², 1e-6, work
+   48 819 → 27 206 (the Gaussian pair 950 → 725, 474 fine iterations instead of 803;
+   8gaussians 4 304 → 4 317, 3 664 → 2 859 fine iterations; WGAN-GP scale 8 554 → 6 660,
+   histogram 12 143 → 4 931, 25gaussians 11 095 → 2 766, swissroll 5 573 → 1 994, funnels
+   2 294 → 1 661, 2 856 → 3 005, 1 050 → 1 147). At 128², 1e-6: work 24 074 → 19 245, seconds
+   summed over the nine 6.76 → 5.41. The coarse iterations cost more per cell than the fine
+   ones (29, 50, 144 µs an iteration at 32², 64², 128² against 527 µs at 256²), so the
+   seconds fall less than the work.
 
 ### Tried and not kept
 
@@ -896,6 +912,19 @@ this problem at every check (the rescaled iterate is always the better candidate
   transforms but needs a tridiagonal solve along the contiguous axis per odd row (a scalar
   recurrence, about 0.1 ms at 256²); with the stencil for the reduced right-hand side it would
   take the step from 0.25 to about 0.21 ms, a share of 52 %.
+- **Other coarse floors at 1e-6** (six of the problems at 256²: the Gaussian pair, 8gaussians,
+  WGAN-GP scale, 25gaussians, 16 funnels, swissroll; work summed): 1e-5 (before) 33 332,
+  5e-6 on the first two 782 and 3 999, 4e-6 30 977, 3e-6 25 796, 2e-6 19 467; 1e-6 took the
+  Gaussian pair to 1 007. Iteration counts at 1e-6 swing by problem with any change
+  (25gaussians 11 095, 5 207, 2 766, 5 296 at 1e-5, 3e-6, 2e-6, 4e-6); the sum fell with the
+  floor down to 2e-6.
+- **The coarse solves polishing at tight tolerances** (`ASCEND_COARSE`): at 1e-6 alone, the
+  six problems 58 250 work (the WGAN-GP scale 28 624); with the 2e-6 floor the nine 30 492
+  against 27 206 without. At 1e-5 it helped three of four problems (the Gaussian pair 322 →
+  204, 8gaussians 1 175 → 801) but not the WGAN-GP scale (1 648 → 1 742).
+- **Keeping 1e-5 on the grids coarsened twice or more** (2e-6 on the first coarse grid only,
+  since the deeper grids' own discretisation error is larger): at 128², 1e-6, work 25 130 and
+  6.73 s against 19 245 and 5.41 s with 2e-6 on every coarse grid.
 - **A multigrid V-cycle instead of the exact Poisson solve** (estimated, not built): at 256²
   a V(1,1) cycle in float32 streams about seven passes over the grid (0.2-0.3 ms), no less
   than the DCT along y and the tridiagonal solves (0.26 ms), and it would make the
