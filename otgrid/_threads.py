@@ -17,8 +17,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 __all__ = ["COMPILE_MESSAGE", "LOGGER", "announce_compilation", "blas_one_thread",
-           "blas_threads", "compiling", "needs_compilation", "notes_to_stderr", "numba_threads",
-           "solve_clock"]
+           "blas_threads", "compile_for", "compiling", "needs_compilation", "notes_to_stderr",
+           "numba_threads", "solve_clock"]
 
 # The package's logger: silent unless the application configures logging (the command line
 # sends its INFO records to standard error).
@@ -56,6 +56,21 @@ def compiling() -> Iterator[None]:
             spent = time.perf_counter() - t
             with _COMPILING_LOCK:
                 _COMPILING[0] += spent
+
+
+def compile_for(kernel: Any, *args: Any) -> None:
+    """Compile the Numba dispatcher ``kernel`` for the types of ``args`` (or load it from
+    Numba's cache) inside :func:`compiling`, unless it holds code for them already: the call
+    that follows only runs, and a solve's clock leaves the compilation out. Typing the
+    arguments costs microseconds: call it at a kernel's first use in a solve, not per call."""
+    from numba import typeof
+    from numba.core.typing.typeof import Purpose
+
+    sig = tuple(typeof(a, Purpose.argument) for a in args)
+    if sig in kernel.overloads:
+        return
+    with compiling():
+        kernel.compile(sig)
 
 
 def needs_compilation(dispatchers: Iterable[Any]) -> bool:

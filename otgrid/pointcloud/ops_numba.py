@@ -150,6 +150,7 @@ class NumbaCloudOps(CloudOps):
         self.chooser = _ThreadChooser(pairs >= PARALLEL_MIN_PAIRS,
                                       always=pairs >= PARALLEL_ALWAYS_PAIRS,
                                       compiled=self._compiled)
+        self._ready: set[tuple] = set()  # (kernel, parallel, dtype) compiled: _call
         dense = self.d >= DENSE_MIN_DIM or (many_passes and cost == "euclidean")
         if dense and pairs <= DENSE_MAX_PAIRS:
             self.kind = k.CostKind(_DENSE)
@@ -211,8 +212,16 @@ class NumbaCloudOps(CloudOps):
 
     def _call(self, name: str, parallel: bool, *args) -> None:
         """Run kernel ``name`` as ``parallel`` says and give the chooser its time, unless the
-        call compiled it (or loaded it from the cache): that time is not the kernel's."""
+        call compiled it (or loaded it from the cache): that time is not the kernel's. At a
+        kernel's first call on these operations (per dtype) it is compiled first, with the
+        solve's clock stopped (:func:`otgrid._threads.compile_for`)."""
         kernel = self._kernel(name, parallel)
+        key = (name, parallel, getattr(args[0], "dtype", None))
+        if key not in self._ready:
+            from otgrid._threads import compile_for
+
+            compile_for(kernel, *args)
+            self._ready.add(key)
         known = len(kernel.signatures)
         t0 = time.perf_counter()
         kernel(*args)

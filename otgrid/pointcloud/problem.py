@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import time
 import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -16,6 +15,7 @@ from typing import Any, Literal
 import numpy as np
 
 from otgrid._device import to_host
+from otgrid._threads import solve_clock
 from otgrid._validation import (
     as_finite_array,
     as_number,
@@ -284,7 +284,7 @@ def _finish(prob: _Problem, *, f, g, r, c, transport, objective, primal, stat, i
         grad_norm=_scalar(grad, prob), termination_statistic=_scalar(stat, prob),
         plan_mass=_scalar(r.sum(axis=1), prob), iterations=int(iterations), passes=int(passes),
         converged=converged, status=status, message=message, history=history,
-        seconds=time.perf_counter() - t0, backend=backend, method=method,
+        seconds=solve_clock() - t0, backend=backend, method=method,
         regularizer=regularizer, reg=reg, cost=prob.cost, tol=tol, dtype=prob.dtype,
         x=prob.x_user, y=prob.y_user, a=out(prob.a).astype(prob.dtype),
         b=out(prob.b).astype(prob.dtype), float32_passes=int(history.float32.sum()))

@@ -33,7 +33,7 @@ class RegularizedHistory:
     objective : ndarray, shape (k,) or (k, B)
         Dual objective of the iterate at that regularization.
     seconds : ndarray of float, shape (k,)
-        Wall time since the start of the solve.
+        Wall time since the start of the solve (compilation excluded, as the result's).
     float32 : ndarray of bool, shape (k,)
         Whether that iteration's pass ran in float32 (mixed precision of :func:`sinkhorn`): its
         marginal error is then a float32 measurement.
@@ -124,9 +124,9 @@ class RegularizedResult:
         Human-readable status.
     history : RegularizedHistory
     seconds : float
-        Wall time of the solve. On a first run in a fresh environment it includes the
-        compilation of the Numba kernels (logged as "compiling kernels (first run only)" on the
-        ``otgrid`` logger).
+        Wall time of the solve, excluding the compilation of the Numba kernels on a first run
+        in a fresh environment (logged as "compiling kernels (first run only)" on the
+        ``otgrid`` logger; each kernel is compiled at its first use, with the clock stopped).
     backend : {"numpy", "numba", "cuda"}
     method : {"sinkhorn", "lbfgs", "newton", "newton+lbfgs"}
         The algorithm (``smooth_ot``: ``"newton+lbfgs"`` when L-BFGS ran some of the

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize
 
-from otgrid._threads import blas_one_thread
+from otgrid._threads import blas_one_thread, compile_for, solve_clock
 from otgrid.kernels.laplacian_numba import laplacian_diagonal, laplacian_pcg
 from otgrid.pointcloud.backends import make_ops
 from otgrid.pointcloud.ops_numpy import log_weights
@@ -182,6 +182,7 @@ class _Newton:
         full = np.concatenate([(p.a * (p.mass * inv)[:, None]).ravel(),
                                (p.b * (p.mass * inv)[:, None]).ravel()])
         deg = np.empty(full.shape[0])
+        _first_use(laplacian_diagonal, indptr, indices, ar, bc, deg)
         laplacian_diagonal(indptr, indices, ar, bc, deg)
         # (a node of zero weight has no curvature and a zero gradient: any shift, no step)
         shift = np.where(deg > 0.0, NEWTON_SHIFT * full, np.where(full > 0.0, full, 1.0))
@@ -192,7 +193,9 @@ class _Newton:
         err = val["err"][~done]
         rtol = min(0.1, float(np.sqrt(err.max()))) if err.size else 0.1
         d = np.empty_like(g)
-        laplacian_pcg(indptr, indices, ar, bc, deg, shift, g, rtol, NEWTON_CG_MAXITER, d)
+        args = (indptr, indices, ar, bc, deg, shift, g, rtol, NEWTON_CG_MAXITER, d)
+        _first_use(laplacian_pcg, *args)
+        laplacian_pcg(*args)
         dphi, dpsi = d[:B * n].reshape(B, n), d[B * n:].reshape(B, m)
         gd = (ga * dphi).sum(axis=1) + (gb * dpsi).sum(axis=1)
         return dphi, dpsi, gd
@@ -264,7 +267,7 @@ class _Run:
         self.max_iter, self.memory, self.callback = max_iter, memory, callback
         self.verbose, self.t0 = verbose, t0
         self.hist: list[tuple] = []
-        self.it, self.stop, self.last_print = 0, None, t0
+        self.it, self.stop, self.last_print = 0, None, time.perf_counter()
         self.val: dict[str, Any] = {}
         self.cache: dict[str, Any] = {}
         self.status, self.scipy_message = "max_iter", ""
@@ -337,7 +340,7 @@ class _Run:
     def record(self, lam: np.ndarray, stage_tol: float) -> None:
         """History, progress line, user callback and stopping test of the accepted iterate."""
         val, prob = self.val, self.prob
-        now = time.perf_counter() - self.t0
+        now = solve_clock() - self.t0
         err = val["err"]
         self.hist.append((self.it, float(lam.max()), err.copy(), val["F"].copy(), now, False))
         if self.verbose and time.perf_counter() - self.last_print >= 1.0:
@@ -491,3 +494,10 @@ def _method_name(counts: dict[str, int]) -> str:
     if not counts["newton"]:
         return "lbfgs"
     return "newton+lbfgs" if counts["lbfgs"] else "newton"
+
+
+def _first_use(kernel, *args) -> None:
+    """Compile ``kernel`` for ``args`` off the solve's clock where it has no code in this
+    process yet (:func:`otgrid._threads.compile_for`)."""
+    if not kernel.signatures:
+        compile_for(kernel, *args)

@@ -68,9 +68,9 @@ def test_disabled_chooser_runs_serial_and_counts_nothing():
     assert ops_numba._SERIAL_SECONDS == {}
 
 
-def test_a_call_that_compiles_does_not_count_as_serial_work():
-    """The first call of a kernel compiles it (seconds, not the kernel's time): only the calls
-    after it add to the one-thread seconds and to the chooser's timings."""
+def test_a_compilation_does_not_count_as_serial_work():
+    """A kernel's first call compiles it before running it (seconds, not the kernel's time):
+    only the runs add to the one-thread seconds and to the chooser's timings."""
     import types
 
     import numpy as np
@@ -82,8 +82,30 @@ def test_a_call_that_compiles_does_not_count_as_serial_work():
     ops = ops_numba.NumbaCloudOps(np.zeros((1, 3, 2)), np.ones((1, 4, 2)), "euclidean")
     ops._k = types.SimpleNamespace(fresh=njit(body), fresh_serial=njit(body))
     ops.chooser = _ThreadChooser(True, compiled=lambda name, parallel: True)
-    ops._call("fresh", False, 1.0)  # compiles
-    assert "fresh" not in ops_numba._SERIAL_SECONDS
+    ops._call("fresh", False, 1.0)  # compiles (about 0.1 s or more), then runs
+    assert ops._k.fresh_serial.signatures
+    assert 0 < ops_numba._SERIAL_SECONDS["fresh"] < 0.01
     ops._call("fresh", False, 1.0)
-    assert 0 < ops_numba._SERIAL_SECONDS["fresh"] < 0.1
+    assert len(ops.chooser.times[("fresh", False)]) == 2
+
+
+def test_a_call_that_compiles_anyway_does_not_count_as_serial_work():
+    """Arguments of other types than at the kernel's first call compile it inside the call:
+    that call adds nothing to the one-thread seconds or the chooser's timings."""
+    import types
+
+    import numpy as np
+    from numba import njit
+
+    def body(x):
+        return x + 1.0
+
+    ops = ops_numba.NumbaCloudOps(np.zeros((1, 3, 2)), np.ones((1, 4, 2)), "euclidean")
+    ops._k = types.SimpleNamespace(fresh=njit(body), fresh_serial=njit(body))
+    ops.chooser = _ThreadChooser(True, compiled=lambda name, parallel: True)
+    ops._call("fresh", False, 1.0)
+    before = ops_numba._SERIAL_SECONDS["fresh"]
+    ops._call("fresh", False, 1)  # an int: the same key (no dtype attribute), compiles
+    assert len(ops._k.fresh_serial.signatures) == 2
+    assert ops_numba._SERIAL_SECONDS["fresh"] == before
     assert len(ops.chooser.times[("fresh", False)]) == 1
