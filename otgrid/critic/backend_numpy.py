@@ -286,10 +286,9 @@ class GridKernels:
         out = np.array(g, dtype=np.float64, order="C")
         c = np.ascontiguousarray(c, dtype=np.float64)
         cmin = ASCENT_MIN_MASS * np.abs(c).reshape(len(c), -1).max(axis=1)
-        if not k.ascend_critic_2d.signatures:
-            _compile_polish(k.ascend_critic_2d, np.zeros((1, 3, 3)), np.zeros((1, 3, 3)), 1.0,
-                            1.0, self.iso, 1, np.zeros(1))
-        k.ascend_critic_2d(out, c, *self.inv_dx, self.iso, int(sweeps), cmin)
+        args = (out, c, *self.inv_dx, self.iso, int(sweeps), cmin)
+        _first_use(k.ascend_critic_2d, args)
+        k.ascend_critic_2d(*args)
         return out
 
     def descend(self, p: np.ndarray) -> np.ndarray | None:
@@ -303,9 +302,8 @@ class GridKernels:
         from otgrid.kernels import critic_numba as k
 
         out = np.array(p, dtype=np.float64, order="C")
-        if not k.descend_flow_2d.signatures:
-            tiny = np.zeros((2, 3, 3))
-            _compile_polish(k.descend_flow_2d, tiny[0], tiny[1], 1.0, 1.0, 1, 0.0)
+        _first_use(k.descend_flow_2d, (out[0, 0], out[0, 1], *self.inv_dx, DESCENT_SWEEPS,
+                                       DESCENT_MIN_SLOPE))
         for b in range(len(out)):  # one problem after the other: the same bits in any batch
             k.descend_flow_2d(out[b, 0], out[b, 1], *self.inv_dx, DESCENT_SWEEPS,
                               DESCENT_MIN_SLOPE)
@@ -329,13 +327,15 @@ class GridKernels:
         return g
 
 
-def _compile_polish(kernel, *tiny) -> None:
+def _first_use(kernel, args: tuple) -> None:
     """Compile (or load from Numba's cache) a polishing kernel of the certificate (the critic's
-    ascent, the flow's descent) on a tiny problem, with the solve's clock stopped and the
-    first-run note: where a check first polishes, not in the warm-up (a solve whose checks
-    never polish, as the README's, does not compile them; about 1 s of a first run)."""
-    from otgrid._threads import announce_compilation, compiling
+    ascent, the flow's descent) for ``args`` where a check first polishes, with the solve's
+    clock stopped and the first-run note (:func:`otgrid._threads.compile_for`): not in the
+    warm-up, so a solve whose checks never polish does not compile them (about 1.5 s of a
+    first run together)."""
+    if kernel.signatures:
+        return
+    from otgrid._threads import announce_compilation, compile_for
 
-    with compiling():
-        announce_compilation([kernel], "otgrid.solve_critic")
-        kernel(*tiny)
+    announce_compilation([kernel], "otgrid.solve_critic")
+    compile_for(kernel, *args)

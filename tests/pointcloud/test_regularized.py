@@ -17,6 +17,7 @@ import warnings
 import numpy as np
 import ot
 import pytest
+from compile_stand_in import FirstCompile
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linear_sum_assignment
@@ -939,32 +940,6 @@ def test_warning_filter_is_not_needed_for_converged_solves():
         smooth_ot(x, y, reg=0.05)
 
 
-class _Compiling:
-    """Stands in for a Numba dispatcher that has never been compiled: compiling it takes
-    0.5 s more, calls run the real kernel."""
-
-    def __init__(self, real):
-        self.real, self.compiled = real, 0
-
-    @property
-    def signatures(self):
-        return self.real.signatures if self.compiled else []
-
-    @property
-    def overloads(self):
-        return self.real.overloads if self.compiled else {}
-
-    def compile(self, sig):
-        import time
-
-        time.sleep(0.5)
-        self.compiled += 1
-        return self.real.compile(sig)
-
-    def __call__(self, *args):
-        return self.real(*args)
-
-
 @pytest.mark.parametrize("solver", ["sinkhorn", "smooth_ot"])
 def test_seconds_exclude_a_first_run_s_compilation(solver, monkeypatch):
     """A kernel compiled at its first use costs the result's ``seconds`` nothing (the solve's
@@ -976,7 +951,7 @@ def test_seconds_exclude_a_first_run_s_compilation(solver, monkeypatch):
     stand_ins = {}
     for name in ("sinkhorn_rows_cols", "l2_dual_rows"):
         for suffix in ("", "_serial"):
-            stand_ins[name + suffix] = _Compiling(getattr(kern, name + suffix))
+            stand_ins[name + suffix] = FirstCompile(getattr(kern, name + suffix))
             monkeypatch.setattr(kern, name + suffix, stand_ins[name + suffix])
     res = solve(x, y, reg=0.5, backend="numba")
     assert res.converged
