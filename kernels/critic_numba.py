@@ -12,8 +12,9 @@ Kernels
 -------
 dual_step_{1d,2d}(f, u, y, f_out, tau, sigma, h..., iso)
     ``f_out = f + tau u``; ``y <- shrink(y + sigma D(f + 2 tau u), sigma)`` in place.
-residual_{1d,2d}(c, y, r, h...)
-    ``r = c - D^T y``.
+residual_1d(c, y, r, h), residual_2d(c, y, r, r2, hx, hy)
+    ``r = c - D^T y``; in 2D also into ``r2``, rounded to its dtype (the float32 copy that the
+    Poisson step transforms, in the same pass; ``r`` itself where no copy is needed).
 grad_stats_{1d,2d}(f, h..., iso, rows)
     Per row of cells (2D: per ``(b, i)``, ``rows`` ``(2, B nx)``; 1D: per problem, ``(2, B)``):
     ``rows[0]`` the largest ``|(Df)_i|`` (2-norm or inf-norm per cell), ``rows[1]`` the sum of
@@ -197,7 +198,7 @@ def dual_step_2d(f, u, y, f_out, tau, sigma, hx, hy, iso):
 
 
 @njit(cache=True, parallel=True)
-def residual_2d(c, y, r, hx, hy):
+def residual_2d(c, y, r, r2, hx, hy):
     nb, nx, ny = c.shape
     for row in prange(nb * nx):
         b = row // nx
@@ -212,7 +213,9 @@ def residual_2d(c, y, r, hx, hy):
                 d -= y[b, 1, i, j] * hy
             if j > 0:
                 d += y[b, 1, i, j - 1] * hy
-            r[b, i, j] = c[b, i, j] - d
+            v = c[b, i, j] - d
+            r[b, i, j] = v
+            r2[b, i, j] = v
 
 
 @njit(cache=True, parallel=True)
