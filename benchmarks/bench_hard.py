@@ -788,6 +788,12 @@ this problem at every check (the rescaled iterate is always the better candidate
    summed over the nine 6.76 → 5.41. The coarse iterations cost more per cell than the fine
    ones (29, 50, 144 µs an iteration at 32², 64², 128² against 527 µs at 256²), so the
    seconds fall less than the work.
+28. **The residual's pass writes the Poisson step's float32 copy** (`residual_2d`'s output
+   `r2`): the step transforms it instead of casting the float64 residual in a pass of its own
+   (0.13 ms at 512², 0.6-0.8 ms at 1024²). The same bits; an iteration at 512² 2.51 / 2.32 →
+   2.14 / 2.25 ms, at 1024² 12.8 / 13.5 → 12.0 / 12.8 ms (two interleaved runs). The Poisson
+   section times the residual and the step together, less the residual: the cast now counts
+   in the residual's time (before, in the Poisson solve's).
 
 ### Tried and not kept
 
