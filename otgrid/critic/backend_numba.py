@@ -51,7 +51,7 @@ class NumbaGridKernels(GridKernels):
         self._k = k
         self._lines: dict = {}
         # the residual rounded to the step's dtype by the residual kernel, and the residual it
-        # copies (None once the step has used it): see _step_copy
+        # copies (both None once the step has taken it): see _step_copy
         self._copy: np.ndarray | None = None
         self._copy_of: np.ndarray | None = None
         self.threads = 1
@@ -130,9 +130,11 @@ class NumbaGridKernels(GridKernels):
             return super().poisson_step(r)
         cast = r.dtype != dt
         if cast and r is self._copy_of:
-            # the copy :meth:`residual` rounded in its pass, transformed in place: good once
-            self._copy_of = None
-            return self._lines_solve(self._copy, m, own=True)
+            # the copy :meth:`residual` rounded in its pass, transformed in place and handed
+            # over with the solution (the next residual writes a new one: nothing can
+            # overwrite the step's solution before the dual step reads it)
+            copy, self._copy, self._copy_of = self._copy, None, None
+            return self._lines_solve(copy, m, own=True)
         # a cast is a new array that the transform may overwrite; the caller's r is not
         return self._lines_solve(r.astype(dt) if cast else r, m, own=cast)
 
@@ -185,7 +187,7 @@ class NumbaGridKernels(GridKernels):
             self._copy_of = None
             return r
         if self._copy is None or self._copy.shape != r.shape or self._copy.dtype != dt:
-            self._copy = np.empty(r.shape, dtype=dt)
+            self._copy = np.empty(r.shape, dtype=dt)  # as the cast allocated its result
         self._copy_of = r
         return self._copy
 

@@ -204,3 +204,25 @@ def test_dct_lines_is_scipys_dct_bit_for_bit_on_either_path(dtype, monkeypatch):
             own = x.copy()
             got = ops.dct_lines(own, inverse, overwrite=True)  # own may be used up
             assert np.array_equal(got, want[inverse]) and (got is own or not direct)
+
+
+def test_the_step_transforms_the_residual_kernel_s_float32_copy_bit_for_bit():
+    """On 2D Numba grids the residual's pass also writes the float32 copy of ``r`` that the
+    step transforms: the same solution as the step of a cast of ``r``, and a solution of its
+    own (the next residual writes elsewhere; the step's solution is not overwritten)."""
+    kern = make_kernels("numba", (40, 56), [0.1, 0.07], "euclidean", np.float64)
+    rng = np.random.default_rng(11)
+    c = rng.standard_normal((2, 40, 56))
+    c -= c.mean(axis=(1, 2), keepdims=True)
+    y = rng.standard_normal((2, 2, 40, 56))
+    r = np.empty_like(c)
+    kern.residual(c, y, r)
+    u = kern.poisson_step(r)
+    assert u.dtype == np.float32
+    np.testing.assert_array_equal(u, kern.poisson_step(r.copy()))  # the cast's path
+    kept = u.copy()
+    kern.residual(c, 2.0 * y, r)  # the next iteration's residual
+    np.testing.assert_array_equal(u, kept)
+    u2 = kern.poisson_step(r)
+    assert u2 is not u and not np.shares_memory(u2, u)
+    np.testing.assert_array_equal(u2, kern.poisson_step(r.copy()))
