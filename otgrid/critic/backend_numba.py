@@ -50,9 +50,10 @@ class NumbaGridKernels(GridKernels):
             raise ValueError("the numba backend supports 1D and 2D grids only.")
         self._k = k
         self._lines: dict = {}
-        # the residual rounded to the step's dtype by the residual kernel, and the residual it
-        # copies (both None once the step has taken it): see _step_copy
-        self._copy: np.ndarray | None = None
+        # the residual rounded to the step's dtype by the residual kernel (two buffers, used in
+        # turn), and the residual it copies (None once the step has taken it): _step_copy
+        self._copies: list[np.ndarray | None] = [None, None]
+        self._turn = 0
         self._copy_of: np.ndarray | None = None
         self.threads = 1
         self.workers = 1
@@ -123,17 +124,20 @@ class NumbaGridKernels(GridKernels):
 
     def poisson_step(self, r) -> np.ndarray:
         """The iteration's Poisson solve (see :meth:`GridKernels.poisson_step`); on 2D grids a
-        DCT pair along y and the tridiagonal solves of :data:`POISSON_LINES` along x."""
+        DCT pair along y and the tridiagonal solves of :data:`POISSON_LINES` along x. Right
+        after :meth:`residual` of the same ``r`` it transforms the float32 copy that the
+        residual's pass wrote: the solution then lives in one of two buffers, valid until the
+        residual after next (the loop reads it before)."""
         dt = self._step_dtype(r)
         m = self._lines_for(dt)
         if m is None:
             return super().poisson_step(r)
         cast = r.dtype != dt
         if cast and r is self._copy_of:
-            # the copy :meth:`residual` rounded in its pass, transformed in place and handed
-            # over with the solution (the next residual writes a new one: nothing can
-            # overwrite the step's solution before the dual step reads it)
-            copy, self._copy, self._copy_of = self._copy, None, None
+            # the copy :meth:`residual` rounded in its pass, transformed in place; the next
+            # residual writes the other buffer, so the solution lasts until the one after
+            copy, self._copy_of = self._copies[self._turn], None
+            self._turn = 1 - self._turn
             return self._lines_solve(copy, m, own=True)
         # a cast is a new array that the transform may overwrite; the caller's r is not
         return self._lines_solve(r.astype(dt) if cast else r, m, own=cast)
@@ -186,10 +190,13 @@ class NumbaGridKernels(GridKernels):
         if dt == r.dtype or self._lines_for(dt) is None:
             self._copy_of = None
             return r
-        if self._copy is None or self._copy.shape != r.shape or self._copy.dtype != dt:
-            self._copy = np.empty(r.shape, dtype=dt)  # as the cast allocated its result
+        buf = self._copies[self._turn]
+        if buf is None or buf.shape != r.shape or buf.dtype != dt:
+            # two buffers in turn, not one per iteration: a fresh 4 MB array at 1024^2 cost
+            # 0.5-1 ms of page faults an iteration
+            buf = self._copies[self._turn] = np.empty(r.shape, dtype=dt)
         self._copy_of = r
-        return self._copy
+        return buf
 
     def _rows(self, a) -> int:
         """The partial results a reduction kernel writes for the grid functions ``a``: one per

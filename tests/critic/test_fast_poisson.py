@@ -208,8 +208,8 @@ def test_dct_lines_is_scipys_dct_bit_for_bit_on_either_path(dtype, monkeypatch):
 
 def test_the_step_transforms_the_residual_kernel_s_float32_copy_bit_for_bit():
     """On 2D Numba grids the residual's pass also writes the float32 copy of ``r`` that the
-    step transforms: the same solution as the step of a cast of ``r``, and a solution of its
-    own (the next residual writes elsewhere; the step's solution is not overwritten)."""
+    step transforms: the same solution as the step of a cast of ``r``, which the next residual
+    does not overwrite (the copies take turns in two buffers)."""
     kern = make_kernels("numba", (40, 56), [0.1, 0.07], "euclidean", np.float64)
     rng = np.random.default_rng(11)
     c = rng.standard_normal((2, 40, 56))
