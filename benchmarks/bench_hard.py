@@ -943,6 +943,12 @@ this problem at every check (the rescaled iterate is always the better candidate
 
 ### Not done (next sessions)
 
+- The middle phase decides the work ratio: on the WGAN-GP-scale 8gaussians at 256², 1e-4, the
+  prolonged 128² solution starts the fine grid 4.4e-2 off (its near-atoms are narrower than a
+  cell: the coarse problem is another problem), and the gap then falls from 6.4e-3 at
+  iteration 35 to 1e-4 at 390, both bounds lagging alike.
+- The coarse grids' iterations are mostly Python (29, 50, 144 µs at 32², 64², 128²): with the
+  2e-6 floor the Gaussian pair at 1e-6 spends about a quarter of its time there.
 - With the ray critics, the iterate itself lags: on the WGAN-GP-scale 8gaussians at 256² its
   `<c, f>` is still 7e-5 below the flow's cost when the ray critics lose only 3e-5 more, and
   that difference falls by about 2 % per 10 iterations. A second-order finish (Newton / IPM
