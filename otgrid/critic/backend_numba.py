@@ -55,6 +55,7 @@ class NumbaGridKernels(GridKernels):
         self._copies: list[np.ndarray | None] = [None, None]
         self._turn = 0
         self._copy_of: np.ndarray | None = None
+        self._hs: dict = {}  # _h
         self.threads = 1
         self.workers = 1
         self.with_batch(1)
@@ -128,17 +129,17 @@ class NumbaGridKernels(GridKernels):
         after :meth:`residual` of the same ``r`` it transforms the float32 copy that the
         residual's pass wrote: the solution then lives in one of two buffers, valid until the
         residual after next (the loop reads it before)."""
+        if r is self._copy_of:
+            # the copy :meth:`residual` rounded in its pass, transformed in place; the next
+            # residual writes the other buffer, so the solution lasts until the one after
+            copy, self._copy_of = self._copies[self._turn], None
+            self._turn = 1 - self._turn
+            return self._lines_solve(copy, self._lines[copy.dtype], own=True)
         dt = self._step_dtype(r)
         m = self._lines_for(dt)
         if m is None:
             return super().poisson_step(r)
         cast = r.dtype != dt
-        if cast and r is self._copy_of:
-            # the copy :meth:`residual` rounded in its pass, transformed in place; the next
-            # residual writes the other buffer, so the solution lasts until the one after
-            copy, self._copy_of = self._copies[self._turn], None
-            self._turn = 1 - self._turn
-            return self._lines_solve(copy, m, own=True)
         # a cast is a new array that the transform may overwrite; the caller's r is not
         return self._lines_solve(r.astype(dt) if cast else r, m, own=cast)
 
@@ -170,16 +171,21 @@ class NumbaGridKernels(GridKernels):
         return m.astype(dt)
 
     def dual_step(self, f, u, y, f_out, tau, sigma) -> None:
-        t = f.dtype.type
-        self._d(f, u, y, f_out, tau.astype(f.dtype), sigma.astype(f.dtype),
-                *map(t, self.inv_dx), self.iso)
+        self._d(f, u, y, f_out, tau.astype(f.dtype, copy=False),
+                sigma.astype(f.dtype, copy=False), *self._h(f.dtype), self.iso)
 
     def residual(self, c, y, r) -> None:
-        t = c.dtype.type
         if self.ndim == 1:
-            self._r(c, y, r, *map(t, self.inv_dx))
+            self._r(c, y, r, *self._h(c.dtype))
         else:
-            self._r(c, y, r, self._step_copy(r), *map(t, self.inv_dx))
+            self._r(c, y, r, self._step_copy(r), *self._h(c.dtype))
+
+    def _h(self, dt: np.dtype) -> tuple:
+        """``1 / dx`` per axis as scalars of ``dt`` (what the kernels take), made once."""
+        h = self._hs.get(dt)
+        if h is None:
+            h = self._hs[dt] = tuple(dt.type(v) for v in self.inv_dx)
+        return h
 
     def _step_copy(self, r) -> np.ndarray:
         """Where the 2D residual kernel also writes ``r``, rounded: a buffer in the dtype of
