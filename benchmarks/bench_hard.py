@@ -794,6 +794,11 @@ this problem at every check (the rescaled iterate is always the better candidate
    2.14 / 2.25 ms, at 1024² 12.8 / 13.5 → 12.0 / 12.8 ms (two interleaved runs). The Poisson
    section times the residual and the step together, less the residual: the cast now counts
    in the residual's time (before, in the Poisson solve's).
+29. **Less Python per iteration** (after the runs above; the same bits): the kernels' scalar
+   arguments made once per dtype, the steps passed without copies, the step's dtype decided
+   once, the check schedule read only from the first problem due. Interleaved, three runs
+   each: 32² 28.8-43.2 → 22.6-29.0 µs an iteration, 64² 52.9-54.2 → 45.3-53.4 µs, 128²
+   157-165 → 141-150 µs, 256² within the noise.
 
 ### Tried and not kept
 
@@ -947,8 +952,9 @@ this problem at every check (the rescaled iterate is always the better candidate
   prolonged 128² solution starts the fine grid 4.4e-2 off (its near-atoms are narrower than a
   cell: the coarse problem is another problem), and the gap then falls from 6.4e-3 at
   iteration 35 to 1e-4 at 390, both bounds lagging alike.
-- The coarse grids' iterations are mostly Python (29, 50, 144 µs at 32², 64², 128²): with the
-  2e-6 floor the Gaussian pair at 1e-6 spends about a quarter of its time there.
+- The coarse grids' iterations are mostly Python: with the 2e-6 floor the Gaussian pair at
+  1e-6 spends about a quarter of its time there. After item 29, 23-29, 45-53 and 141-150 µs at
+  32², 64², 128²; a whole iteration in one compiled call (the DCTs included) is what is left.
 - With the ray critics, the iterate itself lags: on the WGAN-GP-scale 8gaussians at 256² its
   `<c, f>` is still 7e-5 below the flow's cost when the ray critics lose only 3e-5 more, and
   that difference falls by about 2 % per 10 iterations. A second-order finish (Newton / IPM
