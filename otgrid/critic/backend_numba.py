@@ -134,7 +134,9 @@ class NumbaGridKernels(GridKernels):
             # residual writes the other buffer, so the solution lasts until the one after
             copy, self._copy_of = self._copies[self._turn], None
             self._turn = 1 - self._turn
-            return self._lines_solve(copy, self._lines[copy.dtype], own=True)
+            m = self._lines_for(copy.dtype)
+            # (without the tridiagonal path, the DCT pair of GridKernels.poisson: a new array)
+            return self.poisson(copy) if m is None else self._lines_solve(copy, m, own=True)
         dt = self._step_dtype(r)
         m = self._lines_for(dt)
         if m is None:
@@ -193,7 +195,7 @@ class NumbaGridKernels(GridKernels):
         cast in the residual's pass instead of a pass of its own: 0.13 ms at 512^2, 0.6-0.8 ms
         at 1024^2), or ``r`` itself where the step solves in ``r``'s dtype."""
         dt = self._step_dtype(r)
-        if dt == r.dtype or self._lines_for(dt) is None:
+        if dt == r.dtype:  # (whatever the grid: the warm-up's tiny grid decides the same)
             self._copy_of = None
             return r
         buf = self._copies[self._turn]

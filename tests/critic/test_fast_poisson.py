@@ -226,3 +226,20 @@ def test_the_step_transforms_the_residual_kernel_s_float32_copy_bit_for_bit():
     u2 = kern.poisson_step(r)
     assert u2 is not u and not np.shares_memory(u2, u)
     np.testing.assert_array_equal(u2, kern.poisson_step(r.copy()))
+
+
+def test_without_the_tridiagonal_path_the_step_reads_the_copy_too():
+    """Where the tridiagonal solves are ill-conditioned in float32 the step falls back to the
+    DCT pair; the residual still writes its float32 copy (the kernel keeps the one signature
+    that the warm-up compiled on its tiny grid), and the step reads it: the same solution."""
+    kern = make_kernels("numba", (5, 8), [1.0 / 5, 1e9 / 8], "euclidean", np.float64)
+    assert kern._lines_for(np.dtype(np.float32)) is None
+    rng = np.random.default_rng(5)
+    c = rng.standard_normal((1, 5, 8))
+    c -= c.mean()
+    y = rng.standard_normal((1, 2, 5, 8))
+    r = np.empty_like(c)
+    kern.residual(c, y, r)
+    assert kern._copy_of is r  # the copy was written
+    u = kern.poisson_step(r)
+    np.testing.assert_array_equal(u, backend_numpy.GridKernels.poisson_step(kern, r))
