@@ -17,8 +17,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 __all__ = ["COMPILE_MESSAGE", "LOGGER", "announce_compilation", "blas_one_thread",
-           "blas_threads", "compile_for", "compiling", "needs_compilation", "notes_to_stderr",
-           "numba_threads", "solve_clock"]
+           "blas_threads", "compile_for", "compile_on_first_use", "compiling",
+           "needs_compilation", "notes_to_stderr", "numba_threads", "solve_clock"]
 
 # The package's logger: silent unless the application configures logging (the command line
 # sends its INFO records to standard error).
@@ -71,6 +71,16 @@ def compile_for(kernel: Any, *args: Any) -> None:
         return
     with compiling():
         kernel.compile(sig)
+
+
+def compile_on_first_use(kernel: Any, what: str, *args: Any) -> None:
+    """:func:`compile_for` where the dispatcher ``kernel`` holds no code yet in this process
+    (a cheap test, for kernels called in loops with one set of argument types), announced as
+    a first run of ``what`` (:func:`announce_compilation`) when it compiles."""
+    if kernel.signatures:
+        return
+    announce_compilation([kernel], what)
+    compile_for(kernel, *args)
 
 
 def needs_compilation(dispatchers: Iterable[Any]) -> bool:

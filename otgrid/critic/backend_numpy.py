@@ -287,7 +287,7 @@ class GridKernels:
         c = np.ascontiguousarray(c, dtype=np.float64)
         cmin = ASCENT_MIN_MASS * np.abs(c).reshape(len(c), -1).max(axis=1)
         args = (out, c, *self.inv_dx, self.iso, int(sweeps), cmin)
-        _first_use(k.ascend_critic_2d, *args)
+        _compile_polish(k.ascend_critic_2d, *args)
         k.ascend_critic_2d(*args)
         return out
 
@@ -302,8 +302,8 @@ class GridKernels:
         from otgrid.kernels import critic_numba as k
 
         out = np.array(p, dtype=np.float64, order="C")
-        _first_use(k.descend_flow_2d, out[0, 0], out[0, 1], *self.inv_dx, DESCENT_SWEEPS,
-                   DESCENT_MIN_SLOPE)
+        _compile_polish(k.descend_flow_2d, out[0, 0], out[0, 1], *self.inv_dx, DESCENT_SWEEPS,
+                        DESCENT_MIN_SLOPE)
         for b in range(len(out)):  # one problem after the other: the same bits in any batch
             k.descend_flow_2d(out[b, 0], out[b, 1], *self.inv_dx, DESCENT_SWEEPS,
                               DESCENT_MIN_SLOPE)
@@ -327,15 +327,10 @@ class GridKernels:
         return g
 
 
-def _first_use(kernel, *args) -> None:
-    """Compile (or load from Numba's cache) a polishing kernel of the certificate (the critic's
-    ascent, the flow's descent) for ``args`` where a check first polishes, with the solve's
-    clock stopped and the first-run note (:func:`otgrid._threads.compile_for`): not in the
-    warm-up, so a solve whose checks never polish does not compile them (about 1.5 s of a
-    first run together)."""
-    if kernel.signatures:
-        return
-    from otgrid._threads import announce_compilation, compile_for
+def _compile_polish(kernel, *args) -> None:
+    """Compile a polishing kernel of the certificate (the critic's ascent, the flow's descent)
+    where a check first polishes, off the solve's clock and announced: not in the warm-up, so
+    a solve whose checks never polish does not compile them (about 1.5 s of a first run)."""
+    from otgrid._threads import compile_on_first_use
 
-    announce_compilation([kernel], "otgrid.solve_critic")
-    compile_for(kernel, *args)
+    compile_on_first_use(kernel, "otgrid.solve_critic", *args)

@@ -16,7 +16,10 @@ import numpy as np
 
 from otgrid.pointcloud.ops_numpy import COST_KINDS, CloudOps
 
-__all__ = ["NumbaCloudOps"]
+# what the first-run note of the point-cloud kernels names (otgrid._threads)
+COMPILE_NOTE = "otgrid point-cloud solvers"
+
+__all__ = ["COMPILE_NOTE", "NumbaCloudOps"]
 
 _DENSE = 3
 # Problems with fewer pairs than this run the Numba kernels on one thread; larger ones choose
@@ -207,7 +210,7 @@ class NumbaCloudOps(CloudOps):
         if not kernel.signatures:
             from otgrid._threads import announce_compilation
 
-            announce_compilation([kernel], "otgrid point-cloud solvers")
+            announce_compilation([kernel], COMPILE_NOTE)
         return kernel
 
     def _call(self, name: str, parallel: bool, *args) -> None:

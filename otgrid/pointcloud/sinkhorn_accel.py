@@ -11,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.distance import cdist
 
-from otgrid._threads import compile_for
+from otgrid._threads import compile_on_first_use
 from otgrid.kernels import pointcloud_numba as kern
+from otgrid.pointcloud.ops_numba import COMPILE_NOTE
 from otgrid.pointcloud.problem import _Problem
 
 __all__ = ["NEWTON_AFTER", "NEWTON_EVERY", "NEWTON_MAX_M"]
@@ -66,8 +67,7 @@ class _Newton:
         r, c = P.sum(axis=1), P.sum(axis=0)
         act = np.flatnonzero(p.b[k] > 0)
         H = np.empty((act.size, act.size))
-        if not kern.newton_matrix.signatures:  # compiled off the solve's clock
-            compile_for(kern.newton_matrix, P, r, c, act, H)
+        compile_on_first_use(kern.newton_matrix, COMPILE_NOTE, P, r, c, act, H)
         kern.newton_matrix(P, r, c, act, H)
         H += (c[act].mean() / act.size)  # the constants direction: no change
         H[np.diag_indices_from(H)] += 1e-13 * c[act].max()

@@ -33,9 +33,10 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize
 
-from otgrid._threads import blas_one_thread, compile_for, solve_clock
+from otgrid._threads import blas_one_thread, compile_on_first_use, solve_clock
 from otgrid.kernels.laplacian_numba import laplacian_diagonal, laplacian_pcg
 from otgrid.pointcloud.backends import make_ops
+from otgrid.pointcloud.ops_numba import COMPILE_NOTE
 from otgrid.pointcloud.ops_numpy import log_weights
 from otgrid.pointcloud.problem import (
     _finish,
@@ -182,7 +183,7 @@ class _Newton:
         full = np.concatenate([(p.a * (p.mass * inv)[:, None]).ravel(),
                                (p.b * (p.mass * inv)[:, None]).ravel()])
         deg = np.empty(full.shape[0])
-        _first_use(laplacian_diagonal, indptr, indices, ar, bc, deg)
+        compile_on_first_use(laplacian_diagonal, COMPILE_NOTE, indptr, indices, ar, bc, deg)
         laplacian_diagonal(indptr, indices, ar, bc, deg)
         # (a node of zero weight has no curvature and a zero gradient: any shift, no step)
         shift = np.where(deg > 0.0, NEWTON_SHIFT * full, np.where(full > 0.0, full, 1.0))
@@ -194,7 +195,7 @@ class _Newton:
         rtol = min(0.1, float(np.sqrt(err.max()))) if err.size else 0.1
         d = np.empty_like(g)
         args = (indptr, indices, ar, bc, deg, shift, g, rtol, NEWTON_CG_MAXITER, d)
-        _first_use(laplacian_pcg, *args)
+        compile_on_first_use(laplacian_pcg, COMPILE_NOTE, *args)
         laplacian_pcg(*args)
         dphi, dpsi = d[:B * n].reshape(B, n), d[B * n:].reshape(B, m)
         gd = (ga * dphi).sum(axis=1) + (gb * dpsi).sum(axis=1)
@@ -495,9 +496,3 @@ def _method_name(counts: dict[str, int]) -> str:
         return "lbfgs"
     return "newton+lbfgs" if counts["lbfgs"] else "newton"
 
-
-def _first_use(kernel, *args) -> None:
-    """Compile ``kernel`` for ``args`` off the solve's clock where it has no code in this
-    process yet (:func:`otgrid._threads.compile_for`)."""
-    if not kernel.signatures:
-        compile_for(kernel, *args)
