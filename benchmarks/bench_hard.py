@@ -794,7 +794,7 @@ this problem at every check (the rescaled iterate is always the better candidate
    2.14 / 2.25 ms, at 1024² 12.8 / 13.5 → 12.0 / 12.8 ms (two interleaved runs). The Poisson
    section times the residual and the step together, less the residual: the cast now counts
    in the residual's time (before, in the Poisson solve's).
-29. **Less Python per iteration** (after the runs above; the same bits): the kernels' scalar
+29. **Less Python per iteration** (the same bits): the kernels' scalar
    arguments made once per dtype, the steps passed without copies, the step's dtype decided
    once, the check schedule read only from the first problem due. Interleaved, three runs
    each: 32² 28.8-43.2 → 22.6-29.0 µs an iteration, 64² 52.9-54.2 → 45.3-53.4 µs, 128²
