@@ -18,8 +18,10 @@ the device; literals appear only in stores.
 
 Kernels
 -------
-dual_step_{1d,2d}(f, u, y, f_out, tau, sigma, h..., iso)
-    ``f_out = f + tau u``; ``y <- shrink(y + sigma D(f + 2 tau u), sigma)`` in place.
+dual_step_{1d,2d}(f, u, y, f_out, tau, sigma, rho, h..., iso)
+    The step relaxed by ``rho`` (a scalar of the arrays' dtype; 1: the plain step):
+    ``f_out = f + rho tau u``; ``y <- y + rho (shrink(y + sigma D(f + 2 tau u), sigma) - y)``
+    in place.
 residual_{1d,2d}(c, y, r, h...)
     ``r = c - D^T y``.
 grad_norm_cells_{1d,2d}(f, out, h..., iso)
@@ -88,8 +90,9 @@ def _cell_2d(p, nx, ny):  # pragma: no cover - device code
 
 # ----------------------------------------------------------------------------------------- 1D
 @_kernel
-def dual_step_1d(f, u, y, f_out, tau, sigma, h, iso):  # pragma: no cover - device code
-    """``f_out = f + tau u``; ``y <- soft(y + sigma D(f + 2 tau u), sigma)`` (one thread/cell)."""
+def dual_step_1d(f, u, y, f_out, tau, sigma, rho, h, iso):  # pragma: no cover - device code
+    """``f_out = f + rho tau u``; ``y <- y + rho (soft(y + sigma D(f + 2 tau u), sigma) - y)``
+    (one thread/cell)."""
     nb, n = f.shape
     for p in range(cuda.grid(1), nb * n, cuda.gridsize(1)):
         b = p // n
@@ -98,16 +101,17 @@ def dual_step_1d(f, u, y, f_out, tau, sigma, h, iso):  # pragma: no cover - devi
         sb = sigma[b]
         fi = f[b, i]
         ui = u[b, i]
-        f_out[b, i] = fi + tb * ui
+        f_out[b, i] = fi + (rho * tb) * ui
         if i < n - 1:
             t2 = tb + tb
-            v = y[b, 0, i] + sb * ((f[b, i + 1] + t2 * u[b, i + 1] - (fi + t2 * ui)) * h)
+            y0 = y[b, 0, i]
+            v = y0 + sb * ((f[b, i + 1] + t2 * u[b, i + 1] - (fi + t2 * ui)) * h)
             if v > sb:
-                y[b, 0, i] = v - sb
+                y[b, 0, i] = y0 + rho * (v - sb - y0)
             elif v < -sb:
-                y[b, 0, i] = v + sb
+                y[b, 0, i] = y0 + rho * (v + sb - y0)
             else:
-                y[b, 0, i] = 0.0
+                y[b, 0, i] = y0 - rho * y0
         else:
             y[b, 0, i] = 0.0
 
@@ -189,8 +193,9 @@ def unit_directions_1d(y, top, out, iso):  # pragma: no cover - device code
 
 # ----------------------------------------------------------------------------------------- 2D
 @_kernel
-def dual_step_2d(f, u, y, f_out, tau, sigma, hx, hy, iso):  # pragma: no cover - device code
-    """``f_out = f + tau u``; ``y <- shrink(y + sigma D(f + 2 tau u), sigma)`` (one thread/cell).
+def dual_step_2d(f, u, y, f_out, tau, sigma, rho, hx, hy, iso):  # pragma: no cover - device code
+    """``f_out = f + rho tau u``; ``y <- y + rho (shrink(y + sigma D(f + 2 tau u), sigma) - y)``
+    (one thread/cell).
 
     Each thread reads its cell and its two forward neighbours of ``f`` and ``u`` and reads and
     writes only its own cell of ``y`` and ``f_out``: no two threads write the same address.
@@ -203,37 +208,48 @@ def dual_step_2d(f, u, y, f_out, tau, sigma, hx, hy, iso):  # pragma: no cover -
         t2 = tb + tb
         fij = f[b, i, j]
         uij = u[b, i, j]
-        f_out[b, i, j] = fij + tb * uij
+        f_out[b, i, j] = fij + (rho * tb) * uij
         fb = fij + t2 * uij
-        vx = y[b, 0, i, j]
-        vy = y[b, 1, i, j]
+        y0 = y[b, 0, i, j]
+        y1 = y[b, 1, i, j]
+        vx = y0
+        vy = y1
         if i < nx - 1:
             vx += sb * ((f[b, i + 1, j] + t2 * u[b, i + 1, j] - fb) * hx)
         if j < ny - 1:
             vy += sb * ((f[b, i, j + 1] + t2 * u[b, i, j + 1] - fb) * hy)
+        # (statements, not conditional expressions: a float32 branch and a 0.0 literal would
+        # unify to float64 and convert every stored value twice; a shrunk-to-zero value
+        # relaxes to y0 - rho y0)
         if iso:
             nv = math.sqrt(vx * vx + vy * vy)
-            # (statements, not conditional expressions: a float32 branch and a 0.0 literal
-            # would unify to float64 and convert every stored value twice)
             if nv > sb and i < nx - 1:
-                y[b, 0, i, j] = vx * ((nv - sb) / nv)
+                y[b, 0, i, j] = y0 + rho * (vx * ((nv - sb) / nv) - y0)
+            elif i < nx - 1:
+                y[b, 0, i, j] = y0 - rho * y0
             else:
                 y[b, 0, i, j] = 0.0
             if nv > sb and j < ny - 1:
-                y[b, 1, i, j] = vy * ((nv - sb) / nv)
+                y[b, 1, i, j] = y1 + rho * (vy * ((nv - sb) / nv) - y1)
+            elif j < ny - 1:
+                y[b, 1, i, j] = y1 - rho * y1
             else:
                 y[b, 1, i, j] = 0.0
         else:
             if i < nx - 1 and vx > sb:
-                y[b, 0, i, j] = vx - sb
+                y[b, 0, i, j] = y0 + rho * (vx - sb - y0)
             elif i < nx - 1 and vx < -sb:
-                y[b, 0, i, j] = vx + sb
+                y[b, 0, i, j] = y0 + rho * (vx + sb - y0)
+            elif i < nx - 1:
+                y[b, 0, i, j] = y0 - rho * y0
             else:
                 y[b, 0, i, j] = 0.0
             if j < ny - 1 and vy > sb:
-                y[b, 1, i, j] = vy - sb
+                y[b, 1, i, j] = y1 + rho * (vy - sb - y1)
             elif j < ny - 1 and vy < -sb:
-                y[b, 1, i, j] = vy + sb
+                y[b, 1, i, j] = y1 + rho * (vy + sb - y1)
+            elif j < ny - 1:
+                y[b, 1, i, j] = y1 - rho * y1
             else:
                 y[b, 1, i, j] = 0.0
 
@@ -338,8 +354,9 @@ def unit_directions_2d(y, top, out, iso):  # pragma: no cover - device code
 def _signatures(ndim: int, dt: _t.Float) -> list[tuple[object, tuple]]:
     """``(kernel, argument types)`` of every launch of the backend for ``ndim`` axes in ``dt``.
 
-    The array types are those numba gives C-contiguous CuPy arrays; the scalars ``h`` are of
-    the arrays' dtype (the backend passes ``dt.type(1 / dx)``), ``iso`` a bool; per-cell
+    The array types are those numba gives C-contiguous CuPy arrays; the scalars ``h`` and the
+    relaxation ``rho`` are of the arrays' dtype (the backend passes ``dt.type(1 / dx)``),
+    ``iso`` a bool; per-cell
     outputs and the threshold ``top`` are float64 whatever ``dt``.
     """
     g, y, s = _t.Array(dt, ndim + 1, "C"), _t.Array(dt, ndim + 2, "C"), _t.Array(dt, 1, "C")
@@ -349,7 +366,7 @@ def _signatures(ndim: int, dt: _t.Float) -> list[tuple[object, tuple]]:
              flow_norm_cells_1d, corrected_flow_1d, unit_directions_1d),
          2: (dual_step_2d, residual_2d, grad_norm_cells_2d, grad_sq_cells_2d,
              flow_norm_cells_2d, corrected_flow_2d, unit_directions_2d)}[ndim]
-    return [(k[0], (g, g, y, g, s, s, *hs, iso)), (k[1], (g, y, g, *hs)),
+    return [(k[0], (g, g, y, g, s, s, dt, *hs, iso)), (k[1], (g, y, g, *hs)),
             (k[2], (g, cells, *hs, iso)), (k[3], (g, cells, *hs)),
             (k[4], (y, g, cells, *hs, iso)), (k[5], (y, g, y, *hs)), (k[6], (y, top, y, iso))]
 

@@ -10,8 +10,10 @@ Steps ``tau``, ``sigma`` are arrays of shape ``(B,)``: one per problem.
 
 Kernels
 -------
-dual_step_{1d,2d}(f, u, y, f_out, tau, sigma, h..., iso)
-    ``f_out = f + tau u``; ``y <- shrink(y + sigma D(f + 2 tau u), sigma)`` in place.
+dual_step_{1d,2d}(f, u, y, f_out, tau, sigma, rho, h..., iso)
+    The step relaxed by ``rho`` (a scalar of the arrays' dtype; 1: the plain step):
+    ``f_out = f + rho tau u``; ``y <- y + rho (shrink(y + sigma D(f + 2 tau u), sigma) - y)``
+    in place.
 residual_1d(c, y, r, h), residual_2d(c, y, r, r2, hx, hy)
     ``r = c - D^T y``; in 2D also into ``r2``, rounded to its dtype (the float32 copy that the
     Poisson step transforms, in the same pass; ``r`` itself where no copy is needed).
@@ -113,19 +115,21 @@ def _soft(v, t):
 
 # ----------------------------------------------------------------------------------------- 1D
 @njit(cache=True, parallel=True)
-def dual_step_1d(f, u, y, f_out, tau, sigma, h, iso):
+def dual_step_1d(f, u, y, f_out, tau, sigma, rho, h, iso):
     nb, n = f.shape
     for b in prange(nb):
         tb = tau[b]
         sb = sigma[b]
         t2 = 2.0 * tb
+        rt = rho * tb
         for i in range(n - 1):
             fb0 = f[b, i] + t2 * u[b, i]
             fb1 = f[b, i + 1] + t2 * u[b, i + 1]
-            y[b, 0, i] = _soft(y[b, 0, i] + sb * (fb1 - fb0) * h, sb)
-            f_out[b, i] = f[b, i] + tb * u[b, i]
+            y0 = y[b, 0, i]
+            y[b, 0, i] = y0 + rho * (_soft(y0 + sb * (fb1 - fb0) * h, sb) - y0)
+            f_out[b, i] = f[b, i] + rt * u[b, i]
         y[b, 0, n - 1] = 0.0
-        f_out[b, n - 1] = f[b, n - 1] + tb * u[b, n - 1]
+        f_out[b, n - 1] = f[b, n - 1] + rt * u[b, n - 1]
 
 
 @njit(cache=True, parallel=True)
@@ -166,7 +170,7 @@ def flow_cost_1d(y, u, h, iso, rows):
 
 # ----------------------------------------------------------------------------------------- 2D
 @njit(cache=True, parallel=True)
-def dual_step_2d(f, u, y, f_out, tau, sigma, hx, hy, iso):
+def dual_step_2d(f, u, y, f_out, tau, sigma, rho, hx, hy, iso):
     nb, nx, ny = f.shape
     for row in prange(nb * nx):
         b = row // nx
@@ -174,17 +178,20 @@ def dual_step_2d(f, u, y, f_out, tau, sigma, hx, hy, iso):
         tb = tau[b]
         sb = sigma[b]
         t2 = 2.0 * tb
+        rt = rho * tb
         for j in range(ny):
             fb = f[b, i, j] + t2 * u[b, i, j]
-            f_out[b, i, j] = f[b, i, j] + tb * u[b, i, j]
+            f_out[b, i, j] = f[b, i, j] + rt * u[b, i, j]
             gx = 0.0
             gy = 0.0
             if i < nx - 1:
                 gx = (f[b, i + 1, j] + t2 * u[b, i + 1, j] - fb) * hx
             if j < ny - 1:
                 gy = (f[b, i, j + 1] + t2 * u[b, i, j + 1] - fb) * hy
-            vx = y[b, 0, i, j] + sb * gx
-            vy = y[b, 1, i, j] + sb * gy
+            y0 = y[b, 0, i, j]
+            y1 = y[b, 1, i, j]
+            vx = y0 + sb * gx
+            vy = y1 + sb * gy
             if iso:
                 nv = np.sqrt(vx * vx + vy * vy)
                 s = 1.0 - sb / nv if nv > sb else 0.0
@@ -193,6 +200,8 @@ def dual_step_2d(f, u, y, f_out, tau, sigma, hx, hy, iso):
             else:
                 vx = _soft(vx, sb)
                 vy = _soft(vy, sb)
+            vx = y0 + rho * (vx - y0)
+            vy = y1 + rho * (vy - y1)
             y[b, 0, i, j] = vx if i < nx - 1 else 0.0
             y[b, 1, i, j] = vy if j < ny - 1 else 0.0
 

@@ -188,11 +188,13 @@ class CudaGridKernels(GridKernels):
 
     # -- loop body -----------------------------------------------------------------------------
     @_on_own_device
-    def dual_step(self, f: Any, u: Any, y: Any, f_out: Any, tau: Any, sigma: Any) -> None:
-        """``f_out = f + tau u``; ``y <- shrink(y + sigma D(f + 2 tau u), sigma)`` in place."""
-        dt = f.dtype
+    def dual_step(self, f: Any, u: Any, y: Any, f_out: Any, tau: Any, sigma: Any,
+                  rho: float = 1.0) -> None:
+        """The step relaxed by ``rho`` (1: the plain step): ``f_out = f + rho tau u``;
+        ``y <- y + rho (shrink(y + sigma D(f + 2 tau u), sigma) - y)`` in place."""
+        dt = np.dtype(f.dtype)
         launch(self._dual, f.size, f, u, y, f_out, self._device_steps(tau, dt),
-               self._device_steps(sigma, dt), *self._h(dt), self.iso)
+               self._device_steps(sigma, dt), dt.type(rho), *self._h(dt), self.iso)
 
     @_on_own_device
     def residual(self, c: Any, y: Any, r: Any) -> None:

@@ -172,9 +172,10 @@ class NumbaGridKernels(GridKernels):
             return None
         return m.astype(dt)
 
-    def dual_step(self, f, u, y, f_out, tau, sigma) -> None:
-        self._d(f, u, y, f_out, tau.astype(f.dtype, copy=False),
-                sigma.astype(f.dtype, copy=False), *self._h(f.dtype), self.iso)
+    def dual_step(self, f, u, y, f_out, tau, sigma, rho: float = 1.0) -> None:
+        dt = f.dtype
+        self._d(f, u, y, f_out, tau.astype(dt, copy=False), sigma.astype(dt, copy=False),
+                dt.type(rho), *self._h(dt), self.iso)
 
     def residual(self, c, y, r) -> None:
         if self.ndim == 1:

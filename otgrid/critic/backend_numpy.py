@@ -188,13 +188,15 @@ class GridKernels:
         return np.dtype(r.dtype if dt is None or r.dtype != np.float64 else dt)
 
     # -- loop body ---------------------------------------------------------------------------
-    def dual_step(self, f, u, y, f_out, tau, sigma) -> None:
-        """``f_out = f + tau u``; ``y <- shrink(y + sigma D(f + 2 tau u), sigma)`` in place."""
+    def dual_step(self, f, u, y, f_out, tau, sigma, rho: float = 1.0) -> None:
+        """The step relaxed by ``rho`` (1: the plain step): ``f_out = f + rho tau u``;
+        ``y <- y + rho (shrink(y + sigma D(f + 2 tau u), sigma) - y)`` in place."""
+        p = f.dtype.type(rho)
         for b in range(f.shape[0]):
             t, s = f.dtype.type(tau[b]), f.dtype.type(sigma[b])
             fb = f[b] + (2 * t) * u[b]
-            np.add(f[b], t * u[b], out=f_out[b])
-            y[b] = ops.shrink(y[b] + s * ops.grad(fb, self.inv_dx), s, self.norm)
+            np.add(f[b], (p * t) * u[b], out=f_out[b])
+            y[b] += p * (ops.shrink(y[b] + s * ops.grad(fb, self.inv_dx), s, self.norm) - y[b])
 
     def residual(self, c, y, r) -> None:
         """``r = c - D^T y`` in place."""

@@ -73,9 +73,13 @@ class Best:
         gap = self.upper[ids] - self.lower[ids]
         near = (np.isfinite(gap) & (gap <= polish_below * self.upper[ids])
                 & (gap > done_below * self.upper[ids]))
+        js = np.flatnonzero(near & np.isfinite(fresh_low))
+        start = (cert.xp.stack([fresh[j][0][fresh[j][1]] / fresh[j][2] for j in js])
+                 if js.size else None)
+        # the candidates (up to three grid arrays per problem) go before the polish allocates
+        del cands, fresh, cand
         self._descend(cert, ids, np.flatnonzero(near), y64, u64)
-        self._ascend(cert, ids, np.flatnonzero(near & np.isfinite(fresh_low)), c64, fresh,
-                     ascend_sweeps)
+        self._ascend(cert, ids, js, c64, start, ascend_sweeps)
 
     def _descend(self, cert, ids, js, y64, u64) -> None:
         """Keep the descent of this check's flows ``js`` (positions in ``ids``) where it beats
@@ -83,25 +87,27 @@ class Best:
         if not js.size:
             return
         xp = cert.xp
-        jx = xp.asarray(js)
-        p = cert.descend(cert.corrected_flow(y64[jx], u64[jx]))
+        if js.size < u64.shape[0]:  # (all: no copies)
+            jx = xp.asarray(js)
+            y64, u64 = y64[jx], u64[jx]
+        p = cert.descend(cert.corrected_flow(y64, u64))
         if p is None:
             return
-        cost = cert.flow_cost(p, xp.zeros_like(u64[jx]))
+        cost = cert.flow_cost(p, xp.zeros((js.size, *u64.shape[1:]), dtype=u64.dtype))
         for j in np.flatnonzero(cost < self.upper[ids[js]]):
             b = ids[js[j]]
             self.upper[b] = cost[j]
             self.flow_y[b] = p[j]
             self.flow_u[b] = 0.0
 
-    def _ascend(self, cert, ids, js, c64, fresh, sweeps) -> None:
-        """Keep the ascent of this check's best critics ``fresh[j]`` (``js``: positions in
-        ``ids``) where it beats the best lower bound. Not the best kept so far: once that has
-        been ascended it sits at a fixed point of the sweeps, while the iterate goes on."""
+    def _ascend(self, cert, ids, js, c64, start, sweeps) -> None:
+        """Keep the ascent of this check's best critics ``start`` (feasible, one per entry of
+        ``js``: positions in ``ids``) where it beats the best lower bound. Not the best kept so
+        far: once that has been ascended it sits at a fixed point of the sweeps, while the
+        iterate goes on."""
         if not js.size:
             return
         xp = cert.xp
-        start = xp.stack([fresh[j][0][fresh[j][1]] / fresh[j][2] for j in js])
         jx = xp.asarray(js)
         g = cert.ascend(start, c64[jx], sweeps)
         if g is not None:

@@ -29,7 +29,10 @@ in 3D at 64^3 with the NumPy backend (estimate 58), 27.7 per problem for a batch
 (estimate 28 then). The estimate is meant to be at or slightly above the measured peak. Since
 then: the float32 Poisson step with a float64 correction at checks (one array more per problem,
 counted: 28.6 per problem for a batch of 4 at 64^2, estimate 29) and its Thomas factors (one
-array per grid, in the margin).
+array per grid, in the margin). The relaxed iteration brings that batch's checks near the
+tolerance, where they polish: 30.6 per problem until the check's candidate critics were freed
+before the polish allocates and the descent stopped copying the flows of a whole batch; 27.4
+since.
 
 :func:`available_memory` reads what this process may still use (``MemAvailable`` of
 ``/proc/meminfo``, the cgroup's ``memory.max`` minus ``memory.current``, and the

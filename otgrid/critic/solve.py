@@ -13,8 +13,9 @@ preconditioned by ``(D^T D)^{-1}`` (Jacobs, Léger, Li & Osher 2019, "G-prox PDH
 .. code-block:: text
 
     u     = (D^T D)^+ (c - D^T y)              # one DCT pair
-    f_new = f + tau u
-    y     = shrink(y + sigma D(2 f_new - f), sigma),   sigma = 1 / tau
+    f_hat = f + tau u
+    y_hat = shrink(y + sigma D(2 f_hat - f), sigma),   sigma = 1 / tau
+    f, y  = f + rho (f_hat - f), y + rho (y_hat - y)   # relaxed: iterate.RELAXATION[norm]
 
 The preconditioned step needs ``tau sigma |D (D^T D)^{-1/2}|^2 = tau sigma <= 1`` whatever the
 grid, and the same ``u`` is the Poisson correction that makes ``y + D u`` an exactly feasible

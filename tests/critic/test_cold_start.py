@@ -44,7 +44,7 @@ def test_serial_twins_compute_what_the_parallel_kernels_compute(shape, iso):
         kern = {n: getattr(k, n + d + suffix) for n in (
             "dual_step", "residual", "grad_stats", "flow_cost", "repair_critic")}
         yy, f_out, r = y.copy(), np.empty_like(f), np.empty_like(f)
-        kern["dual_step"](f, u, yy, f_out, tau, 1.0 / tau, *h, iso)
+        kern["dual_step"](f, u, yy, f_out, tau, 1.0 / tau, 1.8, *h, iso)
         if len(shape) == 1:
             kern["residual"](f, yy, r, *h)
         else:

@@ -162,9 +162,10 @@ class Dense:
             return v * np.where(n > s, (n - s) / np.where(n > 0, n, 1.0), 0.0)
         return np.sign(v) * np.maximum(np.abs(v) - s, 0.0)
 
-    def dual_step(self, f, u, y, tau, sigma):
+    def dual_step(self, f, u, y, tau, sigma, rho=1.0):
         fb = f + 2 * tau * u
-        return f + tau * u, self.shrink(y + sigma * self.grad(fb), sigma) * self.mask()
+        plain = self.shrink(y + sigma * self.grad(fb), sigma) * self.mask()
+        return f + rho * tau * u, y + rho * (plain - y)
 
     def lstsq(self, a, b):
         """Minimum-norm least-squares solution (zero mean where ``a``'s null space is 1)."""
@@ -214,11 +215,11 @@ def test_loop_body_matches_the_definitions(shape, dx, norm, dtype, limits):
     tol = _tol(dtype)
     with cu.session():
         fd, ud, yd = cu.to_device(f), cu.to_device(u), cu.to_device(y)
-        for tau in (np.array([0.3, 1.7]), np.array([2.5, 0.05])):
+        for tau, rho in ((np.array([0.3, 1.7]), 1.0), (np.array([2.5, 0.05]), 1.8)):
             f_out, y_dev = cu.xp.empty_like(fd), yd.copy()
-            cu.dual_step(fd, ud, y_dev, f_out, tau, 1.0 / tau)
+            cu.dual_step(fd, ud, y_dev, f_out, tau, 1.0 / tau, rho)
             for b in range(2):
-                f_ref, y_ref = ref.dual_step(f[b], u[b], y[b], tau[b], 1.0 / tau[b])
+                f_ref, y_ref = ref.dual_step(f[b], u[b], y[b], tau[b], 1.0 / tau[b], rho)
                 np.testing.assert_allclose(cu.to_host(f_out)[b], f_ref, **tol)
                 np.testing.assert_allclose(cu.to_host(y_dev)[b], y_ref, **tol)
         r = cu.xp.empty_like(fd)

@@ -59,11 +59,17 @@ def test_batched_numba_kernels_match_numpy_reference(shape, norm, dtype):
         idx[1], idx[2 + k] = k, -1
         y[tuple(idx)] = 0
     tau = np.array([0.5, 2.0, 7.0])
+    rho = 1.8
     rtol = 1e-12 if dtype == np.float64 else 2e-5
     outs = []
     for kern in (ref, fast):
         yy, fo, r = y.copy(), np.empty_like(f), np.empty_like(f)
-        kern.dual_step(f, u, yy, fo, tau, 1.0 / tau)
+        kern.dual_step(f, u, yy, fo, tau, 1.0 / tau, rho)
+        # relaxed: rho times the move of the plain step (rho = 1)
+        y1, f1 = y.copy(), np.empty_like(f)
+        kern.dual_step(f, u, y1, f1, tau, 1.0 / tau)
+        np.testing.assert_allclose(yy, y + rho * (y1 - y), rtol=rtol, atol=rtol)
+        np.testing.assert_allclose(fo, f + rho * (f1 - f), rtol=rtol, atol=rtol)
         kern.residual(f, y, r)
         # (repair is not compared: every backend runs the same Numba sweep; its properties
         # are tested against the constraint's definition in test_critic_properties.py)
@@ -74,7 +80,7 @@ def test_batched_numba_kernels_match_numpy_reference(shape, norm, dtype):
     # each problem of the batch is the same as solving it alone
     for b in range(nb):
         yy, fo = y[b:b + 1].copy(), np.empty_like(f[b:b + 1])
-        fast.dual_step(f[b:b + 1], u[b:b + 1], yy, fo, tau[b:b + 1], 1.0 / tau[b:b + 1])
+        fast.dual_step(f[b:b + 1], u[b:b + 1], yy, fo, tau[b:b + 1], 1.0 / tau[b:b + 1], rho)
         np.testing.assert_allclose(yy[0], outs[1][0][b], rtol=rtol, atol=rtol)
     # plain-NumPy check of one reduction, independent of both backends
     g = np.stack([ops.grad(fb.astype(np.float64), [1 / h for h in dx]) for fb in f])
@@ -118,8 +124,11 @@ def test_batch_brackets_references_and_matches_single_solves(backend, norm):
 
 
 def test_batch_stops_each_problem_on_its_own():
-    grid, mus, nu = _batch_problem()
-    mus = np.concatenate([mus, nu[None]])  # problem 3: mu == nu, W = 0
+    grid, _, nu = _batch_problem()
+    # sources of different widths: problems of different difficulty (alone: 380, 535 and
+    # 390 iterations)
+    mus = np.stack([_gauss_2d(grid, (1.0, 0.0)), _gauss_2d(grid, (0.0, -1.5), 0.3),
+                    _gauss_2d(grid, (0.5, 0.5), 0.6), nu])  # problem 3: mu == nu, W = 0
     seen: dict[int, int] = {}
 
     def cb(info):
