@@ -162,6 +162,7 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
     polish_below = polish_near(tol) if polish else None
     sweeps = ascent_sweeps(tol)
     rho = RELAXATION[kern.norm]
+    restart_every = RESTART_EVERY[kern.norm]
     f_out, r = xp.empty_like(f), xp.empty_like(f)
     # restart state (per problem): anchors, the fixed-point residual at the last restart
     f_anchor, y_anchor = f.copy(), y.copy()
@@ -247,7 +248,7 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
                     # r of the remaining problems: a restart check below may read it
                     f_out, r = xp.empty_like(f), r[kx]
                 first_due = min(int(nxt.min()), max_iter)
-            check_restart = adaptive and k > 0 and k % RESTART_EVERY == 0
+            check_restart = adaptive and k > 0 and k % restart_every == 0
             if check_restart:
                 y_prev = y.copy()
                 ur = kern.dot(u, r)

@@ -17,7 +17,15 @@ __all__ = ["RESTART_EVERY", "decide_restarts", "restart"]
 # is only applied in the direction that helps the lagging side of the certificate (the critic's
 # infeasibility loss vs the flow's correction loss), and tau stays within [tau0/16, 16 tau0]:
 # 240 / 1 920 and 1 280 / 6 940.
-RESTART_EVERY = 64
+# The restart criteria are read every RESTART_EVERY[norm] iterations. With the relaxed
+# iteration (iterate.RELAXATION), euclidean, every 32 instead of 64 (work summed over the nine
+# problems of benchmarks/bench_hard.py, numba backend): 256^2, 1e-4 2 050 -> 1 776 (every 128:
+# 2 433); 1e-6 16 898 -> 16 709 (every 16: 18 627); 128^2, 1e-4 2 295 -> 1 688, 1e-6 10 740 ->
+# 10 296 (every 48: 1 867 and 11 423); 64^2, 1e-6 26 361 -> 18 152 (counts at 1e-6 swing by
+# problem: 25gaussians 12 632 -> 1 581, swissroll 3 410 -> 6 050); 512^2 funnel pairs 661 ->
+# 574, 1024^2 8gaussians 96 -> 92. Cityblock, 128^2, 1e-6: 3 918 -> 4 461 (256^2, 1e-4, five
+# of the problems 861 -> 747): 64 stays there.
+RESTART_EVERY = {"euclidean": 32, "cityblock": 64}
 _PW_THETA = 0.5
 _PW_CAP = 16.0
 _BETA_SUFFICIENT, _BETA_NECESSARY, _BETA_ARTIFICIAL = 0.2, 0.8, 0.36

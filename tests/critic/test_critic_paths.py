@@ -356,7 +356,8 @@ def test_restart_checks_read_the_residual_after_a_problem_leaves(monkeypatch):
     from otgrid.critic import iterate as it
     from otgrid.critic.backend_numba import NumbaGridKernels
 
-    monkeypatch.setattr(it, "RESTART_EVERY", 1)  # a restart check on every iteration
+    # a restart check on every iteration
+    monkeypatch.setattr(it, "RESTART_EVERY", {"euclidean": 1, "cityblock": 1})
     errors: list[float] = []
     plain_dot = NumbaGridKernels.dot
 

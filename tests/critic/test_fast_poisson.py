@@ -143,7 +143,7 @@ def test_checks_correct_the_flow_in_float64(monkeypatch):
 
     monkeypatch.setattr(it, "Best", Checked)
     grid, mu, nu = _eight_gaussians(64)
-    assert og.solve_critic(mu, nu, grid, tol=1e-5, backend="numba").converged
+    assert og.solve_critic(mu, nu, grid, tol=1e-6, backend="numba").converged
     assert len(checked) > 10 and max(checked) < 1e-12
 
 
