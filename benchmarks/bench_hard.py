@@ -292,6 +292,8 @@ def _coarse_tol_x10(tol: float) -> float:
 # The ablation: module attributes of the solver set to other values, one variant at a time
 # (module, attribute, value). "coarse tol x10": the multilevel start's coarse solves stop at 10
 # times the requested relative gap, as in 0.1.0 (now at the requested gap, floor 1e-5).
+# (``iterate.RELAXATION`` and ``RESTART_EVERY`` are read from ``otgrid.critic.iterate``, which
+# imports ``RESTART_EVERY``: the variant sets it there.)
 ABLATIONS: dict[str, list[tuple[str, str, object]]] = {
     "default": [],
     "coarse tol x10 (0.1.x)": [("otgrid.critic.multilevel", "coarse_tol", _coarse_tol_x10)],
@@ -309,6 +311,10 @@ ABLATIONS: dict[str, list[tuple[str, str, object]]] = {
     "no flow descent": [("otgrid.critic.backend_numpy", "DESCENT_SWEEPS", 0)],
     "polish (ascent, descent) in the coarse solves too": [
         ("otgrid.critic.multilevel", "ASCEND_COARSE", True)],
+    "plain steps (no relaxation)": [
+        ("otgrid.critic.iterate", "RELAXATION", {"euclidean": 1.0, "cityblock": 1.0})],
+    "restart criteria every 64 (not 32)": [
+        ("otgrid.critic.iterate", "RESTART_EVERY", {"euclidean": 64, "cityblock": 64})],
 }
 
 
