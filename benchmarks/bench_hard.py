@@ -805,6 +805,37 @@ this problem at every check (the rescaled iterate is always the better candidate
    once, the check schedule read only from the first problem due. Interleaved, three runs
    each: 32² 28.8-43.2 → 22.6-29.0 µs an iteration, 64² 52.9-54.2 → 45.3-53.4 µs, 128²
    157-165 → 141-150 µs, 256² within the noise.
+30. **The iteration over-relaxed** (`otgrid.critic.iterate.RELAXATION`, 1.8 with the euclidean
+   norm, 1.5 with the cityblock one): each step moves the critic and the flow `rho` times as
+   far as the plain preconditioned step, `f += rho tau u`, `y += rho (y_plain - y)` (the
+   extrapolation inside the step unchanged): the relaxed proximal point method in the
+   iteration's metric, convergent for `rho` in (0, 2) also where that metric is degenerate, as
+   here with `tau sigma = 1` (Bredies, Chenchene, Lorenz & Naldi 2022). One more multiply-add
+   per value in the dual step's pass; every backend's `dual_step` takes `rho`. Work summed over
+   the nine problems (numba backend), `rho` = 1 against the others: 256², 1e-6 27 206 → 16 898
+   (1.8) / 18 487 (1.9), every problem less at both; 128², 1e-6 17 244 → 11 731 (1.7) / 10 740
+   (1.8) / 11 093 (1.9); 256², 1e-4 2 885 → 2 141 (1.6) / 2 050 (1.8) / 1 949 (1.9); 128²,
+   1e-4 2 915 → 2 270 / 2 295 / 2 293 (1.6 / 1.8 / 1.9); 64², 1e-4 3 717 → 2 388 / 2 319 /
+   2 254; 512² funnel pairs 990 → 661 (1.8), 1024² 8gaussians 155 → 96. The cityblock norm
+   (an LP, with the critic recovered from the flow) wants less: 128², 1e-6, 1.3 / 1.5 / 1.7
+   give 4 466 / 3 918 / 4 427; on five of the problems 1 / 1.5 / 1.9 give 2 480 / 2 243 /
+   4 284, and at 256², 1e-4, 1 010 / 861 / 934. 1.8 rather than 1.9 for the euclidean norm
+   because 1e-6 is the default tolerance. A batch of 4 at 64² now polishes at its checks, and
+   its traced peak rose to 30.6 grid arrays per problem, above the memory estimate (29): the
+   check frees its candidate critics before the polish allocates, and the descent no longer
+   copies a whole batch's flows (27.4).
+31. **Restart criteria every 32 iterations with the euclidean norm** (`RESTART_EVERY`, per
+   norm; 64 before and still with the cityblock one). Every 16 was tried twice before (1e-6
+   suffered); with the relaxation, 32 against 64 (work summed over the nine): 256², 1e-4
+   2 050 → 1 776, 1e-6 16 898 → 16 709 (every 16: 18 627; every 128 at 1e-4: 2 433); 128²,
+   1e-4 2 295 → 1 688, 1e-6 10 740 → 10 296 (every 48: 1 867 and 11 423); 64², 1e-6 26 361 →
+   18 152; 512² funnel pairs 661 → 574; 1024² 8gaussians 96 → 92. At 1e-6 the Gaussian pair
+   takes 747 instead of 467 and 8gaussians 2 051 instead of 2 710 (counts at 1e-6 swing by
+   problem). Cityblock, 128², 1e-6: 3 918 → 4 461 (but 861 → 747 on five problems at 256²,
+   1e-4): 64 stays there. With both, the coarse floor (1e-6 / 2e-6 / 4e-6: 17 277 / 16 709 /
+   22 323 at 256², 1e-6) and the polish thresholds (`_ASCENT_NEAR_TIGHT` 4 / 6 / 10: 16 793 /
+   16 709 / 16 555; `_ASCENT_NEAR` 2 / 3 / 5 at 1e-4: 1 830 / 1 776 / 1 613 work for 1.58 /
+   1.57 / 1.71 s) were measured again and kept.
 
 ### Tried and not kept
 
@@ -947,6 +978,16 @@ this problem at every check (the rescaled iterate is always the better candidate
 - **Keeping 1e-5 on the grids coarsened twice or more** (2e-6 on the first coarse grid only,
   since the deeper grids' own discretisation error is larger): at 128², 1e-6, work 25 130 and
   6.73 s against 19 245 and 5.41 s with 2e-6 on every coarse grid.
+- **With the relaxation: the primal weight's cap at 64 (not 16) or its update's `theta` 0.3
+  (not 0.5)**: 256², 1e-6, work 16 620 and 20 456 against 16 709, by problem 705 / 2 657 /
+  3 370 / 4 352 ... against 747 / 2 051 / 4 120 / 2 912: no consistent change.
+- **The predicted check aimed below the tolerance** (the line through the last two checks'
+  gaps taken to 0.8 or 0.6 tol, so that fewer checks approach tol from above): 256², 1e-6,
+  17 990 and 19 474 work against 16 709.
+- **SciPy's DCT on one worker from 384² to 768²** (the parallel kernels' DCT pair uses all
+  cores from 512²): a DCT pair along y in float32, medians of 40, three rounds: 512² 0.61 ms on
+  one worker against 0.48-0.53 on two, 640² 0.99-1.02 against 1.22-1.27, 768² 1.44-1.51
+  against 1.02-1.65: no clear threshold to move.
 - **A multigrid V-cycle instead of the exact Poisson solve** (estimated, not built): at 256²
   a V(1,1) cycle in float32 streams about seven passes over the grid (0.2-0.3 ms), no less
   than the DCT along y and the tridiagonal solves (0.26 ms), and it would make the

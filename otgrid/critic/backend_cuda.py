@@ -276,10 +276,10 @@ class CudaGridKernels(GridKernels):
         return self._on_host(
             lambda gh: super(CudaGridKernels, self).ascend(gh, c_host, sweeps), g)
 
-    def descend(self, p: Any) -> Any:
+    def descend(self, p: Any, own: bool = False) -> Any:
         """The flows' descent (:meth:`GridKernels.descend`), on the host with the Numba CPU
         kernel (Gauss-Seidel sweeps) and back to the device; checks only."""
-        return self._on_host(super().descend, p)
+        return self._on_host(lambda ph: super(CudaGridKernels, self).descend(ph, own=own), p)
 
     def repair(self, f: Any) -> Any:
         """A feasible critic near ``f`` by the sequential sweep, run on the host (a round trip).

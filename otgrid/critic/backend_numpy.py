@@ -159,6 +159,14 @@ class GridKernels:
         """``sum_i a_i^2`` per problem, in float64."""
         return self.dot(a, a)
 
+    def flush(self, y, below) -> None:
+        """Set to zero, in place, the values of ``y`` ``(B, ...)`` whose magnitude is below
+        ``below[b]`` (a host array ``(B,)``); array operations, so every backend shares it
+        (one problem at a time: the temporaries of one problem's flow)."""
+        for b, t in enumerate(np.asarray(below, dtype=np.float64)):
+            yb = y[b]
+            yb[self.xp.abs(yb) < t] = 0
+
     # -- shared: the Poisson solve -----------------------------------------------------------
     def poisson(self, r: np.ndarray) -> np.ndarray:
         """Zero-mean solution ``u`` of ``D^T D u = r`` per problem, dtype of ``r`` (DCT-II)."""
@@ -293,17 +301,18 @@ class GridKernels:
         k.ascend_critic_2d(*args)
         return out
 
-    def descend(self, p: np.ndarray) -> np.ndarray | None:
+    def descend(self, p: np.ndarray, own: bool = False) -> np.ndarray | None:
         """A copy of the feasible flows ``p`` (``(B, 2, nx, ny)``) with circulations added
         around the plaquettes that lower ``sum_i |p_i|`` and keep ``D^T p`` (2D, Euclidean
-        norm, with :data:`DESCENT_SWEEPS` > 0; None otherwise). See
+        norm, with :data:`DESCENT_SWEEPS` > 0; None otherwise); ``own``: ``p`` itself where it
+        is a float64 C-ordered host array (the caller's temporary: no copy). See
         ``otgrid.kernels.critic_numba.descend_flow_2d``. Shared by every backend, evaluated at
         checks only."""
         if self.ndim != 2 or not self.iso or not DESCENT_SWEEPS:
             return None
         from otgrid.kernels import critic_numba as k
 
-        out = np.array(p, dtype=np.float64, order="C")
+        out = (np.asarray if own else np.array)(p, dtype=np.float64, order="C")
         _compile_polish(k.descend_flow_2d, out[0, 0], out[0, 1], *self.inv_dx, DESCENT_SWEEPS,
                         DESCENT_MIN_SLOPE)
         for b in range(len(out)):  # one problem after the other: the same bits in any batch

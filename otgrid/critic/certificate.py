@@ -90,7 +90,7 @@ class Best:
         if js.size < u64.shape[0]:  # (all: no copies)
             jx = xp.asarray(js)
             y64, u64 = y64[jx], u64[jx]
-        p = cert.descend(cert.corrected_flow(y64, u64))
+        p = cert.descend(cert.corrected_flow(y64, u64), own=True)
         if p is None:
             return
         cost = cert.flow_cost(p, xp.zeros((js.size, *u64.shape[1:]), dtype=u64.dtype))

@@ -31,8 +31,9 @@ then: the float32 Poisson step with a float64 correction at checks (one array mo
 counted: 28.6 per problem for a batch of 4 at 64^2, estimate 29) and its Thomas factors (one
 array per grid, in the margin). The relaxed iteration brings that batch's checks near the
 tolerance, where they polish: 30.6 per problem until the check's candidate critics were freed
-before the polish allocates and the descent stopped copying the flows of a whole batch; 27.4
-since.
+before the polish allocates and the descent stopped copying the flows of a whole batch (27.4;
+28.4 with restart criteria every 32 iterations); 26.9 since the descent also works in the
+corrected flow it is given.
 
 :func:`available_memory` reads what this process may still use (``MemAvailable`` of
 ``/proc/meminfo``, the cgroup's ``memory.max`` minus ``memory.current``, and the
