@@ -836,6 +836,15 @@ this problem at every check (the rescaled iterate is always the better candidate
    22 323 at 256², 1e-6) and the polish thresholds (`_ASCENT_NEAR_TIGHT` 4 / 6 / 10: 16 793 /
    16 709 / 16 555; `_ASCENT_NEAR` 2 / 3 / 5 at 1e-4: 1 830 / 1 776 / 1 613 work for 1.58 /
    1.57 / 1.71 s) were measured again and kept.
+32. **No subnormal flow values**: where the plain step zeroes a flow value the relaxed one
+   leaves `(1 - rho) y`, which decays geometrically (0.8^k) into subnormal numbers, float32's
+   after about 400 iterations and float64's after about 3 200; their arithmetic is many times
+   slower on CPUs. A float32 solve of 8gaussians at 256², 1e-6 (2 312 fine iterations) took
+   5.95 s with 10 % of its flow values subnormal (1.9 ms an iteration against 0.8 ms with plain
+   steps). Every 32 iterations the flow's values below `2^-80 sigma` are set to zero
+   (`GridKernels.flush`, array operations shared by every backend): 2.98 s, the same iterations
+   and bounds (float64: the same too). The same test inside the dual step's pass cost 14-40 %
+   of that kernel (the loop vectorizes less), hence the separate pass.
 
 ### Tried and not kept
 
@@ -981,6 +990,13 @@ this problem at every check (the rescaled iterate is always the better candidate
 - **With the relaxation: the primal weight's cap at 64 (not 16) or its update's `theta` 0.3
   (not 0.5)**: 256², 1e-6, work 16 620 and 20 456 against 16 709, by problem 705 / 2 657 /
   3 370 / 4 352 ... against 747 / 2 051 / 4 120 / 2 912: no consistent change.
+- **With the relaxation: the coarse solves handing over their last iterates** (`f`, `y` as the
+  iteration left them, instead of the best certified critic and the corrected flow): 256²,
+  1e-6, 18 616 work against 16 709; with the coarse solves polishing too, 22 053. **The primal
+  weight within 4 times its start** (not 16): 27 218 (1e-6) and 1 840 (1e-4, against 1 776).
+  **Another relaxation on the coarse levels**: 1.9 there 16 461, 1.6 19 650 (the fine grid at
+  1.8): within the swing of single problems (the Gaussian pair 747 → 388 at 1.9, 8gaussians
+  2 051 → 2 509).
 - **The predicted check aimed below the tolerance** (the line through the last two checks'
   gaps taken to 0.8 or 0.6 tol, so that fewer checks approach tol from above): 256², 1e-6,
   17 990 and 19 474 work against 16 709.
@@ -994,6 +1010,15 @@ this problem at every check (the rescaled iterate is always the better candidate
   preconditioner inexact.
 
 ### Not done (next sessions)
+
+- At 1e-6 the lower bound decides the stop, for two different reasons. On the Gaussian pair
+  the iterate's `<c, f>` is within 2e-7 of W from iteration ~380 on, but its constraint
+  violations (2-3e-4, in 164 cells at the edges of the box holding 5e-4 of `|c|`) cost the
+  repaired critic 2e-6 and the ascended one 9e-7 for the last 230 iterations: a feasible
+  critic that moves the low-mass cells instead of the rays through them (a `|c|`-weighted
+  projection) would stop it near 400. On 8gaussians (both scales) the iterate itself is 1e-6
+  below W for hundreds of iterations while its violations shrink, and the ascent makes up
+  for part of it (the lower bound ends 6e-7 below W): there the iteration's own tail is slow.
 
 - The middle phase decides the work ratio: on the WGAN-GP-scale 8gaussians at 256², 1e-4, the
   prolonged 128² solution starts the fine grid 4.4e-2 off (its near-atoms are narrower than a
