@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 import pytest
+from critic_fields import wgan_8gaussians
 from references import emd2_cityblock, socp_2d_euclidean_cvxpy, w1_1d_closed_form
 from scipy.stats import norm as normal
 
@@ -412,12 +413,7 @@ def test_relaxed_float32_flows_hold_no_subnormal_values(monkeypatch):
     # values at this solve's checks without the flush, none with it
     from otgrid.critic import iterate as it
 
-    grid = og.Grid([(-4.0, 4.0), (-4.0, 4.0)], (64, 64))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", og.OutsideMassWarning)
-        mu = grid.discretize(og.datasets.eight_gaussians(), outside="renormalize")
-        nu = grid.discretize(og.Normal([0.0, 0.0], 1.0), outside="renormalize")
-    nu *= mu.sum() / nu.sum()
+    grid, mu, nu = wgan_8gaussians(64)
     tiny = np.finfo(np.float32).tiny
 
     def subnormal_counts(flush: float) -> list[int]:

@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 import pytest
-from critic_fields import gaussian_pair, with_and_without
+from critic_fields import gaussian_pair, wgan_8gaussians, with_and_without
 from references import socp_2d_euclidean_cvxpy
 
 import otgrid as og
@@ -100,12 +100,7 @@ def test_solves_with_the_descent_stop_no_later_with_the_same_guarantee(monkeypat
     # the nine problems of benchmarks/bench_hard.py 3 333 -> 2 885 work; with the relaxed
     # iteration 2 183 -> 2 050); on 8gaussians at the WGAN-GP scale at 64^2, 1e-6: 3 000 ->
     # 2 700 iterations (1e-5: 934 either way)
-    grid = og.Grid([(-4.0, 4.0), (-4.0, 4.0)], (64, 64))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", og.OutsideMassWarning)
-        mu = grid.discretize(og.datasets.eight_gaussians(), outside="renormalize")
-        nu = grid.discretize(og.Normal([0.0, 0.0], 1.0), outside="renormalize")
-    nu *= mu.sum() / nu.sum()
+    grid, mu, nu = wgan_8gaussians(64)
     with_descent, without = with_and_without(monkeypatch, "DESCENT_SWEEPS", mu, nu, grid, 1e-6)
     assert with_descent.iterations < without.iterations
 
