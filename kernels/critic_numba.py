@@ -169,62 +169,88 @@ def flow_cost_1d(y, u, h, iso, rows):
 
 
 # ----------------------------------------------------------------------------------------- 2D
+@njit(cache=True, inline="always")
+def _dual_step_row_2d(f, u, y, f_out, tau, sigma, rho, hx, hy, iso, row):
+    """Row ``row`` (problem ``row // nx``, cells ``(i, :)``) of :func:`dual_step_2d`."""
+    nx, ny = f.shape[1], f.shape[2]
+    b = row // nx
+    i = row - b * nx
+    tb = tau[b]
+    sb = sigma[b]
+    t2 = 2.0 * tb
+    rt = rho * tb
+    for j in range(ny):
+        fb = f[b, i, j] + t2 * u[b, i, j]
+        f_out[b, i, j] = f[b, i, j] + rt * u[b, i, j]
+        gx = 0.0
+        gy = 0.0
+        if i < nx - 1:
+            gx = (f[b, i + 1, j] + t2 * u[b, i + 1, j] - fb) * hx
+        if j < ny - 1:
+            gy = (f[b, i, j + 1] + t2 * u[b, i, j + 1] - fb) * hy
+        y0 = y[b, 0, i, j]
+        y1 = y[b, 1, i, j]
+        vx = y0 + sb * gx
+        vy = y1 + sb * gy
+        if iso:
+            nv = np.sqrt(vx * vx + vy * vy)
+            s = 1.0 - sb / nv if nv > sb else 0.0
+            vx *= s
+            vy *= s
+        else:
+            vx = _soft(vx, sb)
+            vy = _soft(vy, sb)
+        vx = y0 + rho * (vx - y0)
+        vy = y1 + rho * (vy - y1)
+        y[b, 0, i, j] = vx if i < nx - 1 else 0.0
+        y[b, 1, i, j] = vy if j < ny - 1 else 0.0
+
+
+@njit(cache=True, inline="always")
+def _residual_row_2d(c, y, r, r2, hx, hy, row):
+    """Row ``row`` of :func:`residual_2d`: it reads the flow of rows ``i - 1`` and ``i``."""
+    nx, ny = c.shape[1], c.shape[2]
+    b = row // nx
+    i = row - b * nx
+    for j in range(ny):
+        d = 0.0
+        if i < nx - 1:
+            d -= y[b, 0, i, j] * hx
+        if i > 0:
+            d += y[b, 0, i - 1, j] * hx
+        if j < ny - 1:
+            d -= y[b, 1, i, j] * hy
+        if j > 0:
+            d += y[b, 1, i, j - 1] * hy
+        v = c[b, i, j] - d
+        r[b, i, j] = v
+        r2[b, i, j] = v
+
+
 @njit(cache=True, parallel=True)
 def dual_step_2d(f, u, y, f_out, tau, sigma, rho, hx, hy, iso):
-    nb, nx, ny = f.shape
+    nb, nx = f.shape[0], f.shape[1]
     for row in prange(nb * nx):
-        b = row // nx
-        i = row - b * nx
-        tb = tau[b]
-        sb = sigma[b]
-        t2 = 2.0 * tb
-        rt = rho * tb
-        for j in range(ny):
-            fb = f[b, i, j] + t2 * u[b, i, j]
-            f_out[b, i, j] = f[b, i, j] + rt * u[b, i, j]
-            gx = 0.0
-            gy = 0.0
-            if i < nx - 1:
-                gx = (f[b, i + 1, j] + t2 * u[b, i + 1, j] - fb) * hx
-            if j < ny - 1:
-                gy = (f[b, i, j + 1] + t2 * u[b, i, j + 1] - fb) * hy
-            y0 = y[b, 0, i, j]
-            y1 = y[b, 1, i, j]
-            vx = y0 + sb * gx
-            vy = y1 + sb * gy
-            if iso:
-                nv = np.sqrt(vx * vx + vy * vy)
-                s = 1.0 - sb / nv if nv > sb else 0.0
-                vx *= s
-                vy *= s
-            else:
-                vx = _soft(vx, sb)
-                vy = _soft(vy, sb)
-            vx = y0 + rho * (vx - y0)
-            vy = y1 + rho * (vy - y1)
-            y[b, 0, i, j] = vx if i < nx - 1 else 0.0
-            y[b, 1, i, j] = vy if j < ny - 1 else 0.0
+        _dual_step_row_2d(f, u, y, f_out, tau, sigma, rho, hx, hy, iso, row)
 
 
 @njit(cache=True, parallel=True)
 def residual_2d(c, y, r, r2, hx, hy):
-    nb, nx, ny = c.shape
+    nb, nx = c.shape[0], c.shape[1]
     for row in prange(nb * nx):
-        b = row // nx
-        i = row - b * nx
-        for j in range(ny):
-            d = 0.0
-            if i < nx - 1:
-                d -= y[b, 0, i, j] * hx
-            if i > 0:
-                d += y[b, 0, i - 1, j] * hx
-            if j < ny - 1:
-                d -= y[b, 1, i, j] * hy
-            if j > 0:
-                d += y[b, 1, i, j - 1] * hy
-            v = c[b, i, j] - d
-            r[b, i, j] = v
-            r2[b, i, j] = v
+        _residual_row_2d(c, y, r, r2, hx, hy, row)
+
+
+@njit(cache=True, error_model="numpy")
+def dual_step_residual_2d(f, u, y, f_out, tau, sigma, rho, hx, hy, iso, c, r, r2):
+    """:func:`dual_step_2d`, then :func:`residual_2d` of the new flow, in one pass on one
+    thread: the residual of row ``i`` follows the step of row ``i`` (it reads the new flow of
+    rows ``i - 1`` and ``i``, both written), so the flow is read once. The same bits as the two
+    kernels one after the other. NumPy's error model, as the one-thread twins."""
+    nb, nx = f.shape[0], f.shape[1]
+    for row in range(nb * nx):
+        _dual_step_row_2d(f, u, y, f_out, tau, sigma, rho, hx, hy, iso, row)
+        _residual_row_2d(c, y, r, r2, hx, hy, row)
 
 
 @njit(cache=True, parallel=True)

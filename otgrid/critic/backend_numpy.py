@@ -127,6 +127,7 @@ class GridKernels:
         u = self.poisson_step(r)
         self.poisson(r)  # the checks' solve
         self.dual_step(f, u, y, f_out, tau, tau)
+        self.dual_step_residual(f, u, y, f_out, tau, tau, 1.0, f, r)
         self.max_grad_norm(f)
         self.grad_sq(f)
         self.flow_cost(y, f)
@@ -205,6 +206,13 @@ class GridKernels:
             fb = f[b] + (2 * t) * u[b]
             np.add(f[b], (p * t) * u[b], out=f_out[b])
             y[b] += p * (ops.shrink(y[b] + s * ops.grad(fb, self.inv_dx), s, self.norm) - y[b])
+
+    def dual_step_residual(self, f, u, y, f_out, tau, sigma, rho, c, r) -> bool:
+        """:meth:`dual_step`, and where a backend fuses them, :meth:`residual` of the new
+        flow into ``r`` in the same pass; True when it did (then ``r`` is the next iteration's
+        residual). Here: the step alone (False)."""
+        self.dual_step(f, u, y, f_out, tau, sigma, rho)
+        return False
 
     def residual(self, c, y, r) -> None:
         """``r = c - D^T y`` in place."""

@@ -190,9 +190,11 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
     first_due = k0
     last_k = np.full(nb, -1, dtype=np.int64)  # each problem's last check and its gap
     last_gap = np.full(nb, np.inf)
+    r_next = False  # r is already the residual of y (the dual step computed it)
     try:
         while True:
-            kern.residual(c, y, r)
+            if not r_next:
+                kern.residual(c, y, r)
             u = kern.poisson_step(r)
             if adaptive and pending.any():
                 restart(kern, cert, c64, f, y, u, tau, tau0, f_anchor, y_anchor, pending,
@@ -262,17 +264,13 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
             if check_restart:
                 y_prev = y.copy()
                 ur = kern.dot(u, r)
-            kern.dual_step(f, u, y, f_out, tau, 1.0 / tau, rho)
+            r_next = kern.dual_step_residual(f, u, y, f_out, tau, 1.0 / tau, rho, c, r)
             f, f_out = f_out, f
             if rho != 1.0 and k % _FLUSH_EVERY == 0:
                 kern.flush(y, _FLUSH / tau)
+                r_next = False
             if check_restart:
-                # fixed-point residual of the iterate in the norm of the preconditioned
-                # iteration: |D df|^2 / tau + tau |dy|^2 with df = tau u, |D u|^2 = <u, r>
-                # (<u, r> = |Du|^2 >= 0 can round to a tiny negative number near convergence),
-                # dy the unrelaxed step's (the relaxed one moves y rho times as far)
-                dy2 = kern.sq_norm(y - y_prev) / rho ** 2
-                res = np.sqrt(np.maximum(tau * ur + tau * dy2, 0.0))
+                res = _fixed_point_residual(kern, tau, ur, y - y_prev, rho)
                 decide_restarts(res, res0, res_prev, k_restart, k, pending)
             k += 1
     except KeyboardInterrupt:
@@ -285,6 +283,14 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
             out[b].history.append((k, scale[b] * best.lower[b], scale[b] * best.upper[b], now))
     return best, out
 
+
+
+def _fixed_point_residual(kern, tau: np.ndarray, ur: np.ndarray, dy, rho: float) -> np.ndarray:
+    """The fixed-point residual of the iterate in the norm of the preconditioned iteration,
+    per problem: ``sqrt(|D df|^2 / tau + tau |dy|^2)`` for the plain step's ``df = tau u``
+    (``|D u|^2 = <u, r> = ur``, which can round to a tiny negative number near convergence)
+    and ``dy`` (the relaxed step moved ``y`` ``rho`` times as far: ``dy`` is that move)."""
+    return np.sqrt(np.maximum(tau * ur + tau * (kern.sq_norm(dy) / rho ** 2), 0.0))
 
 
 def _next_interval(k: int, k0: int, far: bool, check_every: int, shape: tuple[int, ...]

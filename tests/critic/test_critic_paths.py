@@ -433,3 +433,43 @@ def test_relaxed_float32_flows_hold_no_subnormal_values(monkeypatch):
 
     assert max(subnormal_counts(it._FLUSH)) == 0
     assert max(subnormal_counts(0.0)) > 0
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("iso", [True, False])
+def test_the_fused_step_and_residual_give_the_two_kernels_bits(dtype, iso):
+    from otgrid.kernels import critic_numba as k
+
+    rng = np.random.default_rng(5)
+    f = rng.standard_normal((2, 7, 5)).astype(dtype)
+    u = (0.1 * rng.standard_normal((2, 7, 5))).astype(np.float32)
+    c = rng.standard_normal((2, 7, 5)).astype(dtype)
+    y = rng.standard_normal((2, 2, 7, 5)).astype(dtype)
+    tau = np.array([0.3, 2.0], dtype=dtype)
+    args = (tau, 1 / tau, dtype(1.8), dtype(1.7), dtype(0.6), iso)
+    outs = []
+    for fused in (False, True):
+        yy, fo, r, r2 = y.copy(), np.empty_like(f), np.empty_like(f), np.empty(f.shape, np.float32)
+        if fused:
+            k.dual_step_residual_2d(f, u, yy, fo, *args, c, r, r2)
+        else:
+            k.dual_step_2d_serial(f, u, yy, fo, *args)
+            k.residual_2d_serial(c, yy, r, r2, *args[3:5])
+        outs.append((yy, fo, r, r2))
+    for a, b in zip(*outs, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_solves_with_the_fused_residual_give_the_same_bits(monkeypatch, dtype):
+    # the one-thread kernels (this 128^2 solve and its coarse levels) fuse the residual into
+    # the dual step; the iterates are those of the two passes, to the last bit
+    from otgrid.critic import backend_numba
+
+    grid, mu, nu = wgan_8gaussians(128)
+    runs = []
+    for fused in (True, False):
+        monkeypatch.setattr(backend_numba, "FUSED_RESIDUAL", fused)
+        res = og.solve_critic(mu, nu, grid, tol=1e-5, dtype=dtype, backend="numba")
+        runs.append((res.iterations, res.lower, res.upper, res.history.iteration.tolist()))
+    assert runs[0] == runs[1]
