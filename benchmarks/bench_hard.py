@@ -1005,6 +1005,12 @@ this problem at every check (the rescaled iterate is always the better candidate
   **Another relaxation on the coarse levels**: 1.9 there 16 461, 1.6 19 650 (the fine grid at
   1.8): within the swing of single problems (the Gaussian pair 747 → 388 at 1.9, 8gaussians
   2 051 → 2 509).
+- **The predicted check at most k/8 or k/16 iterations later** (not k/4: on 8gaussians at
+  1e-6 the check after the first polished one, flat against it, was put 238 iterations
+  later and the gap was then 0.80 tol): 256², 1e-6, 18 845 and 19 650 work against 16 709
+  (8gaussians 2 051 → 2 944 and 3 026: the polish at other checks changes the path).
+- **The fine grid's first step at half or twice the prolonged one** (the coarse grid's adapted
+  step times 2^d): 256², 1e-6, 21 100 and 19 932 work against 16 709.
 - **The predicted check aimed below the tolerance** (the line through the last two checks'
   gaps taken to 0.8 or 0.6 tol, so that fewer checks approach tol from above): 256², 1e-6,
   17 990 and 19 474 work against 16 709.
