@@ -348,7 +348,13 @@ def _time_iteration(n: int, dt: type, fast: bool = True) -> dict:
     residuals; a DCT pair along y and tridiagonal solves along x), else the DCT pair on both
     axes in the iterates' dtype. The Poisson time is that of the residual followed by the step,
     less the residual's: on 2D Numba grids the residual's pass writes the float32 copy that the
-    step transforms (the cast, counted in the residual's time; a cast of its own before)."""
+    step transforms (the cast, counted in the residual's time; a cast of its own before). The
+    rest is timed as the solver runs it: the relaxed dual step and the residual, or, on the
+    one-thread kernels (below ``PARALLEL_MIN_CELLS``), the dual step that computes the next
+    residual in its pass (``fused``; the residual's column is then 0). Until 2026-12-07 11:30
+    the dual step's time included a copy of the flow (two grid arrays) made inside the timed
+    call: the dual step's figures were too large (at 1024^2 by about a millisecond) and the
+    Poisson shares too small."""
     from otgrid.critic.backend_numpy import GridKernels
     from otgrid.critic.backends import make_kernels
 
@@ -367,11 +373,21 @@ def _time_iteration(n: int, dt: type, fast: bool = True) -> dict:
         kern.residual(c, y, r)
         return solve(r)
 
+    from otgrid.critic.iterate import RELAXATION
+
+    rho = RELAXATION["euclidean"]
     with kern.session():
         u = residual_and_step()
         t_res = _best(lambda: kern.residual(c, y, r))
         t_poi = max(_best(residual_and_step) - t_res, 0.0)
-        t_dual = _best(lambda: kern.dual_step(f, u, y.copy(), f_out, tau, 1.0 / tau))
+        yy = y.copy()  # the dual step updates it in place: the same cost every call
+        fused = kern.dual_step_residual(f, u, yy, f_out, tau, 1.0 / tau, rho, c, r)
+        if fused:  # the residual of the next iteration is computed in the step's pass
+            t_res = 0.0
+            t_dual = _best(lambda: kern.dual_step_residual(f, u, yy, f_out, tau, 1.0 / tau,
+                                                           rho, c, r))
+        else:
+            t_dual = _best(lambda: kern.dual_step(f, u, yy, f_out, tau, 1.0 / tau, rho))
     total = t_res + t_poi + t_dual
     from otgrid.critic import backend_numba
 
@@ -382,7 +398,8 @@ def _time_iteration(n: int, dt: type, fast: bool = True) -> dict:
         transforms += ", DCT pair on both axes"
     row = {"n": n, "dtype": np.dtype(dt).name, "transforms": transforms,
            "residual_ms": 1e3 * t_res, "poisson_ms": 1e3 * t_poi, "dual_step_ms": 1e3 * t_dual,
-           "poisson_share": t_poi / total, "default": dt == np.float64 and fast}
+           "poisson_share": t_poi / total, "default": dt == np.float64 and fast,
+           "fused": bool(fused)}
     print(f"[poisson {n}² {row['dtype']} iterates, Poisson {transforms}] residual "
           f"{1e3 * t_res:.2f} ms, poisson {1e3 * t_poi:.2f} ms, dual {1e3 * t_dual:.2f} ms: "
           f"{100 * t_poi / total:.0f} %", flush=True)
@@ -853,6 +870,16 @@ this problem at every check (the rescaled iterate is always the better candidate
    calls: 12.7 / 44.4 / 198 µs → 11.9 / 40.4 / 170 µs at 64² / 128² / 256², and one kernel call
    less an iteration; the Gaussian pair at 256², 1e-6: 0.561 / 0.567 → 0.516 s (interleaved,
    the same 609 iterations), 8gaussians at 1e-4: 0.183 / 0.184 → 0.175 / 0.176 s.
+34. **The Poisson section measured the dual step with a copy of the flow** (`y.copy()` inside
+   the timed call, two grid arrays): its dual-step figures were too large (1024²: 2.15 ms
+   against 0.97 ms without the copy; 512²: 0.55 against 0.24) and every Poisson share too
+   small. The shares reported as met before (256² 42-47 % this morning, 512² 46-48 % at
+   10:37) were that error: corrected, in the same conditions, 256² 54-55 %, 512² 59-61 %,
+   1024² 54-65 % (the section above; at 256² with the residual in the dual step's pass, which
+   makes the rest of the iteration shorter: with the two passes about 51 %). The goal is
+   missed at every size; the transforms (a DCT pair along y, 0.15 ms of the step's 0.20 ms at
+   256²) are what is left, and cyclic reduction before them (FACR(1), estimated above) the
+   lever.
 
 ### Tried and not kept
 
@@ -1118,13 +1145,16 @@ def _md_other(report: dict) -> list[str]:
     if report.get("poisson"):
         lines += ["## The Poisson solve's share of an iteration", "",
                   "The solver's default: float64 iterates, the Poisson step in float32 (the "
-                  "casts counted in it); the float64 DCT pair is the solver before this work.",
+                  "casts counted in it); the float64 DCT pair is the solver before this work. "
+                  "The rest of the iteration as the solver runs it: *fused*, the residual "
+                  "computed in the dual step's pass (the one-thread kernels, below 2^18 cells).",
                   "",
                   "| n | iterates | Poisson solve | residual ms | Poisson ms "
                   "| dual step ms | share |",
                   "|---:|---|---|---:|---:|---:|---:|"]
         lines += [f"| {r['n']} | {r['dtype']} | {r.get('transforms', r['dtype'])}"
-                  f"{' (default)' if r.get('default') else ''} | {r['residual_ms']:.2f} "
+                  f"{' (default)' if r.get('default') else ''} | "
+                  f"{'fused' if r.get('fused') else format(r['residual_ms'], '.2f')} "
                   f"| {r['poisson_ms']:.2f} | {r['dual_step_ms']:.2f} "
                   f"| {100 * r['poisson_share']:.0f} % |" for r in report["poisson"]]
         lines.append("")

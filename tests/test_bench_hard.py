@@ -32,3 +32,15 @@ def test_a_solve_counts_the_coarse_work_and_the_report_renders(tmp_path):
     text = bench_hard.to_markdown(report, {"machine": {"date": "d"}, "table": [row]})
     assert "N(0,I) vs N((2,1),I)" in text and "## Goals (this run)" in text
     assert np.isfinite(row["seconds"])
+
+
+def test_the_poisson_section_times_the_rest_of_the_iteration_as_the_solver_runs_it(monkeypatch):
+    from otgrid.critic import backend_numba
+
+    fused = bench_hard._time_iteration(32, np.float64)
+    assert fused["fused"] and fused["residual_ms"] == 0.0 and 0 < fused["poisson_share"] < 1
+    monkeypatch.setattr(backend_numba, "FUSED_RESIDUAL", False)
+    apart = bench_hard._time_iteration(32, np.float64)
+    assert not apart["fused"] and apart["residual_ms"] > 0
+    lines = bench_hard._md_other({"poisson": [fused, apart]})
+    assert any("| fused |" in line for line in lines)
