@@ -862,10 +862,14 @@ this problem at every check (the rescaled iterate is always the better candidate
    (`GridKernels.flush`, array operations shared by every backend): 2.98 s, the same iterations
    and bounds (float64: the same too). The same test inside the dual step's pass cost 14-40 %
    of that kernel (the loop vectorizes less), hence the separate pass.
-33. **The residual in the dual step's pass** on the one-thread kernels of 2D grids (256² and
-   the coarse levels; `dual_step_residual_2d`, `FUSED_RESIDUAL`): a row's residual reads the
-   new flow of that row and the row before, both written by then, so one sequential pass does
-   both and reads the flow once (the parallel kernels' rows would race: they keep two passes).
+33. **The residual in the dual step's pass** on 2D grids (`dual_step_residual_2d`,
+   `FUSED_RESIDUAL`): a row's residual reads the new flow of that row and the row before, both
+   written by then, so one sequential pass does both and reads the flow once. On all threads
+   (`dual_step_residual_2d_blocks`, from 512²) each thread takes a block of rows and the first
+   row of every block gets its residual after the blocks (it reads the block before): 0.42-0.45
+   → 0.32-0.34 ms at 512², 1.68-1.79 → 1.31-1.32 ms at 1024² (two threads, 5 x 20 calls); in
+   solves to 1e-4, whose time is mostly coarse levels and checks, 512² 16 funnels 0.60 → 0.58 s
+   and 1024² 8gaussians 1.32 → 1.29 s (medians of three, interleaved, the same bits).
    The same bits (tested on kernels and solves). One problem, float64, medians of 5 x 200
    calls: 12.7 / 44.4 / 198 µs → 11.9 / 40.4 / 170 µs at 64² / 128² / 256², and one kernel call
    less an iteration; the Gaussian pair at 256², 1e-6: 0.561 / 0.567 → 0.516 s (interleaved,

@@ -241,6 +241,29 @@ def residual_2d(c, y, r, r2, hx, hy):
         _residual_row_2d(c, y, r, r2, hx, hy, row)
 
 
+@njit(cache=True, parallel=True)
+def dual_step_residual_2d_blocks(f, u, y, f_out, tau, sigma, rho, hx, hy, iso, c, r, r2,
+                                 nblocks):
+    """:func:`dual_step_residual_2d` on all threads: the rows (of every problem, in order) in
+    ``nblocks`` contiguous blocks, one task each; a block's rows after its first get their
+    residual in the block's pass, the first row of every block (whose residual reads the last
+    row of the block before) in a second, short parallel loop. The same bits."""
+    nb, nx = f.shape[0], f.shape[1]
+    rows = nb * nx
+    per = (rows + nblocks - 1) // nblocks
+    for blk in prange(nblocks):
+        lo = blk * per
+        hi = min(rows, lo + per)
+        for row in range(lo, hi):
+            _dual_step_row_2d(f, u, y, f_out, tau, sigma, rho, hx, hy, iso, row)
+            if row > lo:
+                _residual_row_2d(c, y, r, r2, hx, hy, row)
+    for blk in prange(nblocks):
+        lo = blk * per
+        if lo < rows:
+            _residual_row_2d(c, y, r, r2, hx, hy, lo)
+
+
 @njit(cache=True, error_model="numpy")
 def dual_step_residual_2d(f, u, y, f_out, tau, sigma, rho, hx, hy, iso, c, r, r2):
     """:func:`dual_step_2d`, then :func:`residual_2d` of the new flow, in one pass on one

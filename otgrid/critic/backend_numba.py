@@ -37,10 +37,12 @@ POISSON_LINES = True
 # not (a fuzzed 5 x 8 grid on (0, 1) x (0, 1e9) divided by a zero pivot).
 LINES_MAX_ROUNDING = 1e-3
 
-# On the one-thread kernels of 2D grids the dual step also computes the residual of the new
-# flow (``dual_step_residual_2d``): the flow is read once for both, the same bits. Measured
-# (one problem, float64, medians of 5 x 200 calls): the two passes 12.7 / 44.4 / 198 us at
-# 64^2 / 128^2 / 256^2, fused 11.9 / 40.4 / 170 us, and one kernel call less an iteration.
+# On 2D grids the dual step also computes the residual of the new flow
+# (``dual_step_residual_2d``, on all threads ``dual_step_residual_2d_blocks``): the flow is read
+# once for both, the same bits. Measured (one problem, float64): one thread, medians of 5 x 200
+# calls, the two passes 12.7 / 44.4 / 198 us at 64^2 / 128^2 / 256^2, fused 11.9 / 40.4 /
+# 170 us; two threads, 5 x 20 calls, 0.42-0.45 / 1.68-1.79 ms at 512^2 / 1024^2, fused
+# 0.32-0.34 / 1.31-1.32 ms; and one kernel call less an iteration.
 FUSED_RESIDUAL = True
 
 
@@ -97,8 +99,9 @@ class NumbaGridKernels(GridKernels):
         for parallel in variants:
             tiny._bind(parallel)
             disp += [tiny._d, tiny._r, tiny._g, tiny._c, tiny._sweep_kernel("repair_critic", nb)]
-            if self.ndim == 2 and not parallel and FUSED_RESIDUAL:
-                disp.append(self._k.dual_step_residual_2d)
+            if self.ndim == 2 and FUSED_RESIDUAL:
+                disp.append(self._k.dual_step_residual_2d_blocks if parallel
+                            else self._k.dual_step_residual_2d)
             if self.ndim == 2 and POISSON_LINES:
                 disp.append(tiny._pl)
             if self.ndim == 2 and backend_numpy.LEVEL_BINS:
@@ -187,16 +190,22 @@ class NumbaGridKernels(GridKernels):
                 dt.type(rho), *self._h(dt), self.iso)
 
     def dual_step_residual(self, f, u, y, f_out, tau, sigma, rho, c, r) -> bool:
-        """:meth:`GridKernels.dual_step_residual`: on the one-thread kernels of 2D grids (below
-        :data:`PARALLEL_MIN_CELLS` cells: 256^2 and the coarse levels) one pass,
-        ``dual_step_residual_2d``, with :data:`FUSED_RESIDUAL`; the parallel kernels' rows
-        would race (a row's residual reads the new flow of the row before)."""
-        if self.ndim != 2 or self.threads != 1 or not FUSED_RESIDUAL:
+        """:meth:`GridKernels.dual_step_residual` on 2D grids with :data:`FUSED_RESIDUAL`: one
+        pass, ``dual_step_residual_2d``, on the one-thread kernels (below
+        :data:`PARALLEL_MIN_CELLS` cells: 256^2 and the coarse levels); on all threads
+        ``dual_step_residual_2d_blocks``, one block of rows per thread (a row's residual reads
+        the new flow of the row before: the first row of each block comes after the blocks)."""
+        if self.ndim != 2 or not FUSED_RESIDUAL:
             return super().dual_step_residual(f, u, y, f_out, tau, sigma, rho, c, r)
+        import numba
+
         dt = f.dtype
-        self._k.dual_step_residual_2d(f, u, y, f_out, tau.astype(dt, copy=False),
-                                      sigma.astype(dt, copy=False), dt.type(rho),
-                                      *self._h(dt), self.iso, c, r, self._step_copy(r))
+        args = (f, u, y, f_out, tau.astype(dt, copy=False), sigma.astype(dt, copy=False),
+                dt.type(rho), *self._h(dt), self.iso, c, r, self._step_copy(r))
+        if self.threads == 1:
+            self._k.dual_step_residual_2d(*args)
+        else:
+            self._k.dual_step_residual_2d_blocks(*args, numba.get_num_threads())
         return True
 
     def residual(self, c, y, r) -> None:

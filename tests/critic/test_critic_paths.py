@@ -448,16 +448,21 @@ def test_the_fused_step_and_residual_give_the_two_kernels_bits(dtype, iso):
     tau = np.array([0.3, 2.0], dtype=dtype)
     args = (tau, 1 / tau, dtype(1.8), dtype(1.7), dtype(0.6), iso)
     outs = []
-    for fused in (False, True):
+    # the two passes; fused on one thread; fused on all threads in 1, 2, 3 and more blocks
+    # of rows than the batch has (14): the first row of each block after the blocks
+    for fused in (None, 0, 1, 2, 3, 20):
         yy, fo, r, r2 = y.copy(), np.empty_like(f), np.empty_like(f), np.empty(f.shape, np.float32)
-        if fused:
-            k.dual_step_residual_2d(f, u, yy, fo, *args, c, r, r2)
-        else:
+        if fused is None:
             k.dual_step_2d_serial(f, u, yy, fo, *args)
             k.residual_2d_serial(c, yy, r, r2, *args[3:5])
+        elif fused == 0:
+            k.dual_step_residual_2d(f, u, yy, fo, *args, c, r, r2)
+        else:
+            k.dual_step_residual_2d_blocks(f, u, yy, fo, *args, c, r, r2, fused)
         outs.append((yy, fo, r, r2))
-    for a, b in zip(*outs, strict=True):
-        np.testing.assert_array_equal(a, b)
+    for other in outs[1:]:
+        for a, b in zip(outs[0], other, strict=True):
+            np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
