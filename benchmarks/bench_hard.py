@@ -879,8 +879,9 @@ this problem at every check (the rescaled iterate is always the better candidate
    against 0.97 ms without the copy; 512²: 0.55 against 0.24) and every Poisson share too
    small. The shares reported as met before (256² 42-47 % this morning, 512² 46-48 % at
    10:37) were that error: corrected, in the same conditions, 256² 54-55 %, 512² 59-61 %,
-   1024² 54-65 % (the section above; at 256² with the residual in the dual step's pass, which
-   makes the rest of the iteration shorter: with the two passes about 51 %). The goal is
+   1024² 54-65 % (at 256² with the residual in the dual step's pass, which makes the rest of
+   the iteration shorter: with the two passes about 51 %); since the fused pass runs on all
+   threads too (item 33), 65-71 % at 512² and 60-70 % at 1024² (the section above). The goal is
    missed at every size; the transforms (a DCT pair along y, 0.15 ms of the step's 0.20 ms at
    256²) are what is left, and cyclic reduction before them (FACR(1), estimated above) the
    lever.
