@@ -851,9 +851,10 @@ this problem at every check (the rescaled iterate is always the better candidate
    problem). Cityblock, 128², 1e-6: 3 918 → 4 461 (but 861 → 747 on five problems at 256²,
    1e-4): 64 stays there. Every 64 on the coarse levels and 32 on the fine grid: 17 872 work at
    256², 1e-6, and 2 040 at 1e-4 (the Gaussian pair back to 467). With both, the coarse
-   floor (1e-6 / 2e-6 / 4e-6: 17 277 / 16 709 / 22 323 at 256², 1e-6) and the polish thresholds (`_ASCENT_NEAR_TIGHT` 4 / 6 / 10: 16 793 /
-   16 709 / 16 555; `_ASCENT_NEAR` 2 / 3 / 5 at 1e-4: 1 830 / 1 776 / 1 613 work for 1.58 /
-   1.57 / 1.71 s) were measured again and kept.
+   floor (1e-6 / 2e-6 / 4e-6: 17 277 / 16 709 / 22 323 at 256², 1e-6) and the polish
+   thresholds (`_ASCENT_NEAR_TIGHT` 4 / 6 / 10: 16 793 / 16 709 / 16 555; `_ASCENT_NEAR`
+   2 / 3 / 5 at 1e-4: 1 830 / 1 776 / 1 613 work for 1.58 / 1.57 / 1.71 s) were measured again
+   and kept.
 32. **No subnormal flow values**: where the plain step zeroes a flow value the relaxed one
    leaves `(1 - rho) y`, which decays geometrically (0.8^k) into subnormal numbers, float32's
    after about 400 iterations and float64's after about 3 200; their arithmetic is many times
