@@ -1017,14 +1017,14 @@ this problem at every check (the rescaled iterate is always the better candidate
   recurrence, about 0.1 ms at 256²); with the stencil for the reduced right-hand side it would
   take the step from 0.25 to about 0.21 ms, a share of 52 %. A timing prototype since
   (float32, one problem, interior formulas only: times, not solutions; medians of 30): at 256²
-  the current step 0.179 ms, FACR(1) 0.216 ms -- the half-row DCTs take 0.042 ms each (the
-  full ones 0.073), the x-solves on the even rows 0.061 (all rows 0.075), the reduced
-  right-hand side 0.020 and the odd rows' solves along y 0.115 (scalar recurrences over blocks
-  of 16 rows, strided): no gain even with those at zero cost. At 512² (two threads) 0.76-0.88
-  against 0.95-1.00 ms: half-row DCTs 0.156 against 0.311 ms, but the odd rows' solves take
-  0.41 ms as written; they would need about 0.1 ms (a transposed buffer per block) for the
-  step to fall to about 0.55 ms. At 1024² 3.4-3.7 against 3.3-3.8 ms. A lead for 512² and up
-  only.
+  the current step 0.18 ms, FACR(1) 0.22 ms: the half-row DCTs take 0.038 ms each (the full
+  ones 0.071), the x-solves on the even rows 0.010 (all rows 0.019), the reduced right-hand
+  side 0.019, and the odd rows' solves along y 0.110 (scalar recurrences over blocks of 16
+  rows, strided) decide it. At 512² (two threads) 0.72-1.11 against 0.96-1.01 ms: half-row
+  DCTs 0.152 against 0.282 ms, x-solves 0.082 against 0.183, the odd rows 0.41 ms as written.
+  At 1024² 3.35-3.39 against 3.56-3.73 ms. With the odd rows' solves at about a quarter of
+  that (a transposed buffer per block, the recurrences vectorized across rows) the step would
+  take about 0.14 ms at 256² and 0.5 ms at 512²: the lead for the Poisson share.
 - **Other coarse floors at 1e-6** (six of the problems at 256²: the Gaussian pair, 8gaussians,
   WGAN-GP scale, 25gaussians, 16 funnels, swissroll; work summed): 1e-5 (before) 33 332,
   5e-6 on the first two 782 and 3 999, 4e-6 30 977, 3e-6 25 796, 2e-6 19 467; 1e-6 took the
