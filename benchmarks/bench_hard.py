@@ -1022,9 +1022,12 @@ this problem at every check (the rescaled iterate is always the better candidate
   side 0.019, and the odd rows' solves along y 0.110 (scalar recurrences over blocks of 16
   rows, strided) decide it. At 512² (two threads) 0.72-1.11 against 0.96-1.01 ms: half-row
   DCTs 0.152 against 0.282 ms, x-solves 0.082 against 0.183, the odd rows 0.41 ms as written.
-  At 1024² 3.35-3.39 against 3.56-3.73 ms. With the odd rows' solves at about a quarter of
-  that (a transposed buffer per block, the recurrences vectorized across rows) the step would
-  take about 0.14 ms at 256² and 0.5 ms at 512²: the lead for the Poisson share.
+  At 1024² 3.35-3.39 against 3.56-3.73 ms. The odd rows' solves on a transposed buffer per
+  block of 16 rows (the recurrences vectorized across them; the same solutions) take 0.039 /
+  0.11 / 0.63 ms at 256² / 512² / 1024² instead of 0.105 / 0.41 / 1.78: the step would then
+  take about 0.14 ms at 256² (0.18 now), 0.53 ms at 512² and 2.5 ms at 1024², shares of about
+  46 %, 61 % and 65 % beside the fused rest of the iteration (0.17, 0.34, 1.32 ms). The lead
+  for 256²; at 512² and up the transforms stay most of the iteration even halved.
 - **Other coarse floors at 1e-6** (six of the problems at 256²: the Gaussian pair, 8gaussians,
   WGAN-GP scale, 25gaussians, 16 funnels, swissroll; work summed): 1e-5 (before) 33 332,
   5e-6 on the first two 782 and 3 999, 4e-6 30 977, 3e-6 25 796, 2e-6 19 467; 1e-6 took the
