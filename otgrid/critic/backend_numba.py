@@ -98,10 +98,13 @@ class NumbaGridKernels(GridKernels):
         disp = []
         for parallel in variants:
             tiny._bind(parallel)
-            disp += [tiny._d, tiny._r, tiny._g, tiny._c, tiny._sweep_kernel("repair_critic", nb)]
+            disp += [tiny._r, tiny._g, tiny._c, tiny._sweep_kernel("repair_critic", nb)]
+            # the loop's step: fused with the residual on 2D grids (the plain one unused there)
             if self.ndim == 2 and FUSED_RESIDUAL:
                 disp.append(self._k.dual_step_residual_2d_blocks if parallel
                             else self._k.dual_step_residual_2d)
+            else:
+                disp.append(tiny._d)
             if self.ndim == 2 and POISSON_LINES:
                 disp.append(tiny._pl)
             if self.ndim == 2 and backend_numpy.LEVEL_BINS:

@@ -126,7 +126,7 @@ class GridKernels:
         self.residual(f, y, r)
         u = self.poisson_step(r)
         self.poisson(r)  # the checks' solve
-        self.dual_step(f, u, y, f_out, tau, tau)
+        # the loop's step (the plain one where the backend does not fuse the residual into it)
         self.dual_step_residual(f, u, y, f_out, tau, tau, 1.0, f, r)
         self.max_grad_norm(f)
         self.grad_sq(f)
@@ -163,10 +163,12 @@ class GridKernels:
     def flush(self, y, below) -> None:
         """Set to zero, in place, the values of ``y`` ``(B, ...)`` whose magnitude is below
         ``below[b]`` (a host array ``(B,)``); array operations, so every backend shares it
-        (one problem at a time: the temporaries of one problem's flow)."""
+        (one problem at a time: the temporaries of one problem's flow; a multiplication by the
+        mask, not a masked assignment, which CuPy would synchronise with the host for)."""
+        xp = self.xp
         for b, t in enumerate(np.asarray(below, dtype=np.float64)):
             yb = y[b]
-            yb[self.xp.abs(yb) < t] = 0
+            xp.multiply(yb, xp.abs(yb) >= t, out=yb)
 
     # -- shared: the Poisson solve -----------------------------------------------------------
     def poisson(self, r: np.ndarray) -> np.ndarray:
