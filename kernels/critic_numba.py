@@ -443,8 +443,15 @@ def ray_critics_2d(f, g_lo, g_hi, hx, hy, iso, max_sweeps, ex, ey):
     length ``a_{i,k} / h_k``: ``g_lo`` is the greatest function below ``f`` and ``g_hi`` the
     least one above it whose changes respect those lengths -- the inf- and sup-convolutions of
     ``f`` with the graph distance they define (a feasible ``f`` is its own), by Gauss-Seidel
-    sweeps in the four raster directions until a sweep changes nothing (or ``max_sweeps``; an
-    unconverged result is still rescaled by the caller). ``f - g_lo`` grows along each ray by
+    sweeps down and up the rows in turn until a sweep changes nothing (or ``max_sweeps``; an
+    unconverged result is still rescaled by the caller). A sweep relaxes each row from its
+    neighbours above and below, then along the row forwards and backwards while it is in
+    cache: the work of two raster sweeps (of four directions) in one pass over memory. The
+    result is the greatest function below ``f`` whose computed changes respect the lengths --
+    whatever the order of the relaxations, bit for bit -- so this is the same result as the
+    four raster sweeps gave, in 2-5 sweeps instead of 4-7 (plus the one that changes nothing):
+    1.6-1.8 times faster on the iterates of bench_hard's checks (identical results; see
+    ``otgrid.critic.backend_numpy.RAY_SWEEPS``). ``f - g_lo`` grows along each ray by
     the violations met on that ray, not by the largest one anywhere, which is what dividing
     ``f`` by ``max |Df|`` costs. Both are feasible up to rounding; the caller divides by
     ``max(1, max |Dg|)`` as for every candidate. The edge lengths are computed once per problem
@@ -486,20 +493,29 @@ def ray_critics_2d(f, g_lo, g_hi, hx, hy, iso, max_sweeps, ex, ey):
             changed = False
             for ii in range(nx):
                 i = ii if sweep % 2 == 0 else nx - 1 - ii
-                for jj in range(ny):
-                    j = jj if sweep % 4 < 2 else ny - 1 - jj
-                    p = g[i, j]
-                    m = p
-                    if i > 0:
-                        m = min(m, g[i - 1, j] + ex[b, i - 1, j])
-                    if i < nx - 1:
-                        m = min(m, g[i + 1, j] + ex[b, i, j])
-                    if j > 0:
-                        m = min(m, g[i, j - 1] + ey[b, i, j - 1])
-                    if j < ny - 1:
-                        m = min(m, g[i, j + 1] + ey[b, i, j])
-                    if m < p:
-                        g[i, j] = m
+                # the row from the rows above and below (whole-row passes), then along itself
+                # forwards and backwards while it is in cache
+                if i > 0:
+                    for j in range(ny):
+                        v = g[i - 1, j] + ex[b, i - 1, j]
+                        if v < g[i, j]:
+                            g[i, j] = v
+                            changed = True
+                if i < nx - 1:
+                    for j in range(ny):
+                        v = g[i + 1, j] + ex[b, i, j]
+                        if v < g[i, j]:
+                            g[i, j] = v
+                            changed = True
+                for j in range(1, ny):
+                    v = g[i, j - 1] + ey[b, i, j - 1]
+                    if v < g[i, j]:
+                        g[i, j] = v
+                        changed = True
+                for j in range(ny - 2, -1, -1):
+                    v = g[i, j + 1] + ey[b, i, j]
+                    if v < g[i, j]:
+                        g[i, j] = v
                         changed = True
             if not changed:
                 break

@@ -34,9 +34,10 @@ POISSON_STEP_DTYPE: type | None = np.float32
 LEVEL_BINS = 0
 
 # Sweeps at most of the ray critics (a candidate pair of Best.update; 0: none), see
-# ``otgrid.kernels.critic_numba.ray_critics_2d``; they converge in 3 to 8 sweeps on the
-# problems of benchmarks/bench_hard.py, and an unconverged pair is still a valid (rescaled)
-# candidate. Work to 1e-4 at 256^2 (fine-iteration equivalents, against the level map):
+# ``otgrid.kernels.critic_numba.ray_critics_2d``; they converge in 3 to 6 sweeps (down and
+# up the rows, each row both ways; the last sweep changes nothing) on the problems of
+# benchmarks/bench_hard.py, and an unconverged pair is still a valid (rescaled) candidate.
+# Work to 1e-4 at 256^2 (fine-iteration equivalents, against the level map):
 # 8gaussians 787 -> 449, at the WGAN-GP scale 1 138 -> 790, its histogram 1 227 -> 815,
 # 25gaussians 687 -> 380, swissroll 445 -> 344, funnel pairs with 4, 16, 64 funnels
 # 793 -> 366, 1 514 -> 498, 846 -> 382 (the Gaussian pair 39 either way); 8gaussians at

@@ -34,6 +34,44 @@ def test_both_ray_critics_are_feasible_and_on_either_side(iso, shape, h, seed):
     assert np.all(lo <= f) and np.all(hi >= f)
 
 
+def _convolution_by_dijkstra(f: np.ndarray, ex: np.ndarray, ey: np.ndarray) -> np.ndarray:
+    """``min_y f(y) + d(x, y)`` for the graph distance ``d`` of the grid whose edge from
+    ``(i, j)`` to ``(i + 1, j)`` is ``ex[i, j]`` long and to ``(i, j + 1)`` ``ey[i, j]``, by
+    SciPy's Dijkstra from a source joined to every cell by an edge of length ``f - min f``."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import dijkstra
+
+    nx, ny = f.shape
+    idx = np.arange(nx * ny).reshape(nx, ny)
+    src = nx * ny
+    rows = [idx[:-1, :].ravel(), idx[:, :-1].ravel(), np.full(nx * ny, src)]
+    cols = [idx[1:, :].ravel(), idx[:, 1:].ravel(), idx.ravel()]
+    # (a zero length would read as no edge: the source's edge to the lowest cell gets a tiny one)
+    w = [ex[:-1, :].ravel(), ey[:, :-1].ravel(), np.maximum(f - f.min(), 1e-300).ravel()]
+    graph = coo_matrix((np.concatenate(w), (np.concatenate(rows), np.concatenate(cols))),
+                       shape=(src + 1, src + 1)).tocsr()
+    dist = dijkstra(graph, directed=False, indices=src)
+    return dist[:-1].reshape(nx, ny) + f.min()
+
+
+@pytest.mark.parametrize("iso", [True, False])
+@pytest.mark.parametrize("shape, h", [((9, 31), (3.0, 0.5)), ((40, 33), (20.0, 20.0)),
+                                      ((1, 12), (1.0, 2.0))])
+def test_the_sweeps_reach_the_convolution_with_the_edge_lengths(iso, shape, h):
+    """Independently of the sweeps' order: the greatest function below ``f`` (least above)
+    whose changes respect the kernel's own edge lengths is the inf- (sup-) convolution of
+    ``f`` with their graph distance, here by Dijkstra's algorithm."""
+    f = noisy_field(shape, h, 3)
+    lo, hi, ex, ey = (np.empty((1, *shape)) for _ in range(4))
+    k.ray_critics_2d_serial(f[None], lo, hi, h[0], h[1], iso, 64, ex, ey)
+    scale = np.abs(f).max()
+    assert np.any(lo[0] < f - 1e-3 * scale)  # the violations made it move
+    want_lo = _convolution_by_dijkstra(f, ex[0], ey[0])
+    want_hi = -_convolution_by_dijkstra(-f, ex[0], ey[0])
+    np.testing.assert_allclose(lo[0], want_lo, rtol=0, atol=1e-12 * scale)
+    np.testing.assert_allclose(hi[0], want_hi, rtol=0, atol=1e-12 * scale)
+
+
 @pytest.mark.parametrize("iso", [True, False])
 def test_a_feasible_critic_is_left_as_it_is(iso):
     f, h = feasible_field()
