@@ -888,7 +888,54 @@ this problem at every check (the rescaled iterate is always the better candidate
    256²) are what is left, and cyclic reduction before them (FACR(1), estimated above) the
    lever.
 
+35. **The ray critics' sweeps down and up the rows, each row both ways**
+   (`ray_critics_2d`): a sweep relaxes each row from the rows above and below, then along the
+   row forwards and backwards while it is in cache, instead of one raster direction of four.
+   The greatest function below `f` within the edge lengths (its computed sums) does not depend
+   on the order of the relaxations, so the critics are the same bit for bit (checked on every
+   check's iterate of 1024² 8gaussians, 512² 16 funnels, 256² 8gaussians at 1e-6 and the
+   WGAN-GP scale at 1e-4; a test compares them with SciPy's Dijkstra on the kernel's own edge
+   lengths). 2-5 sweeps instead of 4-7 before the one that changes nothing; summed over those
+   checks 68 → 39 ms (the three at 1024²), 30 → 17 ms (512²), 14-30 → 8-17 ms (256²). Solves
+   identical, 5-7 % faster at 1e-4 from 256² up (1024² 8gaussians 1.67 → 1.55 s, 512² 16
+   funnels 0.67-0.70 → 0.63-0.64 s, WGAN-GP scale 0.236 → 0.225 s), 1-2 % at 1e-6.
+
 ### Tried and not kept
+
+- **The Poisson step through a real FFT of permuted rows** (Makhoul: the rows' even and odd
+  values interleaved, `r2c`/`c2r` of pocketfft, the twiddles as a reflection of each pair of
+  modes inside the tridiagonal kernel; the same solutions to float32 rounding): pocketfft's
+  `r2c` + `c2r` take 0.049 + 0.060 ms against its DCT pair's 0.073 + 0.073 at 256², but the
+  two permutations (0.018-0.027 ms each at 256², not vectorized) and the reflections (the
+  tridiagonal kernel 0.020 → 0.036 ms) ate it: 0.18 → 0.23 ms at 256², 0.87 → 1.04 ms at 512²,
+  3.1 → 3.5 ms at 1024² (one version with in-place permutations 2.3 ms at 1024², not
+  reproduced). Folding the permutations into the residual's and the step's kernels would
+  leave at most 0.02 ms at 256².
+- **FACR(1) again, with every part timed** (the even rows' reduced right-hand side 0.020 ms,
+  their DCT pair 0.042 + 0.042, the x-solves 0.010, the odd rows' y-solves on transposed
+  blocks with the even rows copied back 0.051): about 0.165 ms at 256² against 0.178-0.19 ms,
+  not the 0.14 ms of the FACR(1) entry below; slower at 512² and 1024². Not built.
+- **Numba's idle OpenMP threads against pocketfft's**: the parallel kernels' worker threads
+  spin after each kernel (libgomp's default), and the DCTs' second worker (`workers=2` from
+  512²) then shares a core with them: the step's Poisson solve at 1024² took 3.1 ms against
+  the 1.9 ms of its parts timed alone; with `OMP_WAIT_POLICY=PASSIVE` (or `GOMP_SPINCOUNT`
+  1 000) 2.1 ms. Whole solves on the idle machine (alternated processes, best of two, three
+  rounds): 512² 16 funnels 0.64-0.66 s by default against 0.70-0.71 s passive, 1024²
+  8gaussians 1.58-1.62 against 1.60-1.61 s; with one other busy process 3.4-3.6 s against
+  1.7-1.9 s (1024²) and 1.4-1.6 s against 0.7 s (512²). An environment variable read when
+  libgomp loads is the user's choice, not a library's: documented in `docs/choosing.rst`. The
+  DCTs on one worker instead (no second thread to fight): idle 3-6 % faster at 512² and 1024²,
+  with a busy process up to 25 % slower (1024² 8gaussians 4.3-4.8 → 5.1-5.3 s, 512² 1.3-1.4 →
+  1.6-1.7 s). Not changed.
+- **The parallel kernels from 256² (or 128²)** (`PARALLEL_MIN_CELLS` 2^16 or 2^14, the DCTs on
+  one worker): idle, 8gaussians at 256², 1e-6 1.04 → 0.94-0.99 s (0.96 from 128²), the
+  Gaussian pair 0.54 → 0.47 s, the WGAN-GP scale at 1e-4 0.24 → 0.21 s; with one other busy
+  process 1.04 → 3.3 s (5.1 s from 128²), 0.55 → 2.7 s, 0.26 → 1.8 s. A threshold that makes
+  solves three to seven times slower on a shared machine stays where it is.
+- **The ray critics by a work queue** (label-correcting: the cells whose neighbours lower them,
+  then their neighbours when they change; the same result bit for bit): 12-40 times slower
+  than the sweeps on the checks' iterates (1024²: 2.8 s against 70 ms for three checks): many
+  cells change, and many more than once.
 
 - **Restart criteria every 16 iterations** (instead of 64): at 1e-4, 256², fewer iterations on
   every problem (Gaussian 240 → 150, 8gaussians r 2 2 395 → 2 008, WGAN-GP scale 4 575 → 3 758,
@@ -1092,8 +1139,12 @@ this problem at every check (the rescaled iterate is always the better candidate
   that difference falls by about 2 % per 10 iterations. A second-order finish (Newton / IPM
   steps on the weighted Laplacian, DCT-preconditioned CG) is the untried direction. The boxes
   of the ray critics could also use the ball's second-order room across the rays.
-- The Poisson step is still about half of an iteration or more: the DCT pair along y (0.11 ms
-  each at 256², pocketfft on one thread) is now most of it.
+- The Poisson step is still about half of an iteration or more: the DCT pair along y (0.073 ms
+  each at 256², pocketfft on one thread) is most of it. Neither FACR(1) nor a real FFT of
+  permuted rows pays once every part is timed (tried above); pocketfft is within about twice
+  the arithmetic of a real FFT. What is left is a transform fused with its neighbours
+  (the residual's pass writing the DCT's input, the step's reading its output), not a
+  library call between kernels.
 - A check still costs 8-10 iterations; from 512² the ray critics' sweeps are memory-bound (the
   critic and two edge-length arrays streamed per sweep): float32 edge lengths, rounded down,
   would stream a third less.
