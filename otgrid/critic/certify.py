@@ -159,7 +159,7 @@ def _compiled_sum(add, items) -> float | None:
     value is not finite or the sum is beyond float64's range (``math.fsum`` decides there)."""
     from otgrid.kernels import certify_numba as k
 
-    acc = np.zeros(k.CHUNKS, dtype=np.int64)
+    acc = np.zeros((k.LANES, k.CHUNKS), dtype=np.int64)
     for item in items:
         if not add(*item, acc):
             return None

@@ -23,7 +23,7 @@ from otgrid.kernels import certify_numba as k
 
 
 def _compiled(*parts: np.ndarray) -> float:
-    acc = np.zeros(k.CHUNKS, dtype=np.int64)
+    acc = np.zeros((k.LANES, k.CHUNKS), dtype=np.int64)
     for x in parts:
         assert k.exact_add(np.ascontiguousarray(x, dtype=np.float64), acc)
     return float(k.exact_result(acc, np.empty(k.CHUNKS)))
@@ -58,6 +58,22 @@ def test_compiled_sum_is_math_fsum_bit_for_bit(kind):
         # split into parts: the partials carry over between arrays
         cut = int(rng.integers(0, a.size + 1))
         assert _compiled(a[:cut], a[cut:]) == want
+
+
+@pytest.mark.parametrize("kind", [1, 2, 5])
+def test_long_compiled_sums_are_math_fsum_bit_for_bit(kind):
+    # the accumulator's rows take consecutive values in turn: every remainder of the length
+    # by the rows, and products (two deposits each) of odd and even lengths
+    rng = np.random.default_rng(40 + kind)
+    for extra in range(k.LANES):
+        a = _adversarial(rng, kind, 50_000 + extra)
+        assert _compiled(a) == math.fsum(a.tolist())
+        b = np.clip(a, -1e150, 1e150)
+        c = rng.standard_normal(b.size)
+        acc = np.zeros((k.LANES, k.CHUNKS), dtype=np.int64)
+        assert k.exact_add_products(b, c, acc)
+        want = math.fsum(np.concatenate(certify_module._two_prod(b, c)).tolist())
+        assert float(k.exact_result(acc, np.empty(k.CHUNKS))) == want
 
 
 @pytest.mark.parametrize("kind", range(6))
@@ -167,7 +183,7 @@ def test_sums_beyond_float64_fall_back_to_math_fsum(monkeypatch):
     # an exact sum above the largest float64 is not finite from the accumulator: math.fsum
     # decides (it raises), as it does for the NumPy path
     big = np.array([1.7e308, 1.7e308, -1.0])
-    acc = np.zeros(k.CHUNKS, dtype=np.int64)
+    acc = np.zeros((k.LANES, k.CHUNKS), dtype=np.int64)
     assert k.exact_add(big, acc) and not math.isfinite(k.exact_result(acc, np.empty(k.CHUNKS)))
     monkeypatch.setattr(certify_module, "COMPILED_SUM_FROM", 0)
     with pytest.raises(OverflowError):
@@ -189,7 +205,7 @@ def test_compiled_exact_dot_is_math_fsum_of_the_two_products(kind):
         a = np.clip(a, -1e150, 1e150)  # no product over- or underflows beyond what it can
         parts = [*certify_module._two_prod(a, b), *certify_module._two_prod(b * 1e-17, a)]
         want = math.fsum(np.concatenate(parts).tolist())
-        acc = np.zeros(k.CHUNKS, dtype=np.int64)
+        acc = np.zeros((k.LANES, k.CHUNKS), dtype=np.int64)
         assert k.exact_add_products(a, b, acc) and k.exact_add_products(b * 1e-17, a, acc)
         got = float(k.exact_result(acc, np.empty(k.CHUNKS)))
         assert got == want and math.copysign(1.0, got) == math.copysign(1.0, want)
