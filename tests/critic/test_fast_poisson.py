@@ -159,7 +159,7 @@ def test_extreme_anisotropy_falls_back_to_the_dct_pair():
     from otgrid.critic.backend_numba import NumbaGridKernels
 
     kern = NumbaGridKernels((5, 8), (0.2, 1.25e8), "euclidean", np.float64)
-    assert kern._line_factors(np.dtype(np.float32)) is None
+    assert kern._lines_for(np.dtype(np.float32)) is None
     r = np.random.default_rng(0).standard_normal((1, 5, 8))
     r -= r.mean()
     with np.errstate(all="raise"):
@@ -177,7 +177,7 @@ def test_square_grids_keep_the_tridiagonal_step():
 
     for n in (64, 1024):
         kern = NumbaGridKernels((n, n), (8.0 / n, 8.0 / n), "euclidean", np.float64)
-        assert kern._line_factors(np.dtype(np.float32)) is not None
+        assert kern._lines_for(np.dtype(np.float32)) is not None
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
