@@ -139,8 +139,8 @@ def laplacian_eigenvalues(shape: Sequence[int], inv_dx: Sequence[float],
         ax = 4.0 * np.sin(np.pi * np.arange(n) / (2 * n)) ** 2 * h * h
         sh = [1] * len(shape)
         sh[k] = n
-        lam = lam + ax.reshape(sh)
-    return lam.astype(dtype)
+        lam += ax.reshape(sh)
+    return lam.astype(dtype, copy=False)
 
 
 def operator_norm_sq(shape: Sequence[int], inv_dx: Sequence[float]) -> float:
@@ -264,9 +264,8 @@ def inverse_eigenvalues(shape: Sequence[int], inv_dx: Sequence[float],
                         dtype: type = np.float64) -> np.ndarray:
     """``1 / lambda`` for :func:`poisson_neumann`, with the zero mode mapped to 0."""
     lam = laplacian_eigenvalues(shape, inv_dx)
-    with np.errstate(divide="ignore"):
-        inv = np.where(lam > 0, 1.0 / np.where(lam > 0, lam, 1.0), 0.0)
-    return inv.astype(dtype)
+    np.divide(1.0, lam, out=lam, where=lam > 0)  # in place; the zero mode stays 0
+    return lam.astype(dtype, copy=False)
 
 
 def centred_flow(flow: np.ndarray) -> np.ndarray:
