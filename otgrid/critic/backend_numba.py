@@ -75,9 +75,17 @@ class NumbaGridKernels(GridKernels):
         self._bind(int(np.prod(self.shape)) * nb >= PARALLEL_MIN_CELLS)
 
     def _bind(self, parallel: bool) -> None:
-        """Run the parallel kernels on all threads, or the one-thread ones."""
+        """Run the parallel kernels on all threads, or the one-thread ones. "All" is Numba's
+        thread count in the calling thread (``numba.set_num_threads``; a Dask task's limit,
+        ``otgrid.distributed.worker.thread_limit``), and the DCTs take as many workers (they
+        took every core whatever that count before)."""
         self.threads = None if parallel else 1
-        self.workers = (os.cpu_count() or 1) if parallel else 1
+        if parallel:
+            import numba
+
+            self.workers = max(1, min(os.cpu_count() or 1, numba.get_num_threads()))
+        else:
+            self.workers = 1
         suffix = f"_{self.ndim}d" + ("" if parallel else "_serial")
         names = ("dual_step", "residual", "grad_stats", "flow_cost")
         self._d, self._r, self._g, self._c = (getattr(self._k, n + suffix) for n in names)

@@ -397,6 +397,28 @@ def test_the_loop_runs_with_one_blas_thread():
     assert blas_threads() == outside
 
 
+def test_the_parallel_kernels_dcts_take_numbas_thread_count():
+    # a Dask task's thread limit, or the user's numba.set_num_threads, holds for the DCTs too
+    import os
+
+    import numba
+
+    from otgrid.critic.backend_numba import PARALLEL_MIN_CELLS
+
+    n = int(np.ceil(np.sqrt(PARALLEL_MIN_CELLS)))
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        kern = make_kernels("numba", (n, n), (1.0, 1.0), "euclidean", np.float64)
+        assert kern.threads is None and kern.workers == 1
+        numba.set_num_threads(before)
+        kern.with_batch(1)
+        assert kern.workers == max(1, min(os.cpu_count() or 1, before))
+    finally:
+        numba.set_num_threads(before)
+    assert make_kernels("numba", (8, 8), (1.0, 1.0), "euclidean", np.float64).workers == 1
+
+
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_flush_zeroes_the_values_below_each_problems_threshold(backend):
     kern = make_kernels(backend, (4, 3), (1.0, 1.0), "euclidean", np.float32)
