@@ -224,8 +224,10 @@ def solve_critic(
         (``status="callback"``).
     check_every : int, optional
         Iterations between certificate evaluations (each costs a few grid passes); after
-        ``50 * check_every`` iterations, checks come every 2 % of the iterations run. While a
-        problem's relative gap is above ``3 * tol``, its checks are spaced further, to
+        ``50 * check_every`` iterations, checks come every 2 % of the iterations run. A first
+        check (at the start) with a relative gap above ``10 * tol`` is followed by one 35
+        iterations later. While a problem's relative gap is above ``3 * tol``, its checks are
+        spaced further, to
         ``sqrt(64 k)`` iterations after ``k`` (at most ``2**25`` cell-iterations of one problem
         apart): stopping is then at most that late, and callbacks, progress lines and the time
         limit still come several times a second. Within ``3 * tol`` (float64 iterates), the
