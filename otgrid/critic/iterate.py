@@ -59,16 +59,15 @@ _CHECK_CELLS = 1 << 25
 # stall rule counts checks). With the ray critics a check costs 8-10 iterations at 256^2-1024^2.
 _CHECK_PREDICT = True
 # A problem whose gap at its first check (a start: a solve's, or a level's of the multilevel
-# cascade) is above _CHECK_FIRST_FAR times the tolerance has its next check _CHECK_FIRST_STEP
-# iterations later (the far schedule's next check after that one, sqrt(64 * 19)), not
-# check_every: 10 iterations after a start the gap had hardly moved on any level of bench_hard's
-# problems (at 256^2 5.9e-3 -> 5.9e-3, 512^2 2.7e-3 -> 2.7e-3, 1024^2 1.7e-3 -> 1.3e-3 on
-# 8gaussians), and a check costs 8-25 iterations from 256^2 up. The same work, every iteration
-# count unchanged (the nine problems at 64^2 and 256^2, 1e-4 and 1e-6; 512^2 funnel pairs;
-# 1024^2 8gaussians and 16 funnels); seconds 1.97 -> 1.78 on the 512^2 funnel pairs, 9.11 -> 8.60
-# on the two 1024^2 problems twice, 1.61 -> 1.57 on the nine at 256^2.
+# cascade) is above _CHECK_FIRST_FAR times the tolerance skips the check check_every iterations
+# later: its next one is the far schedule's after that (35 iterations with check_every 10):
+# 10 iterations after a start the gap had hardly moved on any level of bench_hard's problems
+# (at 256^2 5.9e-3 -> 5.9e-3, 512^2 2.7e-3 -> 2.7e-3, 1024^2 1.7e-3 -> 1.3e-3 on 8gaussians),
+# and a check costs 8-25 iterations from 256^2 up. The same work, every iteration count
+# unchanged (the nine problems at 64^2 and 256^2, 1e-4 and 1e-6; 512^2 funnel pairs; 1024^2
+# 8gaussians and 16 funnels); seconds 1.97 -> 1.78 on the 512^2 funnel pairs, 9.11 -> 8.60 on
+# the two 1024^2 problems twice, 1.61 -> 1.57 on the nine at 256^2.
 _CHECK_FIRST_FAR = 10.0
-_CHECK_FIRST_STEP = 35
 # float32 iterates: a problem whose relative gap has not fallen by 10 % over this many checks has
 # hit the precision floor of its float32 iterates (measured: 8gaussians vs N(0, I) at 64^2 stays
 # at a relative gap of 2e-6 for 10^6 iterations); it continues in float64 from its best
@@ -310,14 +309,14 @@ def _next_interval(k: int, k0: int, far: bool, check_every: int, shape: tuple[in
     """Iterations from check ``k`` to a problem's next one: ``check_every``, then 2 % of the
     iterations run (the certificate stays a small share of long solves); while its gap is far
     from the tolerance (``far``), ``sqrt(_CHECK_SQRT (k - k0))`` if longer, at most
-    ``_CHECK_CELLS`` cell-iterations of one problem; after the first check (``k = k0``) of a
-    gap above ``_CHECK_FIRST_FAR tol`` (``very_far``), ``_CHECK_FIRST_STEP`` if longer, within
-    the same bound."""
+    ``_CHECK_CELLS`` cell-iterations of one problem. After the first check (``k = k0``) of a
+    gap above ``_CHECK_FIRST_FAR tol`` (``very_far``), the check after the next one: the next
+    is skipped."""
     step = max(check_every, int(_CHECK_FRACTION * k))
     if far:
         step = max(step, min(int(np.sqrt(_CHECK_SQRT * (k - k0))), _max_interval(shape)))
     if very_far and k == k0:
-        step = max(step, min(_CHECK_FIRST_STEP, _max_interval(shape)))
+        step += _next_interval(k + step, k0, True, check_every, shape)
     return step
 
 

@@ -225,17 +225,16 @@ def solve_critic(
     check_every : int, optional
         Iterations between certificate evaluations (each costs a few grid passes); after
         ``50 * check_every`` iterations, checks come every 2 % of the iterations run. A first
-        check (at the start) with a relative gap above ``10 * tol`` is followed by one 35
-        iterations later. While a problem's relative gap is above ``3 * tol``, its checks are
-        spaced further, to
-        ``sqrt(64 k)`` iterations after ``k`` (at most ``2**25`` cell-iterations of one problem
-        apart): stopping is then at most that late, and callbacks, progress lines and the time
-        limit still come several times a second. Within ``3 * tol`` (float64 iterates), the
-        next check comes when the gap would reach ``tol`` on the line through the last two
-        checks, if that is later (within the same bound and a quarter of the iterations
-        run): the gap falls ever slower there, so that line reaches ``tol`` first and the
-        check comes before the stop. Each problem of a batch keeps its own schedule, so its
-        result does not depend on the batch.
+        check (at the start) with a relative gap above ``10 * tol`` skips the next one (with
+        ``check_every=10`` the second check comes at iteration 35). While a problem's relative
+        gap is above ``3 * tol``, its checks are spaced further, to ``sqrt(64 k)`` iterations
+        after ``k`` (at most ``2**25`` cell-iterations of one problem apart): stopping is then
+        at most that late, and callbacks, progress lines and the time limit still come several
+        times a second. Within ``3 * tol`` (float64 iterates), the next check comes when the gap
+        would reach ``tol`` on the line through the last two checks, if that is later (within
+        the same bound and a quarter of the iterations run): the gap falls ever slower there, so
+        that line reaches ``tol`` first and the check comes before the stop. Each problem of a
+        batch keeps its own schedule, so its result does not depend on the batch.
     step : float, optional
         Initial primal step ``tau`` (``sigma = 1 / tau``). By default chosen from the data as
         ``kappa * n_cells / W0`` with ``W0`` the cost of the least-squares flow.

@@ -400,16 +400,17 @@ def test_the_loop_runs_with_one_blas_thread():
 def test_a_start_far_from_the_tolerance_skips_the_check_after_check_every():
     from otgrid.critic import iterate as it
 
-    assert it._next_interval(0, 0, True, 10, (64, 64), very_far=True) == it._CHECK_FIRST_STEP
+    # the check after next of the far schedule: 10, then sqrt(64 * 10) = 25 more
+    assert it._next_interval(0, 0, True, 10, (64, 64), very_far=True) == 35
     assert it._next_interval(0, 0, True, 10, (64, 64), very_far=False) == 10
-    assert it._next_interval(0, 0, True, 100, (64, 64), very_far=True) == 100
+    assert it._next_interval(0, 0, True, 100, (64, 64), very_far=True) == 200  # 100 + 100
     assert it._next_interval(35, 0, True, 10, (64, 64), very_far=True) == 47  # sqrt(64 * 35)
-    big = (1 << 13, 1 << 13)  # 2^25 cell-iterations apart at most: 0.5 iteration -> 10
-    assert it._next_interval(0, 0, True, 10, big, very_far=True) == 10
+    big = (1 << 12, 1 << 12)  # far checks 2^25 cell-iterations apart: 2 < check_every
+    assert it._next_interval(0, 0, True, 10, big, very_far=True) == 20
     # a cold solve starts at the trivial bounds (gap 1 >> 10 tol): checks at 0, then 35
     grid, mu, nu = wgan_8gaussians(32)
     res = og.solve_critic(mu, nu, grid, tol=1e-4, backend="numba", multilevel=False)
-    assert res.history.iteration[:2].tolist() == [0, it._CHECK_FIRST_STEP]
+    assert res.history.iteration[:2].tolist() == [0, 35]
     near = og.solve_critic(mu, nu, grid, tol=1e-4, backend="numba", warm_start=res)
     assert near.iterations == 0 and near.converged  # its first check certifies it at once
 
