@@ -242,11 +242,15 @@ class NumbaGridKernels(GridKernels):
         """Where the 2D residual kernel also writes ``r``, rounded: a buffer in the dtype of
         the Poisson step, which :meth:`poisson_step` of this same ``r`` then transforms (the
         cast in the residual's pass instead of a pass of its own: 0.13 ms at 512^2, 0.6-0.8 ms
-        at 1024^2), or ``r`` itself where the step solves in ``r``'s dtype. (The float64
-        certificate's residuals of float32 iterates write one too, unread: the kernel keeps one
-        signature per dtype for a pass at checks only.)"""
+        at 1024^2), or ``r`` itself where the step solves in float64 (the ablation's float64
+        step). Float32 iterates get a copy too, in their own dtype: with ``r`` as its own copy
+        the fused kernel's loops failed LLVM's run-time check that the arrays do not overlap
+        and ran scalar (0.19 instead of 0.15 ms at 256^2), and the step transformed ``r`` into
+        a fresh array every iteration. (The float64 certificate's residuals of float32 iterates
+        write one too, unread: the kernel keeps one signature per dtype for a pass at checks
+        only.)"""
         dt = self._step_dtype(r)
-        if dt == r.dtype:  # (whatever the grid: the warm-up's tiny grid decides the same)
+        if dt == r.dtype and dt != np.float32:  # (the warm-up's tiny grid decides the same)
             self._copy_of = None
             return r
         buf = self._copies[self._turn]
