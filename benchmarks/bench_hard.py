@@ -900,6 +900,34 @@ this problem at every check (the rescaled iterate is always the better candidate
    identical, 5-7 % faster at 1e-4 from 256² up (1024² 8gaussians 1.67 → 1.55 s, 512² 16
    funnels 0.67-0.70 → 0.63-0.64 s, WGAN-GP scale 0.236 → 0.225 s), 1-2 % at 1e-6.
 
+36. **The certificate's exact sums in four accumulator rows** (`kernels/certify_numba.py`,
+   `LANES`): consecutive values go to different rows, so that their additions to the same
+   chunks do not wait for one another, and a value's sign is applied without a branch (random
+   signs mispredicted half the time): 12.7-13.0 → 2.5-2.6 ns per value, `math.fsum`'s sums bit
+   for bit. The final certificate of a 1024² solve spent 0.21 s in them, now 0.055 s: 1024²
+   8gaussians 1.58 → 1.44 s, its bounds identical to the last bit.
+37. **A first check far from the tolerance skips the next one** (`_CHECK_FIRST_FAR`, 10 tol):
+   10 iterations after a start (a solve's, or each level's of the multilevel cascade) the gap
+   had hardly moved on any level (256² 5.9e-3 → 5.9e-3, 512² 2.7e-3 → 2.7e-3, 1024² 1.7e-3 →
+   1.3e-3 on 8gaussians), and a check costs 8-25 iterations from 256² up; the next check is
+   the one the far schedule put after it (35 with `check_every` 10). Every iteration count
+   unchanged (the nine problems at 64² and 256², 1e-4 and 1e-6, the 512² funnel pairs,
+   1024²); the 512² funnel pairs 1.97 → 1.78 s summed, the two 1024² problems (8gaussians, 16
+   funnels) twice 9.11 → 8.60 s. (A first version jumped a fixed 35 iterations capped by the
+   far schedule's bound, 32 at 1024², and stopped 8gaussians there at 42 iterations instead
+   of 35.)
+38. **Float32 iterates in float32 arithmetic** in the Numba step and residual kernels: float64
+   literals had promoted every operation, and with the residual as its own rounded copy the
+   fused kernel failed LLVM's run-time overlap check and ran scalar. The step 0.127 → 0.089
+   ms and the residual 0.122 → 0.084 ms at 256²; the nine problems at 256², 1e-4, in float32
+   4.23 → 3.52 s (float64 3.6-3.7 s, the same work). Float32 iterates were slower than
+   float64 ones before; now about as fast (the Poisson step is float32 in both, the checks
+   float64).
+39. **The parallel path's DCTs take Numba's thread count** (`numba.set_num_threads`, a Dask
+   task's limit) instead of a worker per core; the tridiagonal pivots of both dtypes from one
+   float64 computation (13 ms each at 1024²); the Laplacian's eigenvalues and their inverses
+   in place (5.8 → 2.3 ms at 1024²). The same results.
+
 ### Tried and not kept
 
 - **The Poisson step through a real FFT of permuted rows** (Makhoul: the rows' even and odd
@@ -932,6 +960,16 @@ this problem at every check (the rescaled iterate is always the better candidate
   Gaussian pair 0.54 → 0.47 s, the WGAN-GP scale at 1e-4 0.24 → 0.21 s; with one other busy
   process 1.04 → 3.3 s (5.1 s from 128²), 0.55 → 2.7 s, 0.26 → 1.8 s. A threshold that makes
   solves three to seven times slower on a shared machine stays where it is.
+- **One-thread kernels with two-worker DCTs from 512²** (no OpenMP threads to spin at all):
+  idle 5-15 % slower (512² 16 funnels 0.60 → 0.69-0.72 s, 1024² 8gaussians 1.43-1.76 →
+  1.64-1.73 s), with one other busy process 2-3 times faster (3.84 → 2.06 s, 2.08 → 0.67 s,
+  512² 8gaussians 1.16 → 0.51 s). A two-core trade-off (on more cores the kernels would lose
+  far more); `OMP_WAIT_POLICY=PASSIVE` gives the same robustness (docs/choosing).
+- **Checks nearer together close to the tolerance on the finest grid only** (the predicted
+  check at most k/8 or k/16 iterations later there, the coarse grids unchanged so that their
+  hand-over stays the same): 256², 1e-6, the nine problems' fine iterations 13 250 → 13 123 /
+  12 929 (8gaussians 1 190 → 1 071 / 1 011), seconds 8.89 → 8.82 / 9.00: the extra checks
+  cost what the iterations save.
 - **The ray critics by a work queue** (label-correcting: the cells whose neighbours lower them,
   then their neighbours when they change; the same result bit for bit): 12-40 times slower
   than the sweeps on the checks' iterates (1024²: 2.8 s against 70 ms for three checks): many
