@@ -315,6 +315,7 @@ ABLATIONS: dict[str, list[tuple[str, str, object]]] = {
         ("otgrid.critic.iterate", "RELAXATION", {"euclidean": 1.0, "cityblock": 1.0})],
     "restart criteria every 64 (not 32)": [
         ("otgrid.critic.iterate", "RESTART_EVERY", {"euclidean": 64, "cityblock": 64})],
+    "no skipped first check": [("otgrid.critic.iterate", "_CHECK_FIRST_FAR", float("inf"))],
 }
 
 
