@@ -169,8 +169,7 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
     iterations already run (a continuation), counted in ``max_iter`` and the history.
     """
     xp = kern.xp
-    nb = c64.shape[0]
-    dt = kern.dtype
+    nb, dt = c64.shape[0], kern.dtype
     best = Best(cert, nb, kern.shape)
     out = [Outcome() for _ in range(nb)]
     ids = np.arange(nb)
