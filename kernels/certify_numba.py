@@ -139,6 +139,24 @@ def _carry_lanes(acc):
         _carry(acc[lane])
 
 
+@njit(cache=True, inline="always")
+def _deposit4(x0, x1, x2, x3, acc, k):
+    """Deposit four values, one per row of the accumulator, with a carry propagation every
+    ``_BATCH`` calls (``k`` counts them); returns the new count, or -1 (nothing deposited)
+    when a value is not finite."""
+    if not (np.isfinite(x0) and np.isfinite(x1) and np.isfinite(x2) and np.isfinite(x3)):
+        return -1
+    _deposit(x0, acc, 0)
+    _deposit(x1, acc, 1)
+    _deposit(x2, acc, 2)
+    _deposit(x3, acc, 3)
+    k += 1
+    if k == _BATCH:
+        _carry_lanes(acc)
+        k = 0
+    return k
+
+
 @njit(cache=True)
 def exact_add(a, acc):
     """Add ``a``'s entries to the accumulator (see the module docstring); False at the first
@@ -147,21 +165,10 @@ def exact_add(a, acc):
     t = 0
     k = 0
     while t + LANES <= n:
-        x0 = a[t]
-        x1 = a[t + 1]
-        x2 = a[t + 2]
-        x3 = a[t + 3]
-        if not (np.isfinite(x0) and np.isfinite(x1) and np.isfinite(x2) and np.isfinite(x3)):
+        k = _deposit4(a[t], a[t + 1], a[t + 2], a[t + 3], acc, k)
+        if k < 0:
             return False
-        _deposit(x0, acc, 0)
-        _deposit(x1, acc, 1)
-        _deposit(x2, acc, 2)
-        _deposit(x3, acc, 3)
         t += LANES
-        k += 1
-        if k == _BATCH:
-            _carry_lanes(acc)
-            k = 0
     while t < n:
         if not np.isfinite(a[t]):
             return False
@@ -181,17 +188,10 @@ def exact_add_products(a, b, acc):
     while t + 2 <= n:
         p0, e0 = _two_prod(a[t], b[t])
         p1, e1 = _two_prod(a[t + 1], b[t + 1])
-        if not (np.isfinite(p0) and np.isfinite(e0) and np.isfinite(p1) and np.isfinite(e1)):
+        k = _deposit4(p0, e0, p1, e1, acc, k)
+        if k < 0:
             return False
-        _deposit(p0, acc, 0)
-        _deposit(e0, acc, 1)
-        _deposit(p1, acc, 2)
-        _deposit(e1, acc, 3)
         t += 2
-        k += 1
-        if k == _BATCH:
-            _carry_lanes(acc)
-            k = 0
     if t < n:
         p0, e0 = _two_prod(a[t], b[t])
         if not (np.isfinite(p0) and np.isfinite(e0)):
