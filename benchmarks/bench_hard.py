@@ -971,6 +971,13 @@ this problem at every check (the rescaled iterate is always the better candidate
   hand-over stays the same): 256², 1e-6, the nine problems' fine iterations 13 250 → 13 123 /
   12 929 (8gaussians 1 190 → 1 071 / 1 011), seconds 8.89 → 8.82 / 9.00: the extra checks
   cost what the iterations save.
+- **The coarse solves to twice the tolerance again** (`coarse_tol` × 2; × 3 in brackets), with
+  today's solver, work summed: the nine problems at 1e-4, 128² 1 688 → 1 606 (1 586), 256²
+  1 776 → 1 721 (1 821), 512² 1 633 → 1 519 (1 676); at 1e-3, 256², 573 → 544 (579); at 1e-5,
+  256², 5 492 → 5 611 (6 985); the 512² funnel pairs and 1024² 8gaussians / 16 funnels (two
+  runs) 1 027 → 926 (934), 16.4 → 15.1 s. Less work at 1e-4 in sum, but single problems move
+  both ways (8gaussians at 256² 178 → 214) and 1e-5 loses; a tolerance-dependent factor
+  would be tuned to these nine. Not changed.
 - **The ray critics by a work queue** (label-correcting: the cells whose neighbours lower them,
   then their neighbours when they change; the same result bit for bit): 12-40 times slower
   than the sweeps on the checks' iterates (1024²: 2.8 s against 70 ms for three checks): many
