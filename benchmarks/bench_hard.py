@@ -962,7 +962,7 @@ this problem at every check (the rescaled iterate is always the better candidate
   process 1.04 → 3.3 s (5.1 s from 128²), 0.55 → 2.7 s, 0.26 → 1.8 s. A threshold that makes
   solves three to seven times slower on a shared machine stays where it is.
 - **One-thread kernels with two-worker DCTs from 512²** (no OpenMP threads to spin at all):
-  idle 5-15 % slower (512² 16 funnels 0.60 → 0.69-0.72 s, 1024² 8gaussians 1.43-1.76 →
+  idle up to 20 % slower (512² 16 funnels 0.60 → 0.69-0.72 s, 1024² 8gaussians 1.43-1.76 →
   1.64-1.73 s), with one other busy process 2-3 times faster (3.84 → 2.06 s, 2.08 → 0.67 s,
   512² 8gaussians 1.16 → 0.51 s). A two-core trade-off (on more cores the kernels would lose
   far more); `OMP_WAIT_POLICY=PASSIVE` gives the same robustness (docs/choosing).
