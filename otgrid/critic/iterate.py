@@ -260,15 +260,16 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
                     break
                 if done.any():
                     keep = np.flatnonzero(~done)
-                    kx = xp.asarray(keep)
                     ids, tau, tau0, nxt = ids[keep], tau[keep], tau0[keep], nxt[keep]
                     last_k, last_gap = last_k[keep], last_gap[keep]
-                    c64, c, f, y, u = c64[kx], c[kx], f[kx], y[kx], u[kx]
-                    f_anchor, y_anchor = f_anchor[kx], y_anchor[kx]
                     res0, res_prev = res0[keep], res_prev[keep]
                     k_restart, pending = k_restart[keep], pending[keep]
-                    # r of the remaining problems: a restart check below may read it
-                    f_out, r = xp.empty_like(f), r[kx]
+                    # the grid arrays of the remaining problems one at a time (r too: a restart
+                    # check below may read it), each released as its copy is made
+                    grids = [c64, c, f, y, u, f_anchor, y_anchor, r]
+                    c64 = c = f = y = u = f_anchor = y_anchor = r = f_out = None
+                    c64, c, f, y, u, f_anchor, y_anchor, r = _kept_rows(grids, xp.asarray(keep))
+                    f_out = xp.empty_like(f)
                 first_due = min(int(nxt.min()), max_iter)
             check_restart = adaptive and k > 0 and k % restart_every == 0
             if check_restart:
@@ -293,6 +294,17 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
             out[b].history.append((k, scale[b] * best.lower[b], scale[b] * best.upper[b], now))
     return best, out
 
+
+
+def _kept_rows(grids: list, kx) -> list:
+    """``[a[kx] for a in grids]``, made in place one at a time so that each array is released
+    as soon as its rows are copied, not after every copy (a batch's peak memory when problems
+    leave it; ``grids`` is emptied of the old arrays). Arrays that are the same object stay
+    one: ``c`` is ``c64`` itself with float64 iterates."""
+    first = [next(j for j in range(i + 1) if grids[j] is a) for i, a in enumerate(grids)]
+    for i in range(len(grids)):
+        grids[i] = grids[first[i]] if first[i] < i else grids[i][kx]
+    return grids
 
 
 def _fixed_point_residual(kern, tau: np.ndarray, ur: np.ndarray, dy, rho: float) -> np.ndarray:

@@ -10,7 +10,9 @@ per cell):
   scaled data ``c`` (two copies) and the DCT buffers and check-time temporaries (the repaired
   critic, the restart's differences, the float64 Poisson correction of a check beside the
   step's float32 one): ``17 + 6 d`` arrays in all with the compiled backends, ``21 + 6 d``
-  with ``backend="numpy"`` (its operators build their temporaries);
+  with ``backend="numpy"`` (its operators build their temporaries), and in a batch ``2 + d``
+  more (problems leaving it, below); float32 iterates count the same (their checks work in
+  float64);
 - **certificate** (after the iteration): ``8 + 4 d`` arrays per problem stay (masses, data,
   critics and flows of the batch), and the rigorous float64 certificate of one problem at a
   time (:mod:`otgrid.critic.certify`) adds ``36`` -- most of it the exact sum ``math.fsum``
@@ -34,6 +36,19 @@ tolerance, where they polish: 30.6 per problem until the check's candidate criti
 before the polish allocates and the descent stopped copying the flows of a whole batch (27.4;
 28.4 with restart criteria every 32 iterations); 26.9 since the descent also works in the
 corrected flow it is given.
+
+Two gaps found and closed on 2026-12-07 (tracemalloc peaks, grid arrays per problem against
+the estimate then): **batches whose problems stop at different checks** -- the remaining
+problems' arrays are copied while the solve still holds the batch's starting critic, flow and
+data (``2 + d`` arrays per problem), and until then all of them were copied before any was
+released: 47.8 for 16 different problems at 64^2 (estimate 29), 31.8 since the copies are made
+one at a time (``iterate._kept_rows``); ``2 + d`` per problem is now counted for batches. And
+**float32 iterates**, whose estimate halved the iteration's arrays: their checks work in
+float64 and set the peak, 25.2-28.0 at 64^2 and 32^2 in batches of 8-32 (estimate 18.5-20.5),
+20.3 in 1D (14.5), 28.4-30.0 in 3D with the NumPy backend (24.5); they now count as float64
+iterates. Estimates since (float64 / float32): batch 4 at 64^2 33 against 27.0 / 25.6, batch 16
+at 64^2 33 against 31.8 / 27.2, batch 32 at 32^2 33 against 28.0 / 28.0, batch 16 in 1D 26
+against 19.8 / 20.3, batch 8 in 3D (NumPy) 44 against 36.1 / 30.0.
 
 :func:`available_memory` reads what this process may still use (``MemAvailable`` of
 ``/proc/meminfo``, the cgroup's ``memory.max`` minus ``memory.current``, and the
@@ -63,6 +78,7 @@ _ITERATE_PER_AXIS = 6
 _KEPT_BASE = 8
 _KEPT_PER_AXIS = 4
 _CERTIFICATE = 36
+_LEAVING_BASE = 2
 _BACKENDS = ("auto", "numpy", "numba", "cuda")
 # Under ``ulimit -v`` the address space counts, not the resident memory: the threads of Numba
 # and scipy.fft that start with a large solve reserve address space of their own (glibc keeps a
@@ -91,12 +107,14 @@ def _check_shape(shape: Any) -> tuple[int, ...]:
 
 def _grid_arrays(ndim: int, batch: int, dtype: Any, backend: str) -> float:
     """Peak of a solve in grid arrays (float64 per cell), see the module docstring."""
-    itemsize = np.dtype(dtype).itemsize
     base = _ITERATE_BASE_NUMPY if backend == "numpy" else _ITERATE_BASE
+    # float32 iterates count as float64 ones: their checks copy f, y and u to float64 and make
+    # every temporary in float64, which sets the peak (see the module docstring)
     iterate = base + _ITERATE_PER_AXIS * ndim
-    if itemsize < 8:
-        # float32 iterates are half the size, but each check copies f, y and u to float64
-        iterate = iterate * itemsize / 8 + 2 + ndim
+    if batch > 1:
+        # problems leaving a batch: the remaining ones' rows are copied, while the caller
+        # still holds the batch's starting critic, flow and data
+        iterate += _LEAVING_BASE + ndim
     if backend == "cuda":
         iterate = 0.0  # the iteration lives on the GPU; the host holds the certificate phase
     kept = _KEPT_BASE + _KEPT_PER_AXIS * ndim
@@ -114,7 +132,8 @@ def solve_memory(shape: int | Sequence[int], batch: int = 1, dtype: Any = np.flo
     batch : int, optional
         Number of problems solved together (a leading batch axis of ``mu`` or ``nu``).
     dtype : {numpy.float64, numpy.float32}, optional
-        Precision of the iterates.
+        Precision of the iterates (float32 ones are counted as float64 ones: the checks copy
+        them to float64 and set the peak).
     backend : {"auto", "numpy", "numba", "cuda"}, optional
         The solver backend. ``"auto"`` counts as ``"numpy"`` above 2 axes and ``"numba"``
         otherwise. For ``"cuda"`` the host memory of the certificate is counted; the GPU's
