@@ -41,8 +41,10 @@ Two gaps found and closed on 2026-12-07 (tracemalloc peaks, grid arrays per prob
 the estimate then): **batches whose problems stop at different checks** -- the remaining
 problems' arrays are copied while the solve still holds the batch's starting critic, flow and
 data (``2 + d`` arrays per problem), and until then all of them were copied before any was
-released: 47.8 for 16 different problems at 64^2 (estimate 29), 31.8 since the copies are made
-one at a time (``iterate._kept_rows``); ``2 + d`` per problem is now counted for batches. And
+released: 47.8 for 16 different problems at 64^2 (estimate 29) with the checks' schedule of
+that morning, 32.3 with the one that skips a far first check (the peak depends on which
+problems leave when), 31.8 since the copies are made one at a time (``iterate._kept_rows``);
+``2 + d`` per problem is now counted for batches. And
 **float32 iterates**, whose estimate halved the iteration's arrays: their checks work in
 float64 and set the peak, 25.2-28.0 at 64^2 and 32^2 in batches of 8-32 (estimate 18.5-20.5),
 20.3 in 1D (14.5), 28.4-30.0 in 3D with the NumPy backend (24.5); they now count as float64
