@@ -202,9 +202,13 @@ class NumbaGridKernels(GridKernels):
         return m.astype(dt, copy=False)
 
     def dual_step(self, f, u, y, f_out, tau, sigma, rho: float = 1.0) -> None:
-        dt = f.dtype
-        self._d(f, u, y, f_out, tau.astype(dt, copy=False), sigma.astype(dt, copy=False),
-                dt.type(rho), *self._h(dt), self.iso)
+        self._d(f, u, y, f_out, *self._step_args(f.dtype, tau, sigma, rho))
+
+    def _step_args(self, dt: np.dtype, tau, sigma, rho: float) -> tuple:
+        """The step kernels' arguments after the arrays: steps, ``rho``, ``1 / dx`` and the
+        norm, as the kernels take them (``dt``: the iterates' dtype)."""
+        return (tau.astype(dt, copy=False), sigma.astype(dt, copy=False), dt.type(rho),
+                *self._h(dt), self.iso)
 
     def dual_step_residual(self, f, u, y, f_out, tau, sigma, rho, c, r) -> bool:
         """:meth:`GridKernels.dual_step_residual` on 2D grids with :data:`FUSED_RESIDUAL`: one
@@ -216,9 +220,8 @@ class NumbaGridKernels(GridKernels):
             return super().dual_step_residual(f, u, y, f_out, tau, sigma, rho, c, r)
         import numba
 
-        dt = f.dtype
-        args = (f, u, y, f_out, tau.astype(dt, copy=False), sigma.astype(dt, copy=False),
-                dt.type(rho), *self._h(dt), self.iso, c, r, self._step_copy(r))
+        args = (f, u, y, f_out, *self._step_args(f.dtype, tau, sigma, rho), c, r,
+                self._step_copy(r))
         if self.threads == 1:
             self._k.dual_step_residual_2d(*args)
         else:
@@ -242,17 +245,13 @@ class NumbaGridKernels(GridKernels):
         """Where the 2D residual kernel also writes ``r``, rounded: a buffer in the dtype of
         the Poisson step, which :meth:`poisson_step` of this same ``r`` then transforms (the
         cast in the residual's pass instead of a pass of its own: 0.13 ms at 512^2, 0.6-0.8 ms
-        at 1024^2), or ``r`` itself where the step solves in float64 (the ablation's float64
-        step). Float32 iterates get a copy too, in their own dtype: with ``r`` as its own copy
-        the fused kernel's loops failed LLVM's run-time check that the arrays do not overlap
-        and ran scalar (0.19 instead of 0.15 ms at 256^2), and the step transformed ``r`` into
-        a fresh array every iteration. (The float64 certificate's residuals of float32 iterates
-        write one too, unread: the kernel keeps one signature per dtype for a pass at checks
-        only.)"""
+        at 1024^2). Also where the step solves in ``r``'s own dtype (float32 iterates, the
+        ablation's float64 step): with ``r`` as its own copy the fused kernel's loops failed
+        LLVM's run-time check that the arrays do not overlap and ran scalar (float32, 0.19
+        instead of 0.15 ms at 256^2), and the step transformed ``r`` into a fresh array every
+        iteration. (The float64 certificate's residuals of float32 iterates write one too,
+        unread: the kernel keeps one signature per dtype for a pass at checks only.)"""
         dt = self._step_dtype(r)
-        if dt == r.dtype and dt != np.float32:  # (the warm-up's tiny grid decides the same)
-            self._copy_of = None
-            return r
         buf = self._copies[self._turn]
         if buf is None or buf.shape != r.shape or buf.dtype != dt:
             # two buffers in turn, not one per iteration: a fresh 4 MB array at 1024^2 cost
