@@ -18,10 +18,11 @@ the device; literals appear only in stores.
 
 Kernels
 -------
-dual_step_{1d,2d}(f, u, y, f_out, tau, sigma, rho, h..., iso)
+dual_step_1d(f, u, y, f_out, tau, sigma, rho, h, iso), dual_step_2d(..., rho, hx, hy, wx, wy, iso)
     The step relaxed by ``rho`` (a scalar of the arrays' dtype; 1: the plain step):
     ``f_out = f + rho tau u``; ``y <- y + rho (shrink(y + sigma D(f + 2 tau u), sigma) - y)``
-    in place.
+    in place; in 2D with the dual steps ``sigma w_k`` per axis (``w = 1`` on square cells)
+    and the shrinkage in their metric (see ``otgrid/kernels/critic_numba.py``).
 residual_{1d,2d}(c, y, r, h...)
     ``r = c - D^T y``.
 grad_norm_cells_{1d,2d}(f, out, h..., iso)
@@ -58,6 +59,9 @@ from numba import types as _t
 from ._cuda import cuda
 from ._cuda import device as _device
 from ._cuda import kernel as _kernel
+from .shrink import group_shrink_weighted
+
+_group_shrink_weighted = _device(group_shrink_weighted)
 
 __all__ = [
     "FLOAT64_ON_PURPOSE",
@@ -193,9 +197,11 @@ def unit_directions_1d(y, top, out, iso):  # pragma: no cover - device code
 
 # ----------------------------------------------------------------------------------------- 2D
 @_kernel
-def dual_step_2d(f, u, y, f_out, tau, sigma, rho, hx, hy, iso):  # pragma: no cover - device code
+def dual_step_2d(f, u, y, f_out, tau, sigma, rho, hx, hy, wx, wy,
+                 iso):  # pragma: no cover - device code
     """``f_out = f + rho tau u``; ``y <- y + rho (shrink(y + sigma D(f + 2 tau u), sigma) - y)``
-    (one thread/cell).
+    (one thread/cell), with the dual steps ``sigma w_k`` per axis and the shrinkage in their
+    metric (``w = 1`` on square cells: the plain step).
 
     Each thread reads its cell and its two forward neighbours of ``f`` and ``u`` and reads and
     writes only its own cell of ``y`` and ``f_out``: no two threads write the same address.
@@ -204,7 +210,8 @@ def dual_step_2d(f, u, y, f_out, tau, sigma, rho, hx, hy, iso):  # pragma: no co
     for p in range(cuda.grid(1), nb * nx * ny, cuda.gridsize(1)):
         b, _, i, j = _cell_2d(p, nx, ny)
         tb = tau[b]
-        sb = sigma[b]
+        sb = sigma[b] * wx
+        sy = sigma[b] * wy
         t2 = tb + tb
         fij = f[b, i, j]
         uij = u[b, i, j]
@@ -217,11 +224,21 @@ def dual_step_2d(f, u, y, f_out, tau, sigma, rho, hx, hy, iso):  # pragma: no co
         if i < nx - 1:
             vx += sb * ((f[b, i + 1, j] + t2 * u[b, i + 1, j] - fb) * hx)
         if j < ny - 1:
-            vy += sb * ((f[b, i, j + 1] + t2 * u[b, i, j + 1] - fb) * hy)
+            vy += sy * ((f[b, i, j + 1] + t2 * u[b, i, j + 1] - fb) * hy)
         # (statements, not conditional expressions: a float32 branch and a 0.0 literal would
         # unify to float64 and convert every stored value twice; a shrunk-to-zero value
         # relaxes to y0 - rho y0)
-        if iso:
+        if iso and sb != sy:
+            wx_, wy_ = _group_shrink_weighted(vx, vy, sb, sy)
+            if i < nx - 1:
+                y[b, 0, i, j] = y0 + rho * (wx_ - y0)
+            else:
+                y[b, 0, i, j] = 0.0
+            if j < ny - 1:
+                y[b, 1, i, j] = y1 + rho * (wy_ - y1)
+            else:
+                y[b, 1, i, j] = 0.0
+        elif iso:
             nv = math.sqrt(vx * vx + vy * vy)
             if nv > sb and i < nx - 1:
                 y[b, 0, i, j] = y0 + rho * (vx * ((nv - sb) / nv) - y0)
@@ -244,10 +261,10 @@ def dual_step_2d(f, u, y, f_out, tau, sigma, rho, hx, hy, iso):  # pragma: no co
                 y[b, 0, i, j] = y0 - rho * y0
             else:
                 y[b, 0, i, j] = 0.0
-            if j < ny - 1 and vy > sb:
-                y[b, 1, i, j] = y1 + rho * (vy - sb - y1)
-            elif j < ny - 1 and vy < -sb:
-                y[b, 1, i, j] = y1 + rho * (vy + sb - y1)
+            if j < ny - 1 and vy > sy:
+                y[b, 1, i, j] = y1 + rho * (vy - sy - y1)
+            elif j < ny - 1 and vy < -sy:
+                y[b, 1, i, j] = y1 + rho * (vy + sy - y1)
             elif j < ny - 1:
                 y[b, 1, i, j] = y1 - rho * y1
             else:
@@ -366,7 +383,8 @@ def _signatures(ndim: int, dt: _t.Float) -> list[tuple[object, tuple]]:
              flow_norm_cells_1d, corrected_flow_1d, unit_directions_1d),
          2: (dual_step_2d, residual_2d, grad_norm_cells_2d, grad_sq_cells_2d,
              flow_norm_cells_2d, corrected_flow_2d, unit_directions_2d)}[ndim]
-    return [(k[0], (g, g, y, g, s, s, dt, *hs, iso)), (k[1], (g, y, g, *hs)),
+    ws = hs if ndim == 2 else ()  # the 2D step's axis weights
+    return [(k[0], (g, g, y, g, s, s, dt, *hs, *ws, iso)), (k[1], (g, y, g, *hs)),
             (k[2], (g, cells, *hs, iso)), (k[3], (g, cells, *hs)),
             (k[4], (y, g, cells, *hs, iso)), (k[5], (y, g, y, *hs)), (k[6], (y, top, y, iso))]
 

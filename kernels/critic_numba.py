@@ -10,10 +10,12 @@ Steps ``tau``, ``sigma`` are arrays of shape ``(B,)``: one per problem.
 
 Kernels
 -------
-dual_step_{1d,2d}(f, u, y, f_out, tau, sigma, rho, h..., iso)
+dual_step_1d(f, u, y, f_out, tau, sigma, rho, h, iso), dual_step_2d(..., rho, hx, hy, wx, wy, iso)
     The step relaxed by ``rho`` (a scalar of the arrays' dtype; 1: the plain step):
     ``f_out = f + rho tau u``; ``y <- y + rho (shrink(y + sigma D(f + 2 tau u), sigma) - y)``
-    in place.
+    in place. In 2D with per-axis weights ``w_k`` (1 on square cells): the dual steps
+    ``sigma w_k`` and the shrinkage in their metric (componentwise thresholds ``sigma w_k``,
+    or ``shrink.group_shrink_weighted``), see ``otgrid.critic.operators.shrink``.
 residual_1d(c, y, r, h), residual_2d(c, y, r, r2, hx, hy)
     ``r = c - D^T y``; in 2D also into ``r2``, rounded to its dtype (the float32 copy that the
     Poisson step transforms, in the same pass; ``r`` itself where no copy is needed).
@@ -54,12 +56,16 @@ import types
 import numpy as np
 from numba import njit, prange
 
+from .shrink import group_shrink_weighted
+
 __all__ = [
     "ascend_critic_2d",
     "dual_step_1d",
     "dual_step_1d_serial",
     "dual_step_2d",
     "dual_step_2d_serial",
+    "dual_step_2d_weighted",
+    "dual_step_2d_weighted_serial",
     "flow_cost_1d",
     "flow_cost_1d_serial",
     "flow_cost_2d",
@@ -102,6 +108,9 @@ def _serial(kernel):
     clone.__qualname__ = fn.__qualname__ + "_serial"
     clone.__doc__ = f"``{fn.__name__}`` on one thread."
     return njit(cache=True, error_model="numpy")(clone)
+
+
+_group_shrink_weighted = njit(cache=True, inline="always")(group_shrink_weighted)
 
 
 @njit(cache=True, inline="always")
@@ -170,13 +179,16 @@ def flow_cost_1d(y, u, h, iso, rows):
 
 # ----------------------------------------------------------------------------------------- 2D
 @njit(cache=True, inline="always")
-def _dual_step_row_2d(f, u, y, f_out, tau, sigma, rho, hx, hy, iso, row):
-    """Row ``row`` (problem ``row // nx``, cells ``(i, :)``) of :func:`dual_step_2d`."""
+def _dual_step_row_2d(f, u, y, f_out, tau, sigma, rho, hx, hy, wx, wy, iso, row):
+    """Row ``row`` (problem ``row // nx``, cells ``(i, :)``) of :func:`dual_step_2d`: the
+    shrinkage of the cityblock norm with the per-axis dual steps ``sigma w_k``, or the plain
+    one of the euclidean norm (``w_x = w_y``; otherwise :func:`dual_step_2d_weighted`)."""
     nx, ny = f.shape[1], f.shape[2]
     b = row // nx
     i = row - b * nx
     tb = tau[b]
-    sb = sigma[b]
+    sx = sigma[b] * wx
+    sy = sigma[b] * wy
     # the constants in the arrays' dtype: float64 literals would make float32 iterates compute
     # in float64 (a conversion per operand; the step took 0.27 instead of 0.21 ms at 256^2)
     zero = hx - hx
@@ -194,20 +206,56 @@ def _dual_step_row_2d(f, u, y, f_out, tau, sigma, rho, hx, hy, iso, row):
             gy = (f[b, i, j + 1] + t2 * u[b, i, j + 1] - fb) * hy
         y0 = y[b, 0, i, j]
         y1 = y[b, 1, i, j]
-        vx = y0 + sb * gx
-        vy = y1 + sb * gy
+        vx = y0 + sx * gx
+        vy = y1 + sy * gy
         if iso:
             nv = np.sqrt(vx * vx + vy * vy)
-            s = one - sb / nv if nv > sb else zero
+            s = one - sx / nv if nv > sx else zero
             vx *= s
             vy *= s
         else:
-            vx = _soft(vx, sb)
-            vy = _soft(vy, sb)
+            vx = _soft(vx, sx)
+            vy = _soft(vy, sy)
         vx = y0 + rho * (vx - y0)
         vy = y1 + rho * (vy - y1)
         y[b, 0, i, j] = vx if i < nx - 1 else zero
         y[b, 1, i, j] = vy if j < ny - 1 else zero
+
+
+@njit(cache=True, parallel=True)
+def dual_step_2d_weighted(f, u, y, f_out, tau, sigma, rho, hx, hy, wx, wy):
+    """:func:`dual_step_2d` of the euclidean norm with unequal dual steps ``sigma w_k``: the
+    group shrinkage in their metric (``shrink.group_shrink_weighted``, a Newton iteration per
+    cell). A kernel of its own, without the residual: a call of the weighted row (or its
+    iterations inlined) in the fused kernels' loops kept LLVM from vectorizing them, and
+    factoring the cell's arithmetic into helpers shared with :func:`_dual_step_row_2d` made
+    that 12 times slower (0.21 -> 2.5 ms at 256^2, one thread); the lines below repeat it."""
+    nb, nx, ny = f.shape
+    for row in prange(nb * nx):
+        b = row // nx
+        i = row - b * nx
+        tb = tau[b]
+        sx = sigma[b] * wx
+        sy = sigma[b] * wy
+        zero = hx - hx
+        t2 = tb + tb
+        rt = rho * tb
+        for j in range(ny):
+            fb = f[b, i, j] + t2 * u[b, i, j]
+            f_out[b, i, j] = f[b, i, j] + rt * u[b, i, j]
+            gx = zero
+            gy = zero
+            if i < nx - 1:
+                gx = (f[b, i + 1, j] + t2 * u[b, i + 1, j] - fb) * hx
+            if j < ny - 1:
+                gy = (f[b, i, j + 1] + t2 * u[b, i, j + 1] - fb) * hy
+            y0 = y[b, 0, i, j]
+            y1 = y[b, 1, i, j]
+            vx, vy = _group_shrink_weighted(y0 + sx * gx, y1 + sy * gy, sx, sy)
+            vx = y0 + rho * (vx - y0)
+            vy = y1 + rho * (vy - y1)
+            y[b, 0, i, j] = vx if i < nx - 1 else zero
+            y[b, 1, i, j] = vy if j < ny - 1 else zero
 
 
 @njit(cache=True, inline="always")
@@ -233,10 +281,10 @@ def _residual_row_2d(c, y, r, r2, hx, hy, row):
 
 
 @njit(cache=True, parallel=True)
-def dual_step_2d(f, u, y, f_out, tau, sigma, rho, hx, hy, iso):
+def dual_step_2d(f, u, y, f_out, tau, sigma, rho, hx, hy, wx, wy, iso):
     nb, nx = f.shape[0], f.shape[1]
     for row in prange(nb * nx):
-        _dual_step_row_2d(f, u, y, f_out, tau, sigma, rho, hx, hy, iso, row)
+        _dual_step_row_2d(f, u, y, f_out, tau, sigma, rho, hx, hy, wx, wy, iso, row)
 
 
 @njit(cache=True, parallel=True)
@@ -247,7 +295,7 @@ def residual_2d(c, y, r, r2, hx, hy):
 
 
 @njit(cache=True, parallel=True)
-def dual_step_residual_2d_blocks(f, u, y, f_out, tau, sigma, rho, hx, hy, iso, c, r, r2,
+def dual_step_residual_2d_blocks(f, u, y, f_out, tau, sigma, rho, hx, hy, wx, wy, iso, c, r, r2,
                                  nblocks):
     """:func:`dual_step_residual_2d` on all threads: the rows (of every problem, in order) in
     ``nblocks`` contiguous blocks, one task each; a block's rows after its first get their
@@ -260,7 +308,7 @@ def dual_step_residual_2d_blocks(f, u, y, f_out, tau, sigma, rho, hx, hy, iso, c
         lo = blk * per
         hi = min(rows, lo + per)
         for row in range(lo, hi):
-            _dual_step_row_2d(f, u, y, f_out, tau, sigma, rho, hx, hy, iso, row)
+            _dual_step_row_2d(f, u, y, f_out, tau, sigma, rho, hx, hy, wx, wy, iso, row)
             if row > lo:
                 _residual_row_2d(c, y, r, r2, hx, hy, row)
     for blk in prange(nblocks):
@@ -270,14 +318,14 @@ def dual_step_residual_2d_blocks(f, u, y, f_out, tau, sigma, rho, hx, hy, iso, c
 
 
 @njit(cache=True, error_model="numpy")
-def dual_step_residual_2d(f, u, y, f_out, tau, sigma, rho, hx, hy, iso, c, r, r2):
+def dual_step_residual_2d(f, u, y, f_out, tau, sigma, rho, hx, hy, wx, wy, iso, c, r, r2):
     """:func:`dual_step_2d`, then :func:`residual_2d` of the new flow, in one pass on one
     thread: the residual of row ``i`` follows the step of row ``i`` (it reads the new flow of
     rows ``i - 1`` and ``i``, both written), so the flow is read once. The same bits as the two
     kernels one after the other. NumPy's error model, as the one-thread twins."""
     nb, nx = f.shape[0], f.shape[1]
     for row in range(nb * nx):
-        _dual_step_row_2d(f, u, y, f_out, tau, sigma, rho, hx, hy, iso, row)
+        _dual_step_row_2d(f, u, y, f_out, tau, sigma, rho, hx, hy, wx, wy, iso, row)
         _residual_row_2d(c, y, r, r2, hx, hy, row)
 
 
@@ -796,6 +844,7 @@ def poisson_lines_2d(rh, m, e, hx2):
 # ------------------------------------------------------------- one-thread versions
 dual_step_1d_serial = _serial(dual_step_1d)
 dual_step_2d_serial = _serial(dual_step_2d)
+dual_step_2d_weighted_serial = _serial(dual_step_2d_weighted)
 flow_cost_1d_serial = _serial(flow_cost_1d)
 flow_cost_2d_serial = _serial(flow_cost_2d)
 grad_stats_1d_serial = _serial(grad_stats_1d)

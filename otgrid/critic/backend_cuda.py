@@ -174,13 +174,14 @@ class CudaGridKernels(GridKernels):
 
     # -- the Poisson solve ---------------------------------------------------------------------
     @_on_own_device
-    def poisson(self, r: Any) -> Any:
-        """Zero-mean solution ``u`` of ``D^T D u = r`` per problem (DCT-II over the grid axes)."""
-        dt = r.dtype
-        inv = self._inv_lam.get(dt)
+    def _solve(self, r: Any, inv_dx: tuple) -> Any:
+        """Zero-mean solution ``u`` of ``D^T D u = r`` per problem on the grid of inverse cell
+        sizes ``inv_dx`` (DCT-II over the grid axes)."""
+        key = (np.dtype(r.dtype), inv_dx)
+        inv = self._inv_lam.get(key)
         if inv is None:
-            inv = self._inv_lam[dt] = self.xp.asarray(
-                ops.inverse_eigenvalues(self.shape, self.inv_dx, dt))
+            inv = self._inv_lam[key] = self.xp.asarray(
+                ops.inverse_eigenvalues(self.shape, inv_dx, r.dtype))
         axes = tuple(range(1, 1 + self.ndim))
         rh = self._fft.dctn(r, type=2, norm="ortho", axes=axes)
         rh *= inv
@@ -194,7 +195,8 @@ class CudaGridKernels(GridKernels):
         ``y <- y + rho (shrink(y + sigma D(f + 2 tau u), sigma) - y)`` in place."""
         dt = np.dtype(f.dtype)
         launch(self._dual, f.size, f, u, y, f_out, self._device_steps(tau, dt),
-               self._device_steps(sigma, dt), dt.type(rho), *self._h(dt), self.iso)
+               self._device_steps(sigma, dt), dt.type(rho), *self._h(dt),
+               *(dt.type(w) for w in (self.axis_weights if self.ndim == 2 else ())), self.iso)
 
     @_on_own_device
     def residual(self, c: Any, y: Any, r: Any) -> None:

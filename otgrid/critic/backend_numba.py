@@ -90,6 +90,8 @@ class NumbaGridKernels(GridKernels):
         names = ("dual_step", "residual", "grad_stats", "flow_cost")
         self._d, self._r, self._g, self._c = (getattr(self._k, n + suffix) for n in names)
         self._pl = getattr(self._k, "poisson_lines" + suffix, None)  # 2D only
+        # the euclidean step on anisotropic cells (2D; see _weighted_step)
+        self._dw = getattr(self._k, "dual_step_2d_weighted" + ("" if parallel else "_serial"))
 
     def warm_up(self, nb: int, coarse: bool = False) -> None:
         """Compile (or load from Numba's cache) the kernels a solve of ``nb`` problems runs, on a
@@ -108,7 +110,9 @@ class NumbaGridKernels(GridKernels):
             tiny._bind(parallel)
             disp += [tiny._r, tiny._g, tiny._c, tiny._sweep_kernel("repair_critic", nb)]
             # the loop's step: fused with the residual on 2D grids (the plain one unused there)
-            if self.ndim == 2 and FUSED_RESIDUAL:
+            if self._weighted_step():
+                disp.append(tiny._dw)
+            elif self.ndim == 2 and FUSED_RESIDUAL:
                 disp.append(self._k.dual_step_residual_2d_blocks if parallel
                             else self._k.dual_step_residual_2d)
             else:
@@ -143,8 +147,8 @@ class NumbaGridKernels(GridKernels):
         at 512^2, 9.7 instead of 23.9 ms at 1024^2, the same solution to about 1e-12. Smaller
         grids keep the DCT pair: a float64 specialisation of the tridiagonal kernel would add
         about 0.4 s to a first solve's compilation for about 0.5 ms per check."""
-        m = self._lines_for(r.dtype) if self.threads is None else None
-        return super().poisson(r) if m is None else self._lines_solve(r, m)
+        m = self._lines_for(r.dtype, self.inv_dx) if self.threads is None else None
+        return super().poisson(r) if m is None else self._lines_solve(r, m, self.inv_dx)
 
     def poisson_step(self, r) -> np.ndarray:
         """The iteration's Poisson solve (see :meth:`GridKernels.poisson_step`); on 2D grids a
@@ -157,19 +161,22 @@ class NumbaGridKernels(GridKernels):
             # residual writes the other buffer, so the solution lasts until the one after
             copy, self._copy_of = self._copies[self._turn], None
             self._turn = 1 - self._turn
-            m = self._lines_for(copy.dtype)
-            # (without the tridiagonal path, the DCT pair of GridKernels.poisson: a new array)
-            return self.poisson(copy) if m is None else self._lines_solve(copy, m, own=True)
+            m = self._lines_for(copy.dtype, self.step_inv_dx)
+            # (without the tridiagonal path, the DCT pair of GridKernels._solve: a new array)
+            if m is None:
+                return self._solve(copy, self.step_inv_dx)
+            return self._lines_solve(copy, m, self.step_inv_dx, own=True)
         dt = self._step_dtype(r)
-        m = self._lines_for(dt)
+        m = self._lines_for(dt, self.step_inv_dx)
         if m is None:
             return super().poisson_step(r)
         cast = r.dtype != dt
         # a cast is a new array that the transform may overwrite; the caller's r is not
-        return self._lines_solve(r.astype(dt) if cast else r, m, own=cast)
+        return self._lines_solve(r.astype(dt) if cast else r, m, self.step_inv_dx, own=cast)
 
-    def _lines_for(self, dt) -> np.ndarray | None:
-        """The inverse pivots of the tridiagonal solves in ``dt`` (computed once), or None
+    def _lines_for(self, dt, inv_dx: tuple) -> np.ndarray | None:
+        """The inverse pivots of the tridiagonal solves in ``dt`` on the grid of inverse cell
+        sizes ``inv_dx`` (the real one or the step's, :attr:`step_inv_dx`; computed once), or None
         where they do not apply (not 2D, :data:`POISSON_LINES` off, ill-conditioned). On the
         parallel kernels, whose checks solve in float64 by the same path (:meth:`poisson`),
         the float32 and float64 pivots come from one float64 computation (a loop over the
@@ -177,38 +184,49 @@ class NumbaGridKernels(GridKernels):
         if self.ndim != 2 or not POISSON_LINES:
             return None
         dt = np.dtype(dt)
-        if dt not in self._lines:
+        if (dt, inv_dx) not in self._lines:
             both = self.threads is None and dt in (np.float32, np.float64)
-            m = ops.tridiagonal_pivots(self.shape, self.inv_dx, np.float64)
+            m = ops.tridiagonal_pivots(self.shape, inv_dx, np.float64)
             for d in (np.dtype(np.float32), np.dtype(np.float64)) if both else (dt,):
-                self._lines[d] = self._line_factors(m, d)
-        return self._lines[dt]
+                self._lines[d, inv_dx] = self._line_factors(m, d, inv_dx)
+        return self._lines[dt, inv_dx]
 
-    def _lines_solve(self, a, m, own: bool = False) -> np.ndarray:
-        """``(D^T D)^+ a`` by a DCT pair along y around the tridiagonal solves along x, in
-        ``a``'s dtype (``m``: the pivots in it; ``own``: ``a`` may be overwritten)."""
+    def _lines_solve(self, a, m, inv_dx: tuple, own: bool = False) -> np.ndarray:
+        """``(D^T D)^+ a`` on the grid of ``inv_dx`` by a DCT pair along y around the
+        tridiagonal solves along x, in ``a``'s dtype (``m``: the pivots in it; ``own``: ``a``
+        may be overwritten)."""
         rh = ops.dct_lines(a, False, self.workers, overwrite=own)
-        hx2 = a.dtype.type(self.inv_dx[0] ** 2)
+        hx2 = a.dtype.type(inv_dx[0] ** 2)
         self._pl(rh, m, -hx2, hx2)
         return ops.dct_lines(rh, True, self.workers, overwrite=True)
 
-    def _line_factors(self, m: np.ndarray, dt: np.dtype) -> np.ndarray | None:
+    def _line_factors(self, m: np.ndarray, dt: np.dtype, inv_dx: tuple) -> np.ndarray | None:
         """The inverse Thomas pivots ``m`` of the step's x-solves (float64,
         ``ops.tridiagonal_pivots``) in ``dt``, or None where their smallest pivot is lost to
         rounding in ``dt`` (:data:`LINES_MAX_ROUNDING`)."""
-        worst = np.finfo(dt).eps * self.inv_dx[0] ** 2 * float(np.max(np.abs(m)))
+        worst = np.finfo(dt).eps * inv_dx[0] ** 2 * float(np.max(np.abs(m)))
         if not (np.all(np.isfinite(m)) and np.all(m >= 0) and worst <= LINES_MAX_ROUNDING):
             return None
         return m.astype(dt, copy=False)
 
     def dual_step(self, f, u, y, f_out, tau, sigma, rho: float = 1.0) -> None:
-        self._d(f, u, y, f_out, *self._step_args(f.dtype, tau, sigma, rho))
+        if self._weighted_step():
+            self._dw(f, u, y, f_out, *self._step_args(f.dtype, tau, sigma, rho)[:-1])
+        else:
+            self._d(f, u, y, f_out, *self._step_args(f.dtype, tau, sigma, rho))
+
+    def _weighted_step(self) -> bool:
+        """Whether the step is the euclidean one on anisotropic 2D cells: the kernel
+        ``dual_step_2d_weighted``, unfused (the residual in a pass of its own)."""
+        return self.iso and self.weighted and self.ndim == 2
 
     def _step_args(self, dt: np.dtype, tau, sigma, rho: float) -> tuple:
-        """The step kernels' arguments after the arrays: steps, ``rho``, ``1 / dx`` and the
-        norm, as the kernels take them (``dt``: the iterates' dtype)."""
+        """The step kernels' arguments after the arrays: steps, ``rho``, ``1 / dx``, in 2D the
+        dual steps' axis weights, and the norm, as the kernels take them (``dt``: the iterates'
+        dtype)."""
+        w = tuple(dt.type(v) for v in self.axis_weights) if self.ndim == 2 else ()
         return (tau.astype(dt, copy=False), sigma.astype(dt, copy=False), dt.type(rho),
-                *self._h(dt), self.iso)
+                *self._h(dt), *w, self.iso)
 
     def dual_step_residual(self, f, u, y, f_out, tau, sigma, rho, c, r) -> bool:
         """:meth:`GridKernels.dual_step_residual` on 2D grids with :data:`FUSED_RESIDUAL`: one
@@ -216,7 +234,7 @@ class NumbaGridKernels(GridKernels):
         :data:`PARALLEL_MIN_CELLS` cells: 256^2 and the coarse levels); on all threads
         ``dual_step_residual_2d_blocks``, one block of rows per thread (a row's residual reads
         the new flow of the row before: the first row of each block comes after the blocks)."""
-        if self.ndim != 2 or not FUSED_RESIDUAL:
+        if self.ndim != 2 or not FUSED_RESIDUAL or self._weighted_step():
             return super().dual_step_residual(f, u, y, f_out, tau, sigma, rho, c, r)
         import numba
 

@@ -311,8 +311,10 @@ def _fixed_point_residual(kern, tau: np.ndarray, ur: np.ndarray, dy, rho: float)
     """The fixed-point residual of the iterate in the norm of the preconditioned iteration,
     per problem: ``sqrt(|D df|^2 / tau + tau |dy|^2)`` for the plain step's ``df = tau u``
     (``|D u|^2 = <u, r> = ur``, which can round to a tiny negative number near convergence)
-    and ``dy`` (the relaxed step moved ``y`` ``rho`` times as far: ``dy`` is that move)."""
-    return np.sqrt(np.maximum(tau * ur + tau * (kern.sq_norm(dy) / rho ** 2), 0.0))
+    and ``dy`` (the relaxed step moved ``y`` ``rho`` times as far: ``dy`` is that move). On
+    anisotropic cells the norms are the step's metric (``|D u|^2`` in ``D^T S D``, which ``u``
+    solves, so still ``<u, r>``; ``|dy|^2`` in ``S^{-1}``: ``kern.flow_metric_sq``)."""
+    return np.sqrt(np.maximum(tau * ur + tau * (kern.flow_metric_sq(dy) / rho ** 2), 0.0))
 
 
 def _next_interval(k: int, k0: int, far: bool, check_every: int, shape: tuple[int, ...],
@@ -388,7 +390,8 @@ def _update_bounds(kern, cert, best: Best, ids, c64, f, y, r, u, flow_candidates
     (None: none; and above ``tol``: it stops) also has its flow lowered by the descent and its
     best critic improved by the feasible ascent (``ascend_sweeps`` sweeps)."""
     if kern.dtype == np.float64:
-        uc = cert.poisson(r) if kern.fast_poisson else u
+        # (the step's u solves D^T S D u = r on anisotropic cells: not the correction)
+        uc = cert.poisson(r) if kern.fast_poisson or kern.weighted else u
         best.update(cert, ids, c64, f, y, uc, flow_candidates, polish_below, ascend_sweeps,
                     tol)
     else:  # from the float32 iterates

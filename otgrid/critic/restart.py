@@ -53,15 +53,16 @@ def restart(kern, cert, c64, f, y, u, tau, tau0, f_anchor, y_anchor, pending, re
     fj, yj, uj = f[jx], y[jx], u[jx]
     f64 = fj if kern.dtype == np.float64 else fj.astype(np.float64)
     y64 = yj if kern.dtype == np.float64 else yj.astype(np.float64)
-    df = np.sqrt(cert.grad_sq((fj - f_anchor[jx]).astype(np.float64)))
-    dy = np.sqrt(cert.sq_norm((yj - y_anchor[jx]).astype(np.float64)))
+    # the moves in the norms of the iteration's metric (plain ones on square cells)
+    df = np.sqrt(cert.grad_metric_sq((fj - f_anchor[jx]).astype(np.float64)))
+    dy = np.sqrt(cert.flow_metric_sq((yj - y_anchor[jx]).astype(np.float64)))
     ok = (df > 0) & (dy > 0)
     proposal = tau[js].copy()
     proposal[ok] = np.exp(_PW_THETA * np.log(df[ok] / dy[ok])
                           + (1 - _PW_THETA) * np.log(tau[js][ok]))
     proposal = np.clip(proposal, tau0[js] / _PW_CAP, tau0[js] * _PW_CAP)
     c64j = c64[jx]
-    if kern.dtype != np.float64:
+    if kern.dtype != np.float64 or kern.weighted:  # (weighted: u solves D^T S D u = r)
         r64 = xp.empty(c64j.shape)
         cert.residual(c64j, y64, r64)
         u64 = cert.poisson(r64)

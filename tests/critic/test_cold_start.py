@@ -44,7 +44,9 @@ def test_serial_twins_compute_what_the_parallel_kernels_compute(shape, iso):
         kern = {n: getattr(k, n + d + suffix) for n in (
             "dual_step", "residual", "grad_stats", "flow_cost", "repair_critic")}
         yy, f_out, r = y.copy(), np.empty_like(f), np.empty_like(f)
-        kern["dual_step"](f, u, yy, f_out, tau, 1.0 / tau, 1.8, *h, iso)
+        # 2D: the dual steps' axis weights (unequal: cityblock on anisotropic cells)
+        w = () if len(shape) == 1 else ((1.0, 1.0) if iso else (1.0, 0.35))
+        kern["dual_step"](f, u, yy, f_out, tau, 1.0 / tau, 1.8, *h, *w, iso)
         if len(shape) == 1:
             kern["residual"](f, yy, r, *h)
         else:
@@ -61,6 +63,11 @@ def test_serial_twins_compute_what_the_parallel_kernels_compute(shape, iso):
         kern["grad_stats"](f, *h, iso, stats)
         kern["flow_cost"](y, u, *h, iso, cost)
         outs[suffix] = [yy, f_out, r, g, stats, cost]
+        if len(shape) == 2:  # the euclidean step on anisotropic cells
+            yw, fw = y.copy(), np.empty_like(f)
+            getattr(k, "dual_step_2d_weighted" + suffix)(f, u, yw, fw, tau, 1.0 / tau, 1.8, *h,
+                                                         1.0, 0.35)
+            outs[suffix] += [yw, fw]
     for a, b in zip(outs[""], outs["_serial"], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
 

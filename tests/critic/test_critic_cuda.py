@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.optimize
 import scipy.sparse as sp
 
 pytest.importorskip("numba_cuda", reason="numba-cuda is not installed (the 'cuda' extra)")
@@ -139,12 +140,20 @@ def _cell_norms(v: np.ndarray, norm: str, dual: bool) -> np.ndarray:
     return np.max(np.abs(v), axis=0) if not dual else np.sum(np.abs(v), axis=0)
 
 
+def _prox_root(t, v, s):
+    """``sum_k v_k^2 / (t + s_k)^2 - 1``: its root is the norm of the shrunk cell."""
+    return np.sum(v ** 2 / (t + s) ** 2) - 1
+
+
 class Dense:
     """The backend's operations written out from their definitions, in float64."""
 
-    def __init__(self, shape, dx, norm):
+    def __init__(self, shape, dx, norm, weighted=False):
         self.shape, self.norm, self.nd = tuple(shape), norm, len(shape)
         self.D = _grad_matrix(shape, dx).toarray()
+        # the dual step's weights per axis (``weighted``): dx_k / max dx
+        w = np.asarray(dx, dtype=np.float64) / max(dx) if weighted else np.ones(len(dx))
+        self.w = w.reshape(-1, *(1,) * self.nd)
 
     def grad(self, f):  # (*shape) -> (ndim, *shape)
         return (self.D @ f.astype(np.float64).ravel()).reshape(self.nd, *self.shape)
@@ -157,14 +166,27 @@ class Dense:
         return np.abs(self.D).sum(axis=1).reshape(self.nd, *self.shape) > 0
 
     def shrink(self, v, s):
-        if self.norm == "euclidean":
-            n = np.sqrt(np.sum(v * v, axis=0))
-            return v * np.where(n > s, (n - s) / np.where(n > 0, n, 1.0), 0.0)
-        return np.sign(v) * np.maximum(np.abs(v) - s, 0.0)
+        """``argmin_w |w| + sum_k (w_k - v_k)^2 / (2 s_k)`` per cell (``s``: per axis): the
+        soft threshold ``s_k`` per component (cityblock); the euclidean one, with ``t = |w|``
+        the root of ``sum_k v_k^2 / (t + s_k)^2 = 1`` by SciPy's brentq, ``w_k = v_k t /
+        (t + s_k)`` (0 where ``sum_k (v_k / s_k)^2 <= 1``)."""
+        s = np.broadcast_to(s, v.shape)
+        if self.norm != "euclidean":
+            return np.sign(v) * np.maximum(np.abs(v) - s, 0.0)
+        out = np.zeros_like(v)
+        for idx in np.ndindex(*v.shape[1:]):
+            vc, sc = v[(slice(None), *idx)], s[(slice(None), *idx)]
+            if np.sum((vc / sc) ** 2) <= 1:
+                continue
+            t = scipy.optimize.brentq(_prox_root, 0.0, np.sqrt(np.sum(vc ** 2)), args=(vc, sc),
+                                      xtol=1e-300, rtol=1e-15)
+            out[(slice(None), *idx)] = vc * t / (t + sc)
+        return out
 
     def dual_step(self, f, u, y, tau, sigma, rho=1.0):
         fb = f + 2 * tau * u
-        plain = self.shrink(y + sigma * self.grad(fb), sigma) * self.mask()
+        s = sigma * self.w
+        plain = self.shrink(y + s * self.grad(fb), s) * self.mask()
         return f + rho * tau * u, y + rho * (plain - y)
 
     def lstsq(self, a, b):
@@ -206,9 +228,17 @@ def _cuda_kernels(shape, dx, norm, dtype):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("norm", NORMS)
 @pytest.mark.parametrize(("shape", "dx"), CASES)
-def test_loop_body_matches_the_definitions(shape, dx, norm, dtype, limits):
-    """dual_step (per-problem steps, changed between calls) and residual, B = 2."""
-    ref, cu = Dense(shape, dx, norm), _cuda_kernels(shape, dx, norm, dtype)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_loop_body_matches_the_definitions(shape, dx, norm, dtype, weighted, limits,
+                                           monkeypatch):
+    """dual_step (per-problem steps, changed between calls) and residual, B = 2; with or
+    without the per-axis weights of anisotropic cells (``weighted``: used from any ratio of
+    the cells' sides, else never; these are twice as long along x as along y)."""
+    ratio = 1.0 if weighted else np.inf
+    monkeypatch.setattr(backend_numpy, "AXIS_WEIGHTS_MIN_RATIO",
+                        {"euclidean": ratio, "cityblock": ratio})
+    ref, cu = Dense(shape, dx, norm, weighted), _cuda_kernels(shape, dx, norm, dtype)
+    assert cu.weighted == (weighted and len(shape) == 2)
     assert cu.name == "cuda" and cu.shape == shape and cu.ndim == len(shape)
     assert cu.dtype == np.dtype(dtype)
     f, u, c, y = _random_iterates(shape, 2, dtype)

@@ -66,35 +66,48 @@ def test_poisson_step_in_float64_without_the_float32_transforms(monkeypatch):
 @pytest.mark.parametrize("shape", [(2, 7), (7, 2), (3, 3), (40, 56), (130, 257)])
 def test_poisson_lines_solve_the_neumann_problem(monkeypatch, shape):
     """The step's 2D solve (a DCT pair along y, tridiagonal solves along x) in float64: the
-    zero-mean solution of ``D^T D u = r - mean(r)`` (checked by applying ``D^T D``), equal to
-    the DCT pair's; the one-thread and parallel kernels agree."""
+    zero-mean solution of ``D^T S D u = r - mean(r)`` (checked by applying ``D^T S D``, which
+    is ``D^T D`` of the grid of inverse cell sizes ``kern.step_inv_dx``: these cells are not
+    square), equal to the DCT pair's; the one-thread and parallel kernels agree. The checks'
+    solves are those of the real grid's ``D^T D``."""
     from otgrid.critic import backend_numba
     from otgrid.critic import operators as ops
 
     monkeypatch.setattr(backend_numpy, "POISSON_STEP_DTYPE", None)
+    # the step in the metric of per-axis weights (by default from a ratio of 1 000 in the
+    # euclidean norm)
+    monkeypatch.setattr(backend_numpy, "AXIS_WEIGHTS_MIN_RATIO", {"euclidean": 1.0})
     dx = (0.3, 0.7)
     kern = make_kernels("numba", shape, dx, "euclidean", np.float64)
     r = np.random.default_rng(2).standard_normal((2, *shape)) + 5.0  # a mean to ignore
     inv_dx = tuple(1 / h for h in dx)
+    step = kern.step_inv_dx
+    w = np.array(kern.axis_weights).reshape(2, 1, 1)
+    assert kern.weighted and step != inv_dx
     outs = []
     for parallel in (False, True):
         kern._bind(parallel)
         u = kern.poisson_step(r)
         for b in range(2):
-            lap = ops.div_adjoint(ops.grad(u[b], inv_dx), inv_dx)
+            lap = ops.div_adjoint(w * ops.grad(u[b], inv_dx), inv_dx)  # D^T S D u
+            np.testing.assert_allclose(lap, ops.div_adjoint(ops.grad(u[b], step), step),
+                                       atol=1e-10 * np.abs(lap).max())
             want = r[b] - r[b].mean()
             assert abs(u[b].mean()) <= 1e-12 * np.abs(u[b]).max()
             np.testing.assert_allclose(lap, want, atol=1e-9 * np.abs(want).max())
-        dct_pair = ops.poisson_neumann(r, ops.inverse_eigenvalues(shape, inv_dx))
+        dct_pair = ops.poisson_neumann(r, ops.inverse_eigenvalues(shape, step))
         np.testing.assert_allclose(u, dct_pair, rtol=0, atol=1e-11 * np.abs(u).max())
-        # the checks' float64 solves: the tridiagonal path on the parallel kernels only
-        np.testing.assert_allclose(kern.poisson(r), dct_pair, rtol=0,
-                                   atol=1e-11 * np.abs(u).max())
-        assert np.array_equal(kern.poisson(r), u) == parallel
+        # the checks' float64 solves of the real grid: the tridiagonal path on the parallel
+        # kernels only
+        real = ops.poisson_neumann(r, ops.inverse_eigenvalues(shape, inv_dx))
+        got = kern.poisson(r)
+        np.testing.assert_allclose(got, real, rtol=0, atol=1e-11 * np.abs(got).max())
+        lines = kern._lines_solve(r.copy(), kern._lines_for(np.float64, inv_dx), inv_dx)
+        assert np.array_equal(got, lines) == parallel
         outs.append(u)
     np.testing.assert_array_equal(outs[0], outs[1])
     monkeypatch.setattr(backend_numba, "POISSON_LINES", False)
-    np.testing.assert_array_equal(kern.poisson_step(r), kern.poisson(r))
+    np.testing.assert_array_equal(kern.poisson_step(r), kern._solve(r, step))
 
 
 def _eight_gaussians(n: int):
@@ -159,12 +172,13 @@ def test_extreme_anisotropy_falls_back_to_the_dct_pair():
     from otgrid.critic.backend_numba import NumbaGridKernels
 
     kern = NumbaGridKernels((5, 8), (0.2, 1.25e8), "euclidean", np.float64)
-    assert kern._lines_for(np.dtype(np.float32)) is None
+    assert kern._lines_for(np.dtype(np.float32), kern.step_inv_dx) is None
     r = np.random.default_rng(0).standard_normal((1, 5, 8))
     r -= r.mean()
     with np.errstate(all="raise"):
         u = kern.poisson_step(r)
-    np.testing.assert_allclose(u, kern.poisson(r), rtol=1e-5, atol=1e-5 * np.abs(u).max())
+    want = kern._solve(r, kern.step_inv_dx)
+    np.testing.assert_allclose(u, want, rtol=1e-5, atol=1e-5 * np.abs(u).max())
     grid = og.Grid([(0.0, 1.0), (0.0, 1e9)], (5, 8))
     mu, nu = np.zeros(grid.shape), np.zeros(grid.shape)
     mu[4, 7], nu[4, 6] = 1.0, 1.0
@@ -177,7 +191,7 @@ def test_square_grids_keep_the_tridiagonal_step():
 
     for n in (64, 1024):
         kern = NumbaGridKernels((n, n), (8.0 / n, 8.0 / n), "euclidean", np.float64)
-        assert kern._lines_for(np.dtype(np.float32)) is not None
+        assert kern._lines_for(np.dtype(np.float32), kern.step_inv_dx) is not None
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -233,7 +247,7 @@ def test_without_the_tridiagonal_path_the_step_reads_the_copy_too():
     DCT pair; the residual still writes its float32 copy (the kernel keeps the one signature
     that the warm-up compiled on its tiny grid), and the step reads it: the same solution."""
     kern = make_kernels("numba", (5, 8), [1.0 / 5, 1e9 / 8], "euclidean", np.float64)
-    assert kern._lines_for(np.dtype(np.float32)) is None
+    assert kern._lines_for(np.dtype(np.float32), kern.step_inv_dx) is None
     rng = np.random.default_rng(5)
     c = rng.standard_normal((1, 5, 8))
     c -= c.mean()
