@@ -5,7 +5,7 @@ the cells' sides the iteration takes a dual step per axis (``sigma dx_k / max dx
 in its metric; this script solves the same problems with that policy (``default``) and with
 the plain iteration everywhere (``plain``: the policy set to infinity), side by side:
 
-* ``fuzz``: random problems (3 to 32 cells per axis, measures ``U(0, 1)^3`` per cell, cells 2
+* ``fuzz``: random problems (3 to 32 cells per axis, measures ``U(0, 1)^3`` per cell, boxes 2
   to 1e4 times longer along a random axis, the two norms in turn), relative gap 1e-6, at most
   20 000 iterations; the cityblock certificates are checked against SciPy's HiGHS (the LP of
   ``tests/references.py``): the bounds must contain its value.

@@ -1164,19 +1164,15 @@ this problem at every check (the rescaled iterate is always the better candidate
 
 ### Not done (next sessions)
 
-- **Anisotropic cells want per-axis dual steps.** A fuzzed 6 x 3 cityblock problem on
-  (0, 10) x (0, 0.01) (cells 500 times longer along x) stops at `max_iter` with a relative gap
-  of 1.8e-5 even at the default tol 1e-6 (both backends; every variant of relaxation, restarts
-  and fixed steps from 1e-3 to 10 stays above 1e-6 after 1e5 iterations). A plain PDHG
-  prototype (NumPy, the same problem, POT's exact cityblock W as reference) with per-axis
-  weights `S = diag(dx_k^2)` (normalised) -- dual steps `sigma s_k` per flow component, the
-  step's Poisson solve with `s_x D_x^T D_x + s_y D_y^T D_y`, which is the isotropic grid's
-  Laplacian (still a DCT or tridiagonal solve) -- reaches 1e-13 in 1 000 iterations at tau 1
-  or 10, where `S = I` is at 1e-3 to 1e-5 after 1e5; `S = diag(dx_k)` is in between. Square
-  cells give `S = I`, so none of bench_hard's problems would change. The cityblock prox is
-  separable, so per-axis thresholds are all it needs; the euclidean norm's prox in a non-scalar
-  metric needs a scalar root per cell. Kernels of the three backends, the restarts' metric
-  norm (`sum_k |dy_k|^2 / s_k`) and the tests would change: not started this session.
+- **Anisotropic cells want per-axis dual steps** (done since, in a later session: see
+  `results/anisotropic.md`, `backend_numpy.AXIS_WEIGHTS_MIN_RATIO`). A fuzzed 6 x 3 cityblock
+  problem on (0, 10) x (0, 0.01) (cells 500 times longer along x) stopped at `max_iter` with
+  a relative gap of 1.8e-5 even at the default tol 1e-6; per-axis dual steps `sigma s_k`
+  with `s_k = dx_k / max dx`, the shrinkage in their metric and the primal step preconditioned
+  by `D^T S D` converge on it in 691 iterations. (`S = diag(dx_k^2)`, this note's first
+  prototype, took fewer on that problem but failed on two of twelve such problems, against
+  one.) Square cells give
+  `S = I`: none of this benchmark's problems changed (same bits).
 
 - At 1e-6 the lower bound decides the stop, for two different reasons. On the Gaussian pair
   the iterate's `<c, f>` is within 2e-7 of W from iteration ~380 on, but its constraint
