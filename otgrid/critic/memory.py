@@ -50,7 +50,11 @@ float64 and set the peak, 25.2-28.0 at 64^2 and 32^2 in batches of 8-32 (estimat
 20.3 in 1D (14.5), 28.4-30.0 in 3D with the NumPy backend (24.5); they now count as float64
 iterates. Estimates since (float64 / float32): batch 4 at 64^2 33 against 27.0 / 25.6, batch 16
 at 64^2 33 against 31.8 / 27.2, batch 32 at 32^2 33 against 28.0 / 28.0, batch 16 in 1D 26
-against 19.8 / 20.3, batch 8 in 3D (NumPy) 44 against 36.1 / 30.0.
+against 19.8 / 20.3, batch 8 in 3D (NumPy) 44 against 36.1 / 30.0. Anisotropic cells (the
+per-axis dual steps of ``backend_numpy.AXIS_WEIGHTS_MIN_RATIO``: the restarts' norms in their
+metric, the step's own Poisson factors) add one to two arrays inside the margin: 256^2 47.7 ->
+48.7 (cityblock, cells twice as long; estimate 52), 49.0 (euclidean, 2 000 times); batch 4 at
+64^2 31.5 (cityblock) and 29.6 (euclidean, against 27.8 on square cells; estimate 33).
 
 :func:`available_memory` reads what this process may still use (``MemAvailable`` of
 ``/proc/meminfo``, the cgroup's ``memory.max`` minus ``memory.current``, and the
