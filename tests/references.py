@@ -37,6 +37,7 @@ __all__ = [
     "kr_lp_2d_cityblock_highs",
     "socp_2d_euclidean_cvxpy",
     "w1_1d_closed_form",
+    "weighted_group_shrink_brentq",
 ]
 
 _HIGHS_OPTIONS = {
@@ -81,6 +82,29 @@ def _grad_2d(shape: tuple[int, int], dx: tuple[float, float]) -> tuple[sp.csr_ma
 # --------------------------------------------------------------------------------------------
 # 1D
 # --------------------------------------------------------------------------------------------
+def weighted_group_shrink_brentq(v: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """``argmin_w |w|_2 + sum_k (w_k - v_k)^2 / (2 a_k)`` for one cell ``v`` (``a > 0``), the
+    group shrinkage in a diagonal metric, by SciPy's brentq.
+
+    ``w = 0`` where ``|v / a| <= 1`` (``-v / a`` is then a subgradient of ``|.|`` at 0); else
+    ``w_k = v_k t / (t + a_k)`` with ``t = |w|`` the root of ``sum_k v_k^2 / (t + a_k)^2 = 1``
+    (the optimality condition ``(v_k - w_k) / a_k = w_k / |w|``), bracketed in ``[0, |v|]``.
+    """
+    from scipy.optimize import brentq
+
+    v, a = np.asarray(v, dtype=np.float64), np.asarray(a, dtype=np.float64)
+    if np.sum((v / a) ** 2) <= 1:
+        return np.zeros_like(v)
+    t = brentq(_shrink_root, 0.0, float(np.sqrt(np.sum(v ** 2))), args=(v, a), xtol=1e-300,
+               rtol=1e-15)
+    return v * t / (t + a)
+
+
+def _shrink_root(t: float, v: np.ndarray, a: np.ndarray) -> float:
+    """``sum_k v_k^2 / (t + a_k)^2 - 1``: its root is the norm of the shrunk cell."""
+    return float(np.sum(v ** 2 / (t + a) ** 2) - 1)
+
+
 def w1_1d_closed_form(mu: np.ndarray, nu: np.ndarray, dx: float) -> float:
     """Exact W1 between two 1D grid measures: ``dx * sum_i |F_mu(i) - F_nu(i)|``.
 

@@ -211,7 +211,9 @@ class GridKernels:
         the dual step's metric (:attr:`axis_weights`; :meth:`sq_norm` on square cells)."""
         if not self.weighted:
             return self.sq_norm(dy)
-        return sum(self.sq_norm(dy[:, k]) / w for k, w in enumerate(self.axis_weights))
+        inv = self.xp.asarray([1.0 / w for w in self.axis_weights]).reshape(
+            (1, self.ndim) + (1,) * self.ndim)
+        return self.dot(dy, dy * inv)
 
     def grad_metric_sq(self, f) -> np.ndarray:
         """``sum_i sum_k s_k (D_k f)_i^2`` per problem, in float64: ``|D f|^2`` in the metric

@@ -143,21 +143,15 @@ def shrink(v: np.ndarray, t: float, norm: str,
     return np.sign(v) * np.maximum(np.abs(v) - v.dtype.type(t), 0)
 
 
-# Newton steps at most of the weighted group shrinkage (shrink_weighted_2); from its start
-# below the root it converges monotonically, in at most 8 steps to float64's resolution over
-# random vectors and weights down to 1e-8 (one step where the weights are equal).
-SHRINK_NEWTON_STEPS = 32
-
-
 def shrink_weighted_2(v: np.ndarray, a: np.ndarray) -> np.ndarray:
     """``argmin_w |w|_2 + sum_k (w_k - v_k)^2 / (2 a_k)`` per cell (the group shrinkage in a
     diagonal metric; ``a_k = t s_k > 0``).
 
-    It is ``0`` where ``sum_k (v_k / a_k)^2 <= 1``, else ``w_k = v_k t / (t + a_k)`` with
-    ``t = |w|_2`` the root of ``phi(t) = (sum_k v_k^2 / (t + a_k)^2)^{-1/2} - 1``. ``phi``
-    is increasing and concave (a power mean of exponent -2 of ``t + a_k``), so Newton's method
-    from ``max(0, |v| - max a)``, which lies below the root, climbs to it monotonically; with
-    equal ``a_k`` ``phi`` is linear and one step gives the plain group shrinkage.
+    The algorithm of ``otgrid.kernels.shrink.group_shrink_weighted`` (which the compiled
+    kernels run cell by cell, in 2D), on every cell at once and in any number of axes: ``0``
+    where ``sum_k (v_k / a_k)^2 <= 1``, else ``w_k = v_k t / (t + a_k)`` with ``t = |w|_2``
+    the root of ``(sum_k v_k^2 / (t + a_k)^2)^{-1/2} = 1`` by Newton's method from below the
+    root, until no cell's ``t`` rises.
 
     Parameters
     ----------
@@ -169,19 +163,22 @@ def shrink_weighted_2(v: np.ndarray, a: np.ndarray) -> np.ndarray:
     -------
     ndarray, shape of ``v``
     """
-    nv = np.sqrt(np.sum(v * v, axis=0))
-    t = np.maximum(nv - a.max(), 0)
+    from otgrid.kernels.shrink import NEWTON_STEPS
+
     live = np.sum((v / a) ** 2, axis=0) > 1
-    eps = np.finfo(v.dtype).eps
-    for _ in range(SHRINK_NEWTON_STEPS):
-        d = t + a
-        q = (v / d) ** 2
+    n2 = np.where(live, np.sum(v * v, axis=0), 1)  # (> 0 where live)
+    n = np.sqrt(n2)
+    t = np.maximum(np.maximum(n - np.sum(v * v * a, axis=0) / n2, n - a.max()), 0)
+    for _ in range(NEWTON_STEPS):
+        r = 1 / (t + a)
+        q = (v * r) ** 2
         g = np.sum(q, axis=0)
-        den = np.where(live, np.sum(q / d, axis=0), 1)  # (> 0 where live)
-        step = np.where(live, g * (np.sqrt(g) - 1) / den, 0)
-        t = t + step
-        if not np.any(step > eps * t):
+        den = np.where(live, np.sum(q * r, axis=0), 1)  # (> 0 where live)
+        nxt = np.where(live, t + g * (np.sqrt(g) - 1) / den, t)
+        rises = nxt > t
+        if not rises.any():
             break
+        t = np.where(rises, nxt, t)
     return np.where(live, v * (t / (t + a)), 0).astype(v.dtype, copy=False)
 
 

@@ -13,25 +13,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import scipy.optimize
-from references import kr_lp_2d_cityblock_highs, socp_2d_euclidean_cvxpy
+from references import (
+    kr_lp_2d_cityblock_highs,
+    socp_2d_euclidean_cvxpy,
+    weighted_group_shrink_brentq,
+)
 
 import otgrid as og
 from otgrid.critic import backend_numpy
 from otgrid.critic import operators as ops
 from otgrid.critic.backends import make_kernels
-
-
-def _prox_reference(v: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """``argmin_w |w|_2 + sum_k (w_k - v_k)^2 / (2 a_k)`` for one cell ``v`` (``a > 0``):
-    ``w = 0`` where ``|v / a| <= 1`` (``-v / a`` is then a subgradient of ``|.|`` at 0), else
-    ``w_k = v_k t / (t + a_k)`` with ``t = |w|`` the root of ``sum_k v_k^2 / (t + a_k)^2 = 1``
-    (the optimality condition ``(v_k - w_k) / a_k = w_k / |w|``), bracketed in ``[0, |v|]``."""
-    if np.sum((v / a) ** 2) <= 1:
-        return np.zeros_like(v)
-    t = scipy.optimize.brentq(lambda t: np.sum(v ** 2 / (t + a) ** 2) - 1, 0.0,
-                              float(np.sqrt(np.sum(v ** 2))), xtol=1e-300, rtol=1e-15)
-    return v * t / (t + a)
 
 
 def _objective(w, v, a):
@@ -45,7 +36,7 @@ def test_the_weighted_group_shrinkage_is_the_proximal_map():
     n = 400
     v = rng.standard_normal((2, n)) * 10.0 ** rng.uniform(-3, 3, n)
     a = 10.0 ** rng.uniform(-3, 3, (1, n)) * 10.0 ** -rng.uniform(0, 8, (2, n))
-    want = np.stack([_prox_reference(v[:, i], a[:, i]) for i in range(n)], axis=1)
+    want = np.stack([weighted_group_shrink_brentq(v[:, i], a[:, i]) for i in range(n)], axis=1)
     assert 0.2 * n < np.count_nonzero(want[0]) < 0.95 * n  # both branches are exercised
     # the NumPy reference on a grid of cells (weights per axis: one column of a at a time)
     for i in range(0, n, 37):
@@ -98,7 +89,7 @@ def test_the_weighted_step_matches_its_definition(monkeypatch, norm, backend):
         if norm == "euclidean":
             w = np.empty_like(v)
             for i, j in np.ndindex(*shape):
-                w[:, i, j] = _prox_reference(v[:, i, j], a[:, 0, 0])
+                w[:, i, j] = weighted_group_shrink_brentq(v[:, i, j], a[:, 0, 0])
         else:
             w = np.sign(v) * np.maximum(np.abs(v) - a, 0)
         w[0, -1, :] = 0

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import scipy.optimize
 import scipy.sparse as sp
 
 pytest.importorskip("numba_cuda", reason="numba-cuda is not installed (the 'cuda' extra)")
@@ -36,7 +35,12 @@ from _cuda_sim import (
     STATUS,
     run_module_in_simulator,
 )
-from references import kr_lp_2d_cityblock_highs, socp_2d_euclidean_cvxpy, w1_1d_closed_form
+from references import (
+    kr_lp_2d_cityblock_highs,
+    socp_2d_euclidean_cvxpy,
+    w1_1d_closed_form,
+    weighted_group_shrink_brentq,
+)
 
 import otgrid as og
 from otgrid import backends
@@ -140,11 +144,6 @@ def _cell_norms(v: np.ndarray, norm: str, dual: bool) -> np.ndarray:
     return np.max(np.abs(v), axis=0) if not dual else np.sum(np.abs(v), axis=0)
 
 
-def _prox_root(t, v, s):
-    """``sum_k v_k^2 / (t + s_k)^2 - 1``: its root is the norm of the shrunk cell."""
-    return np.sum(v ** 2 / (t + s) ** 2) - 1
-
-
 class Dense:
     """The backend's operations written out from their definitions, in float64."""
 
@@ -175,12 +174,8 @@ class Dense:
             return np.sign(v) * np.maximum(np.abs(v) - s, 0.0)
         out = np.zeros_like(v)
         for idx in np.ndindex(*v.shape[1:]):
-            vc, sc = v[(slice(None), *idx)], s[(slice(None), *idx)]
-            if np.sum((vc / sc) ** 2) <= 1:
-                continue
-            t = scipy.optimize.brentq(_prox_root, 0.0, np.sqrt(np.sum(vc ** 2)), args=(vc, sc),
-                                      xtol=1e-300, rtol=1e-15)
-            out[(slice(None), *idx)] = vc * t / (t + sc)
+            cell = (slice(None), *idx)
+            out[cell] = weighted_group_shrink_brentq(v[cell], s[cell])
         return out
 
     def dual_step(self, f, u, y, tau, sigma, rho=1.0):
