@@ -65,6 +65,7 @@ class NumbaGridKernels(GridKernels):
         self._turn = 0
         self._copy_of: np.ndarray | None = None
         self._hs: dict = {}  # _h
+        self._tails: dict = {}  # _step_args
         self.threads = 1
         self.workers = 1
         self.with_batch(1)
@@ -224,9 +225,11 @@ class NumbaGridKernels(GridKernels):
         """The step kernels' arguments after the arrays: steps, ``rho``, ``1 / dx``, in 2D the
         dual steps' axis weights, and the norm, as the kernels take them (``dt``: the iterates'
         dtype)."""
-        w = tuple(dt.type(v) for v in self.axis_weights) if self.ndim == 2 else ()
-        return (tau.astype(dt, copy=False), sigma.astype(dt, copy=False), dt.type(rho),
-                *self._h(dt), *w, self.iso)
+        tail = self._tails.get((dt, rho))
+        if tail is None:  # (made once: a few microseconds an iteration on the coarse grids)
+            w = tuple(dt.type(v) for v in self.axis_weights) if self.ndim == 2 else ()
+            tail = self._tails[dt, rho] = (dt.type(rho), *self._h(dt), *w, self.iso)
+        return (tau.astype(dt, copy=False), sigma.astype(dt, copy=False), *tail)
 
     def dual_step_residual(self, f, u, y, f_out, tau, sigma, rho, c, r) -> bool:
         """:meth:`GridKernels.dual_step_residual` on 2D grids with :data:`FUSED_RESIDUAL`: one
@@ -236,13 +239,13 @@ class NumbaGridKernels(GridKernels):
         the new flow of the row before: the first row of each block comes after the blocks)."""
         if self.ndim != 2 or not FUSED_RESIDUAL or self._weighted_step():
             return super().dual_step_residual(f, u, y, f_out, tau, sigma, rho, c, r)
-        import numba
-
         args = (f, u, y, f_out, *self._step_args(f.dtype, tau, sigma, rho), c, r,
                 self._step_copy(r))
         if self.threads == 1:
             self._k.dual_step_residual_2d(*args)
         else:
+            import numba
+
             self._k.dual_step_residual_2d_blocks(*args, numba.get_num_threads())
         return True
 

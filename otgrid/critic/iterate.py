@@ -176,6 +176,7 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
     c = c64 if dt == np.float64 else c64.astype(dt)
     tau = np.asarray(tau, dtype=np.float64).copy()
     tau0 = tau.copy()
+    sigma = 1.0 / tau  # (again whenever tau changes: restarts, problems leaving)
     # near the tolerance each check polishes its bounds (descent, ascent); not when ``polish``
     # is off (the coarse solves of a multilevel start)
     polish_below = polish_near(tol) if polish else None
@@ -189,6 +190,7 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
     res_prev = np.full(nb, np.inf)
     k_restart = np.zeros(nb, dtype=np.int64)
     pending = np.zeros(nb, dtype=bool)
+    any_pending = False  # pending.any(), kept where pending changes (not tested every turn)
     pids = np.arange(nb) if problem_ids is None else np.asarray(problem_ids)
     watch_stall = dt == np.float32
     stall_ref = np.full(nb, np.inf)
@@ -205,9 +207,10 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
             if not r_next:
                 kern.residual(c, y, r)
             u = kern.poisson_step(r)
-            if adaptive and pending.any():
+            if any_pending:
                 restart(kern, cert, c64, f, y, u, tau, tau0, f_anchor, y_anchor, pending,
                          res0, res_prev, k_restart, k, out, ids)
+                any_pending, sigma = False, 1.0 / tau
             # (the test of every problem only from the first one due: microseconds a turn)
             due = np.flatnonzero((nxt <= k) | (k >= max_iter)) if k >= first_due else _NONE
             if due.size:
@@ -238,24 +241,15 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
                         out[b].status, out[b].iterations, out[b].seconds = status, k, now
                         out[b].step = float(tau[j])
                     else:
-                        far = gap > _CHECK_FAR * tol * up and not (
-                            watch_stall and gap <= _F32_STALL_GAP * up)
-                        step = _next_interval(k, k0, far, check_every, kern.shape,
-                                              gap > _CHECK_FIRST_FAR * tol * up)
-                        if _CHECK_PREDICT and not far and not watch_stall:
-                            step = max(step, _predicted_interval(
-                                k, k0, gap, last_k[j], last_gap[j],
-                                max(tol * up, floor[jj]), kern.shape))
-                        nxt[j] = k + step
+                        nxt[j] = k + _check_interval(k, k0, gap, up, tol, floor[jj], last_k[j],
+                                                     last_gap[j], check_every, kern.shape,
+                                                     watch_stall)
                     last_k[j], last_gap[j] = k, gap
                 if verbose and (time.perf_counter() - last_print >= 1.0 or k == k0
                                 or done.all()):
                     last_print = time.perf_counter()
-                    b = ids[due[0]]
-                    print(f"[otgrid] iter {k:7d}  lower {scale[b] * best.lower[b]:.10g}  upper "
-                          f"{scale[b] * best.upper[b]:.10g}  rel. gap "
-                          f"{(best.upper[b] - best.lower[b]) / best.upper[b]:.2e}"
-                          + (f"  ({len(ids)} problems running)" if nb > 1 else ""), flush=True)
+                    print(_progress(best, scale, ids[due[0]], k, len(ids) if nb > 1 else 0),
+                          flush=True)
                 if done.all():
                     break
                 if done.any():
@@ -264,6 +258,7 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
                     last_k, last_gap = last_k[keep], last_gap[keep]
                     res0, res_prev = res0[keep], res_prev[keep]
                     k_restart, pending = k_restart[keep], pending[keep]
+                    any_pending, sigma = bool(pending.any()), 1.0 / tau
                     # the grid arrays of the remaining problems one at a time (r too: a restart
                     # check below may read it), each released as its copy is made
                     grids = [c64, c, f, y, u, f_anchor, y_anchor, r]
@@ -275,7 +270,7 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
             if check_restart:
                 y_prev = y.copy()
                 ur = kern.dot(u, r)
-            r_next = kern.dual_step_residual(f, u, y, f_out, tau, 1.0 / tau, rho, c, r)
+            r_next = kern.dual_step_residual(f, u, y, f_out, tau, sigma, rho, c, r)
             f, f_out = f_out, f
             if rho != 1.0 and k % _FLUSH_EVERY == 0:
                 kern.flush(y, _FLUSH / tau)
@@ -283,6 +278,7 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
             if check_restart:
                 res = _fixed_point_residual(kern, tau, ur, y - y_prev, rho)
                 decide_restarts(res, res0, res_prev, k_restart, k, pending)
+                any_pending = bool(pending.any())
             k += 1
     except KeyboardInterrupt:
         if interrupt != "return":
@@ -315,6 +311,31 @@ def _fixed_point_residual(kern, tau: np.ndarray, ur: np.ndarray, dy, rho: float)
     anisotropic cells the norms are the step's metric (``|D u|^2`` in ``D^T S D``, which ``u``
     solves, so still ``<u, r>``; ``|dy|^2`` in ``S^{-1}``: ``kern.flow_metric_sq``)."""
     return np.sqrt(np.maximum(tau * ur + tau * (kern.flow_metric_sq(dy) / rho ** 2), 0.0))
+
+
+def _check_interval(k: int, k0: int, gap: float, up: float, tol: float, floor: float,
+                    k_last: int, gap_last: float, check_every: int, shape: tuple[int, ...],
+                    f32: bool) -> int:
+    """Iterations from check ``k`` (gap ``gap`` below the upper bound ``up``) to a problem's
+    next one: spaced by :func:`_next_interval` while the gap is far from ``tol``, then where
+    the line through its last two checks reaches ``tol`` (or the rounding ``floor``) if later
+    (:func:`_predicted_interval`; not for float32 iterates, ``f32``, whose gaps stall near
+    their rounding)."""
+    far = gap > _CHECK_FAR * tol * up and not (f32 and gap <= _F32_STALL_GAP * up)
+    step = _next_interval(k, k0, far, check_every, shape, gap > _CHECK_FIRST_FAR * tol * up)
+    if _CHECK_PREDICT and not far and not f32:
+        step = max(step, _predicted_interval(k, k0, gap, k_last, gap_last,
+                                             max(tol * up, floor), shape))
+    return step
+
+
+def _progress(best, scale, b: int, k: int, running: int) -> str:
+    """The progress line of ``verbose`` solves: problem ``b``'s bounds at iteration ``k``
+    (``running``: problems still running in a batch; 0 for a lone problem)."""
+    lo, up = scale[b] * best.lower[b], scale[b] * best.upper[b]
+    return (f"[otgrid] iter {k:7d}  lower {lo:.10g}  upper {up:.10g}  rel. gap "
+            f"{(best.upper[b] - best.lower[b]) / best.upper[b]:.2e}"
+            + (f"  ({running} problems running)" if running else ""))
 
 
 def _next_interval(k: int, k0: int, far: bool, check_every: int, shape: tuple[int, ...],
