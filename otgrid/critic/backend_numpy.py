@@ -24,6 +24,7 @@ __all__ = ["ASCENT_MIN_MASS", "ASCENT_SWEEPS", "ASCENT_TIGHT_TOL", "DESCENT_MIN_
 # (8gaussians: 16 518 iterations either way) and 8gaussians at 1024^2 (806), whose solve went
 # from 33.5 s to 25.2 s. The certificate's flow corrections stay in float64.
 POISSON_STEP_DTYPE: type | None = np.float32
+_FLOAT64 = np.dtype(np.float64)
 
 # Bins of the value map of the level-rescaled critic (a candidate of Best.update; 0: none).
 # It lowered the work to 1e-4 at 256^2 by 17 % on the hard problems of
@@ -263,7 +264,7 @@ class GridKernels:
     def _step_dtype(self, r) -> np.dtype:
         """The dtype in which :meth:`poisson_step` solves for the residual ``r``."""
         dt = POISSON_STEP_DTYPE if self.fast_poisson else None
-        return np.dtype(r.dtype if dt is None or r.dtype != np.float64 else dt)
+        return r.dtype if dt is None or r.dtype != _FLOAT64 else np.dtype(dt)
 
     # -- loop body ---------------------------------------------------------------------------
     def dual_step(self, f, u, y, f_out, tau, sigma, rho: float = 1.0) -> None:
