@@ -928,8 +928,63 @@ this problem at every check (the rescaled iterate is always the better candidate
    task's limit) instead of a worker per core; the tridiagonal pivots of both dtypes from one
    float64 computation (13 ms each at 1024²); the Laplacian's eigenvalues and their inverses
    in place (5.8 → 2.3 ms at 1024²). The same results.
+40. **Less Python per iteration, again** (the same bits): `sigma = 1 / tau` made when `tau`
+   changes, not every iteration; pending restarts as a flag, not `pending.any()` per
+   iteration; the Numba step's constant arguments and the tridiagonal step's `-h_x^2, h_x^2`
+   once per dtype; the pivots in one dictionary look-up. 8gaussians at 256², 1e-6, three
+   alternated processes (best of three solves each): 1.31-1.40 → 1.25-1.29 s; an iteration of
+   a 32² solve 26.1-26.6 → 24.5-25.4 µs. Where that solve's time goes (1.36-1.44 s in these
+   runs): the coarse levels 0.6 s (32² 1 577 iterations at 28 µs, 64² 2 000 at 57 µs, 128²
+   2 846 at 155 µs, whose kernels alone take 11, 33 and 111 µs; at 32² the Python around them
+   is still more than half); the fine grid 0.8 s: 1 190 iterations of about 0.43 ms of kernels
+   (the fused step 0.21, the Poisson step 0.22), eight plain checks of 5-6 ms (ray critics 1.5,
+   the float64 DCT pair 1.0, repair 0.5, four gradient norms 0.5), three polishing checks of
+   18-20 ms (ascent 9, descent 4.5) and six restarts of 3.3 ms.
 
 ### Tried and not kept
+
+- **FFTW's DCTs** (`REDFT10` / `REDFT01` through pyFFTW 0.14 from PyPI, planned with
+  `FFTW_MEASURE`, one thread): along the contiguous axis of a float32 256² array 0.17 ms
+  against pocketfft's 0.08 ms (512²: 0.75 against 0.34 ms; float64 at 256² 0.18 against
+  0.13 ms): FFTW's even/odd transforms are not its fast path. pocketfft along the contiguous
+  axis is also faster than across it (float32, 0.089 against 0.107 ms at 256², 0.35 against
+  0.53 ms at 512²), the axis the step transforms.
+- **The euclidean shrinkage's square root and division**: they are not what bounds the step.
+  A copy of the plain step without either (timing only) took 0.110 instead of 0.120 ms at
+  256² (medians of 300); with a float32 reciprocal square root refined by two Newton steps,
+  0.172 ms.
+- **The coarse solves polishing at tight tolerances, with today's solver** (the relaxation,
+  restarts every 32, the 2e-6 floor; the coarse levels of solves to 1e-5 and below polish):
+  256², 1e-6, the nine problems 16 709 → 21 390 work (11.4 → 14.3 s summed).
+- **A critic from the flow's magnitudes** (a second-order finish's first step): at the
+  optimum `D^T (Λ D f) = c` with `Λ` the magnitude of the optimal flow in each cell, so the
+  corrected flow's magnitudes give a weighted Poisson problem for the critic. Solved as
+  `D^T (Λ + ε) D g = c + ε D^T D f` (`f` the iterate) by conjugate gradients preconditioned
+  by the DCT Poisson solve (5-8 iterations for ε = max Λ, 19-26 for 0.1 max Λ, 236-300 for
+  1e-3 max Λ) on 8gaussians' fine iterates (256², 1e-6): its best extracted candidate and
+  that candidate's ascent lose as much as the iterate's own (at iteration 720, 5.31e-6 and
+  1.10e-6 of W against 5.37e-6 and 1.10e-6; at 934, 3.39e-6 and 6.61e-7 against 3.43e-6 and
+  6.59e-7; smaller ε worse: 6.0e-6 and 1.36e-6 at 1e-3 max Λ). The flow's magnitudes carry
+  nothing that the iterate lacks.
+- **Polishing checks at least 32 iterations apart** (near the tolerance the predicted check
+  put them 11-30 iterations apart, and at 256² one costs 17-19 ms, about 38 iterations: the
+  Gaussian pair at 1e-6 polished at seven checks, 125 ms of its 0.65 s): the nine problems at
+  256², 1e-6, work 16 709 → 16 533, seconds 11.45 → 11.18 summed (8gaussians 1 190 → 1 015
+  iterations, 1.37 → 1.21 s; the Gaussian pair 609 → 623, 0.68 → 0.67 s; the others within
+  25 iterations); 24 apart 16 571 work (10.77 → 10.75 s), 40 apart 16 622 (11.11 s); at 1e-4
+  1 776 → 1 787 work (1.96 → 1.95 s), at 1e-5 5 492 → 5 616 (4.81 → 4.71 s; the Gaussian
+  pair 20 → 96 fine iterations, 0.18 → 0.26 s), 128² at 1e-6 10 296 → 10 352 (2.14 → 2.13 s).
+  One problem gains, the rest is noise: not kept.
+- **Skipping the descent where its last one gained less than 2 % of the gap** (on the
+  Gaussian pair at 1e-6 each of its seven descents took at most 1.3 % of the gap off, 4-11 ms
+  each; on 8gaussians, 16 funnels and 25gaussians 0-41 %, varying from check to check): 256²,
+  1e-6, work 16 709 → 18 746 (the WGAN-GP scale 3 575 → 4 833 fine iterations, its histogram
+  2 337 → 2 895), seconds 11.55 → 12.3; at 1e-4 the same work.
+- **More ascent sweeps, or ascending every candidate**: the ascent reaches its fixed point in
+  4-8 sweeps (8gaussians' iterate at 934: 4, 8, 16, 64 sweeps leave 6.78e-7, 6.59e-7,
+  6.59e-7, 6.59e-7 of W) and ascending the best candidate is the best ascent (from the ray
+  critic above, the one below, the rescaled iterate, the repair: 6.60e-7, 7.70e-7, 3.51e-6,
+  1.5e-1).
 
 - **The Poisson step through a real FFT of permuted rows** (Makhoul: the rows' even and odd
   values interleaved, `r2c`/`c2r` of pocketfft, the twiddles as a reflection of each pair of
@@ -1187,9 +1242,11 @@ this problem at every check (the rescaled iterate is always the better candidate
   prolonged 128² solution starts the fine grid 4.4e-2 off (its near-atoms are narrower than a
   cell: the coarse problem is another problem), and the gap then falls from 6.4e-3 at
   iteration 35 to 1e-4 at 390, both bounds lagging alike.
-- The coarse grids' iterations are mostly Python: with the 2e-6 floor the Gaussian pair at
-  1e-6 spends about a quarter of its time there. After item 29, 23-29, 45-53 and 141-150 µs at
-  32², 64², 128²; a whole iteration in one compiled call (the DCTs included) is what is left.
+- The coarse grids' iterations carry much Python: with the 2e-6 floor the Gaussian pair at
+  1e-6 spends about a sixth of its time there and 8gaussians two fifths. Before item 40 an
+  iteration took 28, 57 and 155 µs at 32², 64², 128² inside 8gaussians' solve, its kernels
+  alone 11, 33 and 111 µs (item 40 took about 1.5 µs off); a whole iteration in one compiled
+  call (the DCTs included) is what is left.
 - With the ray critics, the iterate itself lags: on the WGAN-GP-scale 8gaussians at 256² its
   `<c, f>` is still 7e-5 below the flow's cost when the ray critics lose only 3e-5 more, and
   that difference falls by about 2 % per 10 iterations. A second-order finish (Newton / IPM
