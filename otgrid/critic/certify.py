@@ -465,6 +465,14 @@ def _imbalance(mu: np.ndarray, nu: np.ndarray, ratio: float) -> float:
     return _up(bound * (1 + 2 * _EPS)) if bound > 0 else 0.0
 
 
+# The largest value after that scaling stays below 2^_SCALED_MAX_EXP: Veltkamp's split in
+# _two_prod multiplies by 2^27 + 1, so values from 2^996 up overflow there. (It was 2^1000: a
+# fuzzed problem whose only imbalance was a subnormal mass, with masses otherwise equal to
+# 1e-12, was scaled by 2^999 and certified a NaN lower bound.) Six more bits of room for the
+# sums of a residual and a flow's cost.
+_SCALED_MAX_EXP = 990
+
+
 def _power_of_two_scale(mu: np.ndarray, nu: np.ndarray, flow: np.ndarray, ratio: float
                         ) -> float:
     """``2^k`` bringing the largest ``|mu - ratio nu|`` near 1, limited so that nothing
@@ -476,7 +484,7 @@ def _power_of_two_scale(mu: np.ndarray, nu: np.ndarray, flow: np.ndarray, ratio:
     big = max(float(np.max(np.abs(mu))), float(np.max(np.abs(nu))),
               float(np.max(np.abs(flow))) if flow.size else 0.0)
     k = -math.frexp(top)[1]
-    k = min(k, 1000 - math.frexp(big)[1], 1000)     # subnormal data: 2^1000 at most
+    k = min(k, _SCALED_MAX_EXP - math.frexp(big)[1], 1000)     # subnormal data: 2^1000 at most
     return math.ldexp(1.0, k)
 
 
