@@ -184,6 +184,10 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
     rho = RELAXATION[kern.norm]
     restart_every = RESTART_EVERY[kern.norm]
     f_out, r = xp.empty_like(f), xp.empty_like(f)
+    # the flow before a step whose restart criteria are read (then its move): a buffer kept
+    # between checks (two fresh flow arrays per such step cost their page faults: 0.79 against
+    # 0.25 ms at 256^2), released at each check, whose candidates need the memory
+    y_keep = None
     # restart state (per problem): anchors, the fixed-point residual at the last restart
     f_anchor, y_anchor = f.copy(), y.copy()
     res0 = np.full(nb, np.nan)
@@ -214,6 +218,7 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
             # (the test of every problem only from the first one due: microseconds a turn)
             due = np.flatnonzero((nxt <= k) | (k >= max_iter)) if k >= first_due else _NONE
             if due.size:
+                y_keep = None
                 # each problem on its own schedule (_next_interval), so that a problem's
                 # checks, and where it stops, do not depend on the batch it runs in
                 sel = slice(None) if due.size == len(ids) else xp.asarray(due)
@@ -268,15 +273,15 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
                 first_due = min(int(nxt.min()), max_iter)
             check_restart = adaptive and k > 0 and k % restart_every == 0
             if check_restart:
-                y_prev = y.copy()
-                ur = kern.dot(u, r)
+                y_keep, ur = _kept_copy(xp, y, y_keep), kern.dot(u, r)
             r_next = kern.dual_step_residual(f, u, y, f_out, tau, sigma, rho, c, r)
             f, f_out = f_out, f
             if rho != 1.0 and k % _FLUSH_EVERY == 0:
                 kern.flush(y, _FLUSH / tau)
                 r_next = False
             if check_restart:
-                res = _fixed_point_residual(kern, tau, ur, y - y_prev, rho)
+                dy = xp.subtract(y, y_keep, out=y_keep)
+                res = _fixed_point_residual(kern, tau, ur, dy, rho)
                 decide_restarts(res, res0, res_prev, k_restart, k, pending)
                 any_pending = bool(pending.any())
             k += 1
@@ -301,6 +306,15 @@ def _kept_rows(grids: list, kx) -> list:
     for i in range(len(grids)):
         grids[i] = grids[first[i]] if first[i] < i else grids[i][kx]
     return grids
+
+
+def _kept_copy(xp, a, buf):
+    """``a`` copied into ``buf``, or into a new buffer where ``buf`` is None or shaped
+    otherwise; the copy."""
+    if buf is None or buf.shape != a.shape:
+        buf = xp.empty_like(a)
+    xp.copyto(buf, a)
+    return buf
 
 
 def _fixed_point_residual(kern, tau: np.ndarray, ur: np.ndarray, dy, rho: float) -> np.ndarray:
