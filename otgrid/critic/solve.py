@@ -25,6 +25,7 @@ flow, so the upper bound of the certificate costs no extra solve.
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 from collections.abc import Callable
 from typing import Any, Literal
@@ -286,6 +287,12 @@ def solve_critic(
 
     In 1D the flow is unique and the upper bound is exact from the first iteration.
 
+    Any cell size works alike: on grids whose largest cell side is below ``2^-20`` or above
+    ``2^20`` (in the grid's units) the iteration runs on cells divided by a power of two that
+    brings them near 1 (exact), and its critic, flow, bounds and ``step`` are scaled back to
+    the grid's units (``W`` of a box of side ``1e-30`` is ``1e-30`` times that of the unit
+    box, to the same relative gap).
+
     References
     ----------
     A. Chambolle, T. Pock, "A first-order primal-dual algorithm for convex problems with
@@ -360,7 +367,11 @@ class _Problems:
     ``(mu + nu) / 2`` that centre the returned critics, ``live`` the problems with
     ``scale > 0`` (the others have ``mu == nu``), ``warm`` the warm start of each problem,
     ``backend`` the resolved backend, ``batched`` whether a batch axis was given and
-    ``on_gpu`` whether the results go back to the GPU as CuPy arrays."""
+    ``on_gpu`` whether the results go back to the GPU as CuPy arrays. The iteration runs on
+    cells of sizes ``dx`` (the grid's divided by ``length``, :func:`_length_scale`): a critic
+    it finds is ``length`` times smaller than the grid's, a flow and ``W`` ``units = scale
+    length`` times smaller than the grid's for the masses given, and its steps ``length``
+    times larger."""
 
     nb: int
     mu: np.ndarray
@@ -374,6 +385,32 @@ class _Problems:
     backend: str
     batched: bool
     on_gpu: bool
+    length: float = 1.0
+    dx: tuple = ()
+
+    @property
+    def units(self) -> np.ndarray:
+        """What multiplies the iteration's ``W`` and flows, per problem: ``scale length``."""
+        return self.scale * self.length
+
+
+# The iteration runs on cells of unit size (up to a power of two, exactly) when the grid's
+# largest cell side is outside [2^-LENGTH_RANGE, 2^LENGTH_RANGE]: W, the critic and the flow
+# scale with lengths, and on such grids float32 could not hold the iteration's Poisson step
+# (its operator scales with 1 / dx^2): 2D boxes of side 1e-30 or 1e30 ran to max_iter with a
+# lower bound of 0 (the float32 inverse eigenvalues overflowed to inf). Inside the range
+# nothing is rescaled (the same bits as before).
+LENGTH_RANGE = 20
+
+
+def _length_scale(dx: tuple) -> float:
+    """The power of two by which the iteration divides the cell sizes ``dx``: 1 when the
+    largest lies within ``2^-LENGTH_RANGE .. 2^LENGTH_RANGE``, else the one that brings it
+    into [0.5, 1)."""
+    top = max(float(d) for d in dx)
+    if 2.0 ** -LENGTH_RANGE <= top <= 2.0 ** LENGTH_RANGE:
+        return 1.0
+    return math.ldexp(1.0, math.frexp(top)[1])
 
 
 @dataclasses.dataclass
@@ -467,15 +504,16 @@ def _prepare_problems(mu: Any, nu: Any, grid: Grid, warm_start: Any, backend: st
     scale = np.abs(c64).reshape(nb, -1).max(axis=1)
     live = np.flatnonzero(scale > 0)  # scale == 0: mu == nu, W = 0
     c64 = c64 / np.where(scale > 0, scale, 1.0).reshape((nb,) + (1,) * grid.ndim)
+    length = _length_scale(grid.dx)
     return _Problems(nb, mu, nu, ratio.reshape(nb), c64, weights, scale, live, warm, backend,
-                     batched, on_gpu)
+                     batched, on_gpu, length, tuple(float(d) / length for d in grid.dx))
 
 
 def _solve_live(prob: _Problems, grid: Grid, opts: _Options) -> list[CriticResult]:
     """Solve the live problems (those with ``mu != nu``) together: set up the iteration and
     certificate kernels, build the start, run the iteration, and return one
     :class:`CriticResult` per live problem, in the order of ``prob.live``."""
-    live, scale = prob.live, prob.scale
+    live, units = prob.live, prob.units
     cl = np.ascontiguousarray(prob.c64[live])
     # The critic recovered from the flow (complementary slackness) is exact in 1D and becomes
     # exact for the cityblock LP once the flow's sign pattern is right (measured: 5e3 instead of
@@ -483,9 +521,9 @@ def _solve_live(prob: _Problems, grid: Grid, opts: _Options) -> list[CriticResul
     # in our measurements, so it is not computed there (it costs a DCT pair per check).
     flow_candidates = grid.ndim == 1 or opts.norm == "cityblock"
     dtype = opts.dtype
-    kern = make_kernels(prob.backend, grid.shape, grid.dx, opts.norm, dtype)
+    kern = make_kernels(prob.backend, grid.shape, prob.dx, opts.norm, dtype)
     kern.with_batch(live.size)
-    cert = kern if dtype == np.float64 else make_kernels(prob.backend, grid.shape, grid.dx,
+    cert = kern if dtype == np.float64 else make_kernels(prob.backend, grid.shape, prob.dx,
                                                          opts.norm, np.float64)
     cert.with_batch(live.size)
     _warm_up(kern, cert, live.size, _use_multilevel(opts.multilevel, grid, prob.warm), opts,
@@ -506,12 +544,12 @@ def _solve_live(prob: _Problems, grid: Grid, opts: _Options) -> list[CriticResul
             continue_from_best(cert, c_dev, best, outs, js, tol=tols, max_iter=start.max_iter,
                                check_every=opts.check_every, adaptive=opts.adaptive_step,
                                deadline=opts.deadline, callback=opts.callback,
-                               scale=scale[live], t0=opts.t0, verbose=opts.verbose,
+                               scale=units[live], t0=opts.t0, verbose=opts.verbose,
                                flow_candidates=flow_candidates, interrupt=opts.interrupt,
                                problem_ids=live, from_float32=dtype == np.float32)
             cbs = _certify_live(cert, best, js, prob, grid, opts, cbs)
     return [_result(cbs[j], outs[j], prob.weights[b], grid, opts.norm, opts.tol, prob.backend,
-                    dtype, start.max_iter, opts.time_limit, start.levels)
+                    dtype, start.max_iter, opts.time_limit, start.levels, prob.length)
             for j, b in enumerate(live)]
 
 
@@ -530,10 +568,10 @@ def _certify_live(cert: Any, best: Any, js: Any, prob: _Problems, grid: Grid, op
     cbs = list(cbs)
     for j in js:
         b = prob.live[j]
-        critic = cert.to_host(best.critic[j:j + 1])[0]
+        critic = cert.to_host(best.critic[j:j + 1])[0] * prob.length
         flow = cert.to_host(cert.corrected_flow(best.flow_y[j:j + 1], best.flow_u[j:j + 1]))[0]
         cbs[j] = certify(prob.mu[b], prob.nu[b], float(prob.ratio[b]), critic,
-                         flow * prob.scale[b], grid.dx, opts.norm)
+                         flow * prob.units[b], grid.dx, opts.norm)
     return cbs
 
 
@@ -588,7 +626,7 @@ def _build_start(kern: Any, cert: Any, c_dev: Any, cl: np.ndarray, prob: _Proble
     if use_ml:
         try:
             f0, y0, tau, _ = multilevel_start(
-                prob.backend, grid.shape, grid.dx, opts.norm, dtype, cl, opts.tol,
+                prob.backend, grid.shape, prob.dx, opts.norm, dtype, cl, opts.tol,
                 opts.check_every, flow_candidates, max_iter, coarse_deadline(opts.deadline))
             f0, y0 = kern.to_device(f0), kern.to_device(y0)
             levels = 1 + int(np.floor(np.log2(min(grid.shape) / ML_MIN_CELLS)))
@@ -601,10 +639,10 @@ def _build_start(kern: Any, cert: Any, c_dev: Any, cl: np.ndarray, prob: _Proble
         y0 = kern.xp.zeros((live.size, grid.ndim, *grid.shape), dtype=dtype)
         for j, b in enumerate(live):
             if prob.warm[b] is not None:
-                f0[j] = kern.to_device(prob.warm[b].critic)
-                y0[j] = kern.to_device(prob.warm[b].flow) * (-1.0 / prob.scale[b])
+                f0[j] = kern.to_device(prob.warm[b].critic) * (1.0 / prob.length)
+                y0[j] = kern.to_device(prob.warm[b].flow) * (-1.0 / prob.units[b])
     if opts.step is not None:
-        tau = np.full(live.size, float(opts.step))
+        tau = np.full(live.size, float(opts.step) * prob.length)
     elif tau is None:  # from the new data, also on a warm start (its W may differ)
         tau = default_steps(cert, c_dev)
     return _Start(f0, y0, tau, levels, max_iter, interrupted)
@@ -621,14 +659,14 @@ def _run_iterations(kern: Any, cert: Any, c_dev: Any, cl: np.ndarray, start: _St
     best, outs = iterate(
         kern, cert, c_dev, start.f0, start.y0, start.tau, tol=opts.tol,
         max_iter=start.max_iter, check_every=opts.check_every, adaptive=opts.adaptive_step,
-        deadline=opts.deadline, callback=opts.callback, scale=prob.scale[live], t0=opts.t0,
+        deadline=opts.deadline, callback=opts.callback, scale=prob.units[live], t0=opts.t0,
         verbose=opts.verbose, flow_candidates=flow_candidates,
         interrupt=opts.interrupt, problem_ids=live)
     if opts.dtype == np.float32:
         continue_in_float64(cert, c_dev, best, outs, tol=opts.tol, max_iter=start.max_iter,
                             check_every=opts.check_every, adaptive=opts.adaptive_step,
                             deadline=opts.deadline, callback=opts.callback,
-                            scale=prob.scale[live], t0=opts.t0, verbose=opts.verbose,
+                            scale=prob.units[live], t0=opts.t0, verbose=opts.verbose,
                             flow_candidates=flow_candidates,
                             interrupt=opts.interrupt, problem_ids=live)
     if start.interrupted:  # Ctrl-C during the coarse solves: the certificate of the start
@@ -666,10 +704,11 @@ def _package_results(prob: _Problems, live_results: list[CriticResult], grid: Gr
 
 def _result(cb: CertifiedBounds, out: Any, weights: np.ndarray, grid: Grid, norm: str,
             tol: float, backend: str, dtype: Any, max_iter: int, time_limit: float | None,
-            levels: int) -> CriticResult:
+            levels: int, length: float = 1.0) -> CriticResult:
     """A live problem's result from its certified bounds (:func:`~otgrid.critic.certify.
     certify`) and how its iteration ended: a solve stopped as converged whose certified gap
-    exceeds ``tol`` (the outward rounding) ends at the rounding floor instead."""
+    exceeds ``tol`` (the outward rounding) ends at the rounding floor instead. ``length``:
+    the iteration's length scale (its step is reported in the grid's units)."""
     lower, upper = cb.lower, cb.upper
     critic = cb.critic - np.sum(weights * cb.critic) / np.sum(weights)
     gap = upper - lower
@@ -683,5 +722,5 @@ def _result(cb: CertifiedBounds, out: Any, weights: np.ndarray, grid: Grid, norm
         flow=-cb.flow, iterations=out.iterations, converged=status == "converged",
         status=status, message=_message(status, out.iterations, rel, tol, max_iter, time_limit),
         history=hist, seconds=out.seconds, backend=backend, grid=grid, norm=norm, tol=tol,
-        dtype=np.dtype(dtype), step=out.step, restarts=out.restarts, levels=levels,
+        dtype=np.dtype(dtype), step=out.step / length, restarts=out.restarts, levels=levels,
         float64_from=out.float64_from)
