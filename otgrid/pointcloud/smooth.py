@@ -139,7 +139,9 @@ def smooth_ot(
     **L-BFGS.** L-BFGS-B
     (``scipy.optimize.minimize``, ``jac=True``) runs on ``-F`` in the variables
     ``phi_i sqrt(a_i / mean(a))``, ``psi_j sqrt(b_j / mean(b))`` (a diagonal preconditioner:
-    the curvature along ``phi_i`` is proportional to ``a_i``). The solve stops on the exact
+    the curvature along ``phi_i`` is proportional to ``a_i``), divided by a power of two near
+    the largest cost when that lies outside ``2^-20 .. 2^20`` (its first steps then have the
+    potentials' size: the same clouds in any units converge alike). The solve stops on the exact
     marginal error, not on eq. (15): the statistic is a necessary condition (its expectation,
     ``sum(pi) / sum(a)^2``, is 1 at the optimum) reported for comparison with the paper.
 
