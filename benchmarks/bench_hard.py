@@ -24,7 +24,7 @@ Sections (``--sections``, default all, in this order):
 
 Run from the repository root (test extras installed: cvxpy, clarabel)::
 
-    python benchmarks/bench_hard.py                     # everything (about 12 minutes)
+    python benchmarks/bench_hard.py                     # everything (about 3 minutes)
     python benchmarks/bench_hard.py --quick             # smoke test (about a minute)
     python benchmarks/bench_hard.py --sections table tight
     python benchmarks/bench_hard.py --baseline-json benchmarks/results/hard_baseline.json
@@ -940,6 +940,12 @@ this problem at every check (the rescaled iterate is always the better candidate
    (the fused step 0.21, the Poisson step 0.22), eight plain checks of 5-6 ms (ray critics 1.5,
    the float64 DCT pair 1.0, repair 0.5, four gradient norms 0.5), three polishing checks of
    18-20 ms (ascent 9, descent 4.5) and six restarts of 3.3 ms.
+41. **The flow before a restart-criteria step in a kept buffer** (`iterate._kept_copy`,
+   released at each check, whose candidates need the memory): the step every 32 iterations
+   copied the flow and formed its move as two fresh flow arrays, whose page faults cost 0.79
+   instead of 0.25 ms at 256². The same bits; 8gaussians and the Gaussian pair at 256², 1e-6
+   about 2 % faster (three alternated processes each, with item 40's second part: 1.21-1.29
+   → 1.19-1.25 s and 0.63-0.65 → 0.62-0.63 s).
 
 ### Tried and not kept
 

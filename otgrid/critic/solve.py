@@ -245,7 +245,7 @@ def solve_critic(
         step fixed, as in plain Chambolle–Pock.
     multilevel : bool or "auto", optional
         Start from the solution of the problem coarsened by 2 per axis (recursively, down to
-        32 cells per axis), solved to ``tol`` (to 1e-5 for a tighter ``tol``, at most 10 times
+        32 cells per axis), solved to ``tol`` (to 2e-6 for a tighter ``tol``, at most 10 times
         looser: ``otgrid.critic.multilevel.coarse_tol``) and prolonged to this grid.
         ``"auto"``: on 2D grids of at least 128 x 128 cells, unless ``warm_start`` is given.
         The result's ``iterations`` counts the iterations on this grid only.
