@@ -213,7 +213,7 @@ class NumbaGridKernels(GridKernels):
         """The inverse Thomas pivots ``m`` of the step's x-solves (float64,
         ``ops.tridiagonal_pivots``) in ``dt``, or None where their smallest pivot is lost to
         rounding in ``dt`` (:data:`LINES_MAX_ROUNDING`)."""
-        worst = np.finfo(dt).eps * inv_dx[0] ** 2 * float(np.max(np.abs(m)))
+        worst = float(np.finfo(dt).eps) * inv_dx[0] ** 2 * float(np.max(np.abs(m)))
         if not (np.all(np.isfinite(m)) and np.all(m >= 0) and worst <= LINES_MAX_ROUNDING):
             return None
         return m.astype(dt, copy=False)

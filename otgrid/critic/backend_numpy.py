@@ -25,6 +25,10 @@ __all__ = ["ASCENT_MIN_MASS", "ASCENT_SWEEPS", "ASCENT_TIGHT_TOL", "DESCENT_MIN_
 # from 33.5 s to 25.2 s. The certificate's flow corrections stay in float64.
 POISSON_STEP_DTYPE: type | None = np.float32
 _FLOAT64 = np.dtype(np.float64)
+# ... for cells whose sides lie in this range (the solve divides them by a power of two near
+# the largest, otgrid.critic.solve.LENGTH_RANGE; only sides that differ by more than about
+# 2^30 leave it): beyond, 1 / dx^2 leaves float32 and the step runs in the iterates' dtype
+FLOAT32_STEP_DX = (2.0 ** -50, 2.0 ** 50)
 
 # Bins of the value map of the level-rescaled critic (a candidate of Best.update; 0: none).
 # It lowered the work to 1e-4 at 256^2 by 17 % on the hard problems of
@@ -149,6 +153,8 @@ class GridKernels:
         self.dtype = np.dtype(dtype)
         self._inv_lam = {}
         self.workers = 1
+        if not all(FLOAT32_STEP_DX[0] <= 1.0 / h <= FLOAT32_STEP_DX[1] for h in self.step_inv_dx):
+            self.fast_poisson = False  # the float32 step's 1 / dx^2 would leave float32
 
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:

@@ -401,6 +401,11 @@ class _Problems:
 # lower bound of 0 (the float32 inverse eigenvalues overflowed to inf). Inside the range
 # nothing is rescaled (the same bits as before).
 LENGTH_RANGE = 20
+# float32 iterates need the iteration's 1 / dx^2 within float32: cells whose smallest side,
+# divided by the length scale, is below this are refused for them (a fuzzed grid whose sides
+# differ by 1e39 overflowed; beyond about 1e10 : 1 the certificate reaches its rounding floor
+# anyway, see docs/choosing).
+FLOAT32_MIN_DX = 2.0 ** -60
 
 
 def _length_scale(dx: tuple) -> float:
@@ -449,6 +454,10 @@ def _validate_options(grid: Grid, norm: str, backend: str, tol: float, max_iter:
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"dtype must be numpy.float64 or numpy.float32; got {dtype}.")
+    if dtype == np.float32 and not min(grid.dx) / _length_scale(grid.dx) >= FLOAT32_MIN_DX:
+        raise ValueError(f"dtype=numpy.float32 cannot hold this grid's cells (sides from "
+                         f"{min(grid.dx):.3g} to {max(grid.dx):.3g}: the iteration's 1 / dx^2 "
+                         "overflows float32); use numpy.float64.")
     step = None if step is None else as_number(step, "step")
     if step is not None and not (np.isfinite(step) and step > 0):
         raise ValueError(f"step must be a positive number or None; got {step}.")

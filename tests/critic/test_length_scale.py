@@ -87,3 +87,30 @@ def test_float32_iterates_on_tiny_and_huge_boxes(side):
     res = _solve(mu, nu, grid, tol=1e-5, dtype=np.float32)
     assert res.converged, res.message
     assert res.lower <= ref.upper and ref.lower <= res.upper
+
+
+def test_float32_iterates_refuse_cells_float32_cannot_hold():
+    # a fuzzed grid whose sides differ by about 1e39 overflowed float32's 1 / dx^2
+    mu, nu = _masses((8, 8))
+    grid = og.Grid([(3.5, 1e30), (0.0, 1e-9)], (8, 8))
+    with pytest.raises(ValueError, match="float32 cannot hold this grid's cells"):
+        og.solve_critic(mu, nu, grid, dtype=np.float32)
+    # float64: valid bounds, loose at the rounding floor (said by a ConvergenceWarning)
+    with pytest.warns(og.ConvergenceWarning, match="rounding floor"):
+        res = _solve(mu, nu, grid, tol=1e-2, max_iter=200)
+    assert res.status == "floor"
+    assert 0.0 <= res.lower <= res.upper and np.isfinite(res.upper)
+
+
+def test_float64_iterates_on_cells_float32_cannot_hold_take_a_float64_step():
+    # a fuzzed grid (sides 1.25e-31 and 2e8): the float32 Poisson step's tridiagonal factors
+    # overflowed float32; the step now runs in float64 there, with no over- or underflow
+    mu, nu = _masses((8, 5), seed=6)
+    grid = og.Grid([(0.0, 1e-30), (0.0, 1e9)], (8, 5))
+    with pytest.warns(og.ConvergenceWarning, match="rounding floor"):
+        res = _solve(mu, nu, grid, tol=1e-6, max_iter=500)
+    assert 0.0 <= res.lower <= res.upper and np.isfinite(res.upper)
+    # W is at least the transport along the long axis alone (the 1D closed form of the
+    # masses summed over the short axis, which any flow must at least carry)
+    along = np.cumsum(mu.sum(axis=0) - nu.sum(axis=0))[:-1]
+    assert res.upper >= np.sum(np.abs(along)) * grid.dx[1] * (1 - 1e-9)
