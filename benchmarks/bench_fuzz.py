@@ -123,10 +123,17 @@ def _markdown(rows: list[dict], meta: dict) -> str:
              "`step`, `time_limit` get otgrid's message (NumPy's ufunc error leaked); masses in "
              "the subnormal range no longer overflow the certificate's power-of-two rescaling; "
              "a carriage return typed in a command-line argument no longer splits the error "
-             "line. The harness itself was corrected twice: the 2D reference built cell centres "
+             "line. Later (2026-12-07): a subnormal imbalance with masses off by 1e-12 no "
+             "longer gives the certificate a NaN lower bound (Veltkamp's split overflowed); with "
+             "boxes of sides 1e-30 and 1e30 drawn too, grids of such cells are solved on cells "
+             "scaled near 1, the Poisson step of cells whose sides differ by 2^30 and more "
+             "runs in float64, and float32 iterates refuse cells float32 cannot hold. The "
+             "harness itself was corrected three times: the 2D reference built cell centres "
              "from the grid's coordinates, which lose tiny cells to cancellation far from 0 "
-             "(now from the cell indices), and a write that fails after the solve may follow "
-             "the solve's own warnings.", ""]
+             "(now from the cell indices), a write that fails after the solve may follow "
+             "the solve's own warnings, and the reference works in units of the largest cell "
+             "(POT's network simplex has absolute tolerances: 1.48 times the optimum on costs "
+             "around 1e-15).", ""]
     return "\n".join(text)
 
 
