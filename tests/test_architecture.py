@@ -5,7 +5,8 @@ The import graph is read from the source (every ``import`` statement, those insi
 layers, from the bottom:
 
 0. shared helpers (``otgrid.errors``, ``otgrid._device``, ``_validation``, ``_threads``,
-   ``_version``) and the kernels (``otgrid.kernels``: pure array code, no other otgrid import);
+   ``_units``, ``_version``) and the kernels (``otgrid.kernels``: pure array code, no other
+   otgrid import);
 1. ``otgrid.grid``;
 2. ``otgrid.critic`` and ``otgrid.pointcloud``;
 3. ``otgrid.sco`` and ``otgrid.auditing``;
@@ -37,7 +38,7 @@ MAX_FUNCTION_LINES = 120
 CAPABILITY_LAYER = {"grid": 1, "critic": 2, "pointcloud": 2, "sco": 3, "auditing": 3, "plot": 4,
                     "distributed": 4, "explore": 5, "cli": 6}
 SHARED = {"otgrid.errors", "otgrid._device", "otgrid._validation", "otgrid._threads",
-          "otgrid._version"}
+          "otgrid._units", "otgrid._version"}
 
 
 def _module_files() -> dict[str, Path]:

@@ -26,7 +26,7 @@ __all__ = ["ASCENT_MIN_MASS", "ASCENT_SWEEPS", "ASCENT_TIGHT_TOL", "DESCENT_MIN_
 POISSON_STEP_DTYPE: type | None = np.float32
 _FLOAT64 = np.dtype(np.float64)
 # ... for cells whose sides lie in this range (the solve divides them by a power of two near
-# the largest, otgrid.critic.solve.LENGTH_RANGE; only sides that differ by more than about
+# the largest, otgrid._units.UNITS_RANGE; only sides that differ by more than about
 # 2^30 leave it): beyond, 1 / dx^2 leaves float32 and the step runs in the iterates' dtype
 FLOAT32_STEP_DX = (2.0 ** -50, 2.0 ** 50)
 

@@ -25,7 +25,6 @@ flow, so the upper bound of the certificate costs no extra solve.
 from __future__ import annotations
 
 import dataclasses
-import math
 import warnings
 from collections.abc import Callable
 from typing import Any, Literal
@@ -34,6 +33,7 @@ import numpy as np
 
 from otgrid._device import is_cupy_array
 from otgrid._threads import blas_one_thread, compiling, solve_clock
+from otgrid._units import unit_scale
 from otgrid._validation import as_finite_array, as_number, check_choice, check_positive_int
 from otgrid.critic.backends import BACKENDS, make_kernels, resolve_backend
 from otgrid.critic.certify import CertifiedBounds, certify
@@ -394,13 +394,6 @@ class _Problems:
         return self.scale * self.length
 
 
-# The iteration runs on cells of unit size (up to a power of two, exactly) when the grid's
-# largest cell side is outside [2^-LENGTH_RANGE, 2^LENGTH_RANGE]: W, the critic and the flow
-# scale with lengths, and on such grids float32 could not hold the iteration's Poisson step
-# (its operator scales with 1 / dx^2): 2D boxes of side 1e-30 or 1e30 ran to max_iter with a
-# lower bound of 0 (the float32 inverse eigenvalues overflowed to inf). Inside the range
-# nothing is rescaled (the same bits as before).
-LENGTH_RANGE = 20
 # float32 iterates need the iteration's 1 / dx^2 within float32: cells whose smallest side,
 # divided by the length scale, is below this are refused for them (a fuzzed grid whose sides
 # differ by 1e39 overflowed; beyond about 1e10 : 1 the certificate reaches its rounding floor
@@ -408,14 +401,16 @@ LENGTH_RANGE = 20
 FLOAT32_MIN_DX = 2.0 ** -60
 
 
+# The iteration runs on cells of unit size (up to a power of two, exactly) when the grid's
+# largest cell side is outside 2^-UNITS_RANGE .. 2^UNITS_RANGE (otgrid._units): W, the critic
+# and the flow scale with lengths, and on such grids float32 could not hold the iteration's
+# Poisson step (its operator scales with 1 / dx^2): 2D boxes of side 1e-30 or 1e30 ran to
+# max_iter with a lower bound of 0 (the float32 inverse eigenvalues overflowed to inf). Inside
+# the range nothing is rescaled (the same bits as before).
 def _length_scale(dx: tuple) -> float:
-    """The power of two by which the iteration divides the cell sizes ``dx``: 1 when the
-    largest lies within ``2^-LENGTH_RANGE .. 2^LENGTH_RANGE``, else the one that brings it
-    into [0.5, 1)."""
-    top = max(float(d) for d in dx)
-    if 2.0 ** -LENGTH_RANGE <= top <= 2.0 ** LENGTH_RANGE:
-        return 1.0
-    return math.ldexp(1.0, math.frexp(top)[1])
+    """The power of two by which the iteration divides the cell sizes ``dx``
+    (:func:`otgrid._units.unit_scale` of the largest)."""
+    return unit_scale(max(float(d) for d in dx))
 
 
 @dataclasses.dataclass

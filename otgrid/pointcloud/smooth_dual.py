@@ -34,6 +34,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from otgrid._threads import blas_one_thread, compile_on_first_use, solve_clock
+from otgrid._units import unit_scale
 from otgrid.kernels.laplacian_numba import laplacian_diagonal, laplacian_pcg
 from otgrid.pointcloud.backends import make_ops
 from otgrid.pointcloud.ops_numba import COMPILE_NOTE
@@ -83,17 +84,14 @@ ACCURATE_BELOW = 1e4
 # costs' units, clouds of coordinates around 1e-12 or 1e12 (costs 1e-12 / 1e12, and reg
 # with them) stalled or ran for thousands of iterations at marginal errors of 2 (measured:
 # scaled copies of one problem, method "lbfgs" and "auto"; "newton" was unaffected). Costs
-# whose bound lies outside 2^-UNITS_RANGE .. 2^UNITS_RANGE are measured in a power of two
-# near it instead.
-UNITS_RANGE = 20
+# whose bound lies outside 2^-UNITS_RANGE .. 2^UNITS_RANGE (otgrid._units) are measured in a
+# power of two near it instead.
 
 
 def _cost_units(diameter: np.ndarray) -> np.ndarray:
-    """Per problem, the power of two in which L-BFGS measures the potentials: 1 for cost
-    bounds ``diameter`` within ``2^-UNITS_RANGE .. 2^UNITS_RANGE``, else one near the bound."""
-    d = np.asarray(diameter, dtype=np.float64)
-    far = np.isfinite(d) & (d > 0) & ((d < 2.0 ** -UNITS_RANGE) | (d > 2.0 ** UNITS_RANGE))
-    return np.where(far, np.ldexp(1.0, np.frexp(np.where(far, d, 1.0))[1]), 1.0)
+    """Per problem, the power of two in which L-BFGS measures the potentials:
+    :func:`otgrid._units.unit_scale` of the cost bound ``diameter``."""
+    return np.array([unit_scale(d) for d in np.asarray(diameter, dtype=np.float64)])
 
 
 def _scales(w: np.ndarray, mass: np.ndarray) -> np.ndarray:

@@ -12,7 +12,8 @@ import pytest
 from references import kr_lp_2d_cityblock_highs, socp_2d_euclidean_cvxpy
 
 import otgrid as og
-from otgrid.critic.solve import LENGTH_RANGE, _length_scale
+from otgrid._units import UNITS_RANGE as LENGTH_RANGE
+from otgrid.critic.solve import _length_scale
 
 SIDES = [2.0 ** -100, 1e-30, 1e30, 1e120]
 

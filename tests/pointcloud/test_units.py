@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import otgrid as og
-from otgrid.pointcloud.smooth_dual import UNITS_RANGE, _cost_units
+from otgrid._units import UNITS_RANGE
+from otgrid.pointcloud.smooth_dual import _cost_units
 
 
 def _clouds():
