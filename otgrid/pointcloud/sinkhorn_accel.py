@@ -147,7 +147,12 @@ class _Anderson:
         if k == 1:
             return tg
         R = np.stack(self.R, axis=1)  # (B, k, m)
-        H = np.einsum("bkm,blm->bkl", R * self.w[:, None, :], R)
+        # H in a power of two near the residuals' size per problem (exact; alpha does not
+        # depend on it): potentials beyond about 1e150 (squared-euclidean costs of points
+        # near 1e75) squared to inf, and the solve gave NaN
+        unit = np.ldexp(1.0, np.frexp(np.max(np.abs(R), axis=(1, 2)))[1])
+        Rs = R / np.where(np.isfinite(unit) & (unit > 0), unit, 1.0)[:, None, None]
+        H = np.einsum("bkm,blm->bkl", Rs * self.w[:, None, :], Rs)
         H += (1e-10 * np.trace(H, axis1=1, axis2=2) / k + 1e-300)[:, None, None] * np.eye(k)
         try:
             z = np.linalg.solve(H, np.ones((H.shape[0], k, 1)))[..., 0]

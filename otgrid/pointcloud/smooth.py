@@ -20,6 +20,7 @@ from otgrid.pointcloud.problem import (
     Cost,
     Regularizer,
     _check_common,
+    _check_l2_range,
     _check_reg_scale,
     _check_scaling,
     _prepare,
@@ -83,7 +84,10 @@ def smooth_ot(
         (``otgrid.pointcloud.problem.MIN_REG_RELATIVE``), below which float64 cannot
         resolve the regularization (``ValueError``).
     regularizer : {"l2", "kl"}, optional
-        The strongly convex term ``I``.
+        The strongly convex term ``I``. The L2 dual squares numbers of the size of the costs
+        and of ``reg`` times the total mass: both must stay below ``1e140``
+        (``otgrid.pointcloud.problem.L2_MAX_SCALE``; ``ValueError`` beyond, where float64
+        squares overflow). The KL dual has no such limit.
     cost : {"euclidean", "sqeuclidean", "cityblock"}, optional
         As in :func:`sinkhorn`.
     tol : float, optional
@@ -199,6 +203,8 @@ def smooth_ot(
         method = "lbfgs"
     prob = _prepare(x, y, a, b, cost, dtype)
     _check_reg_scale(reg, prob)
+    if regularizer == "l2":
+        _check_l2_range(reg, prob)
     warm = _warm(warm_start, prob)
     q = _check_scaling(reg_scaling, "reg_scaling", 0.1, warm is not None)
     return solve_smooth_dual(prob, warm, reg=reg, regularizer=regularizer, tol=tol,

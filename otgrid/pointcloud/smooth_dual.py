@@ -83,15 +83,22 @@ ACCURATE_BELOW = 1e4
 # L-BFGS-B takes steps of its variables' own size at first: with the potentials in the
 # costs' units, clouds of coordinates around 1e-12 or 1e12 (costs 1e-12 / 1e12, and reg
 # with them) stalled or ran for thousands of iterations at marginal errors of 2 (measured:
-# scaled copies of one problem, method "lbfgs" and "auto"; "newton" was unaffected). Costs
-# whose bound lies outside 2^-UNITS_RANGE .. 2^UNITS_RANGE (otgrid._units) are measured in a
-# power of two near it instead.
+# scaled copies of one problem, method "lbfgs" and "auto"; "newton" was unaffected); so did
+# the L2 dual with reg far above the costs (method "lbfgs" from reg = 1e50 on 20 x 30
+# points of costs about 1, stalled at marginal errors of 2), whose potentials have the size
+# of reg times a plan entry. The potentials' size -- the largest cost, or (L2) reg times the
+# mean plan entry (mass / (n m)) where that is larger -- is measured in a power of two near
+# it where it lies outside 2^-UNITS_RANGE .. 2^UNITS_RANGE (otgrid._units).
 
 
-def _cost_units(diameter: np.ndarray) -> np.ndarray:
+def _cost_units(prob: _Problem, lam_max: np.ndarray | None = None) -> np.ndarray:
     """Per problem, the power of two in which L-BFGS measures the potentials:
-    :func:`otgrid._units.unit_scale` of the cost bound ``diameter``."""
-    return np.array([unit_scale(d) for d in np.asarray(diameter, dtype=np.float64)])
+    :func:`otgrid._units.unit_scale` of the cost bound, or (L2) of ``lam_max`` (the largest
+    ``lambda`` of the stages) times the mean plan entry where that is larger."""
+    size = np.asarray(prob.diameter, dtype=np.float64)
+    if lam_max is not None:
+        size = np.maximum(size, lam_max * prob.mass / (prob.x.shape[1] * prob.y.shape[1]))
+    return np.array([unit_scale(d) for d in size])
 
 
 def _scales(w: np.ndarray, mass: np.ndarray) -> np.ndarray:
@@ -237,9 +244,10 @@ def solve_smooth_dual(prob: _Problem, warm, *, reg: float, regularizer: str, tol
     active, L-BFGS for the rest of a stage where more are.
     """
     ops = make_ops(backend, prob.x, prob.y, prob.cost, many_passes=True)
-    run = _Run(prob, ops, warm, regularizer=regularizer, method=method, max_iter=max_iter,
-               memory=memory, callback=callback, verbose=verbose, t0=t0)
     stages = _reg_schedule(prob, reg, q)
+    run = _Run(prob, ops, warm, regularizer=regularizer, method=method, max_iter=max_iter,
+               memory=memory, callback=callback, verbose=verbose, t0=t0,
+               lam_max=np.max(stages, axis=0) if regularizer == "l2" else None)
     with ops.session(), blas_one_thread():
         run.solve(stages, tol)
     return _package(run, reg=reg, regularizer=regularizer, tol=tol, n_samples=n_samples,
@@ -268,7 +276,7 @@ class _Run:
     def __init__(self, prob: _Problem, ops, warm, *, regularizer: str, method: str,
                  max_iter: int, memory: int,
                  callback: Callable[[RegularizedInfo], bool | None] | None, verbose: bool,
-                 t0: float) -> None:
+                 t0: float, lam_max: np.ndarray | None) -> None:
         B, n, m = prob.B, prob.x.shape[1], prob.y.shape[1]
         self.prob, self.ops, self.B, self.n = prob, ops, B, n
         self.newton = None
@@ -277,9 +285,9 @@ class _Run:
         self.counts = {"newton": 0, "lbfgs": 0}
         self.dual = _Dual(ops, prob, regularizer)
         self.kl = self.dual.kl
-        # L-BFGS's variables in units of the costs' size where that is far from 1 (a power
-        # of two: exact), so that its first steps have the potentials' scale
-        self.units = _cost_units(prob.diameter)
+        # L-BFGS's variables in units of the potentials' size where that is far from 1 (a
+        # power of two: exact), so that its first steps have the potentials' scale
+        self.units = _cost_units(prob, lam_max)
         u = self.units[:, None]
         self.sa, self.sb = _scales(prob.a, prob.mass) * u, _scales(prob.b, prob.mass) * u
         self.phi, self.psi = ((warm[0], -warm[1]) if warm is not None
