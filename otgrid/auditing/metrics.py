@@ -110,9 +110,29 @@ def _ratio(a: float, b: float) -> float:
     return a / b if b > 0 and math.isfinite(a) else math.nan
 
 
+# The critic's values and gradients may have any size (a critic scaled by 1e-200 or 1e200 is
+# as good a critic up to scale): norms, cosines and the shape fit square them, which
+# underflowed to 0 or overflowed to inf from about 1e-154 / 1e154 (cosines of 0 and shape
+# errors of 1 for a critic proportional to the optimal one). They work on the numbers divided
+# by a power of two near their largest magnitude (exact), then scale back.
+def _unit(a: np.ndarray) -> float:
+    """A power of two near the largest magnitude in ``a`` (1 for none, 0 or non-finite)."""
+    m = float(np.max(np.abs(a))) if a.size else 0.0
+    return math.ldexp(1.0, math.frexp(m)[1]) if m > 0 and math.isfinite(m) else 1.0
+
+
+def _norms(g: np.ndarray, axis: int | None = None) -> np.ndarray:
+    """Euclidean norms of ``g`` along ``axis`` (all of it for None), without overflow or
+    underflow in the squares."""
+    u = _unit(g)
+    return np.sqrt(np.sum((g / u) ** 2, axis=axis)) * u
+
+
 def _shape_fit(f: np.ndarray, fstar: np.ndarray, w: np.ndarray) -> tuple[float, float, float]:
     """Weighted least squares ``s f + c ~ f*``: (relative error, s, c)."""
     w = w / w.sum()
+    u = _unit(f)  # the fit of f / u, whose scale is s u (see _unit)
+    f = f / u
     mf, ms = float(w @ f), float(w @ fstar)
     df, ds = f - mf, fstar - ms
     var_s = float(w @ ds ** 2)
@@ -122,7 +142,7 @@ def _shape_fit(f: np.ndarray, fstar: np.ndarray, w: np.ndarray) -> tuple[float, 
     s = float(w @ (df * ds)) / var_f if var_f > 1e-300 else 0.0
     c = ms - s * mf
     resid = float(w @ (s * f + c - fstar) ** 2)
-    return math.sqrt(max(resid, 0.0) / var_s), s, c
+    return math.sqrt(max(resid, 0.0) / var_s), s / u, c
 
 
 # ============================================================================ audit phases
@@ -194,7 +214,7 @@ def _grid_values(f_: _Critic, grid: Grid) -> tuple[np.ndarray, np.ndarray, np.nd
     vals, grads = f_.value_and_grad(grid.points(), "the grid cell centres")
     vals = vals.reshape(grid.shape)
     grads = np.moveaxis(grads.reshape(*grid.shape, grid.ndim), -1, 0)
-    gnorm = np.sqrt(np.sum(grads ** 2, axis=0))
+    gnorm = _norms(grads, axis=0)
     return vals, grads, gnorm
 
 
@@ -223,7 +243,7 @@ def _sample_gradients(f_: _Critic, x_mu: np.ndarray, x_nu: np.ndarray, x_between
 
 def _sample_metrics(s: dict[str, np.ndarray], w_star: float, tau: float) -> dict[str, float]:
     """Sample metrics: W ratio from sample means, Lipschitz constant at the sample points."""
-    n_mu, n_nu, n_bt = (np.linalg.norm(s[k], axis=1) for k in ("g_mu", "g_nu", "g_bt"))
+    n_mu, n_nu, n_bt = (_norms(s[k], axis=1) for k in ("g_mu", "g_nu", "g_bt"))
     w_crit_s = float(s["v_mu"].mean() - s["v_nu"].mean())
     return dict(w_critic_samples=w_crit_s, w_ratio_samples=_ratio(w_crit_s, w_star),
                 lipschitz_samples=float(max(n_mu.max(), n_nu.max(), n_bt.max())),
@@ -235,12 +255,15 @@ def _cosines(g: np.ndarray, r: np.ndarray) -> tuple[float, float, float]:
     against the unit reference directions ``r`` (equal weights), NaN for no points."""
     if len(g) == 0:
         return math.nan, math.nan, math.nan
-    gnorm = np.linalg.norm(g, axis=1)
-    inner = np.sum(g * r, axis=1)
+    gs = g / _unit(g)  # the cosines do not depend on the scale (see _unit)
+    gnorm = np.linalg.norm(gs, axis=1)
+    inner = np.sum(gs * r, axis=1)
     norm_f = math.sqrt(float(np.mean(gnorm ** 2)))
     cos = float(np.mean(inner)) / norm_f if norm_f > 0 else 0.0
     pointwise = float(np.mean(np.where(gnorm > 0, inner / np.where(gnorm > 0, gnorm, 1.0), 0.0)))
-    return cos, pointwise, float(np.mean(np.sum((g - r) ** 2, axis=1)))
+    with np.errstate(over="ignore"):  # inf where the value itself is beyond float64
+        l2 = float(np.mean(np.sum((g - r) ** 2, axis=1)))
+    return cos, pointwise, l2
 
 
 def _gradient_metrics(g_nu: np.ndarray, ref: ReferenceAt) -> dict[str, float]:
@@ -295,10 +318,11 @@ def _generator_metrics(generator: Any, f_: _Critic, exact: CriticResult,
                         exact.interpolant().grad(xg).reshape(xg.shape), ref.directions)
         gth_f = np.asarray(generator.vjp(z, gf), dtype=np.float64) / xg.shape[0]
         gth_s = np.asarray(generator.vjp(z, gs_x), dtype=np.float64) / xg.shape[0]
-        ns = float(np.linalg.norm(gth_s))
-        nf = float(np.linalg.norm(gth_f))
-        gen_err = float(np.linalg.norm(gth_f - gth_s)) / ns if ns > 0 else math.nan
-        gen_cos = float(gth_f @ gth_s) / (nf * ns) if nf > 0 and ns > 0 else math.nan
+        ns, nf = float(_norms(gth_s)), float(_norms(gth_f))
+        gen_err = float(_norms(gth_f - gth_s)) / ns if ns > 0 else math.nan
+        unit = _unit(gth_f)
+        gen_cos = (float((gth_f / unit) @ gth_s) / (nf / unit * ns) if nf > 0 and ns > 0
+                   else math.nan)
     return dict(generator_grad_rel_error=gen_err, generator_grad_cosine=gen_cos)
 
 

@@ -221,7 +221,9 @@ class AuditReport:
             v = float(getattr(self, key))
             if key.startswith("generator") and not math.isfinite(v):
                 continue
-            text = format(v, fmt) if math.isfinite(v) else "n/a"
+            if fmt == ".4f" and v != 0 and not 1e-4 <= abs(v) < 1e6:
+                fmt = ".4g"  # (a critic of another scale: 3e+12, not 13 digits of zeros)
+            text = "n/a" if math.isnan(v) else format(v, fmt)  # (inf: beyond float64)
             lines.append(f"  {label:<{width}}  {text}")
         if not self.exact_converged:
             lines.append("  (the exact solve did not reach its tolerance; the bounds hold)")

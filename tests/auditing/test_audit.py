@@ -288,6 +288,38 @@ def test_finite_differences_match_analytic_gradient(shifted_2d):
     np.testing.assert_allclose(g[1], -ys / 4, atol=1e-6)
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize("scale", [1e-200, 1e200])
+def test_critics_of_any_scale(shifted_2d, shifted_1d, scale):
+    """A critic proportional to the optimal one (a translation's: linear) audits the same
+    whatever its scale: norms, cosines and the shape fit squared values and gradients,
+    which vanished below about 1e-154 (grad_cosine 0, shape_error 1) and overflowed above
+    1e154 (lipschitz n/a, grad_cosine 0); the report printed 1e200 with its 200 digits."""
+    grid, mu, nu, exact = shifted_2d
+    a = -np.array([2.0, 1.0]) / math.sqrt(5.0)
+    rng = np.random.default_rng(3)
+    samples = (mu.sample(1000, rng=rng), nu.sample(1000, rng=rng))
+    ref = audit(lambda x: x @ a, mu, nu, grid, exact=exact, samples=samples)
+    rep = audit(lambda x: scale * (x @ a), mu, nu, grid, exact=exact, samples=samples)
+    for key in ("grad_cosine", "grad_cosine_pointwise", "grad_cosine_determined",
+                "shape_error", "w_ratio_over_lipschitz"):
+        np.testing.assert_allclose(getattr(rep, key), getattr(ref, key), rtol=1e-9,
+                                   err_msg=key)
+    for key in ("w_ratio", "w_ratio_samples", "lipschitz"):
+        np.testing.assert_allclose(getattr(rep, key) / scale, getattr(ref, key), rtol=1e-9,
+                                   err_msg=key)
+    np.testing.assert_allclose(rep.shape_scale * scale, ref.shape_scale, rtol=1e-9)
+    assert rep.frac_above_mu == (1.0 if scale > 1 else 0.0)
+    assert max(len(line) for line in str(rep).splitlines()[1:]) < 60
+    # the generator's gradient: the same direction, scale times the signal
+    grid, mu, nu, exact = shifted_1d
+    base = exact.interpolant()
+    rep = audit(lambda x: scale * base(x), mu, nu, grid, exact=exact,
+                generator=LocationScale(2.0, 1.0), samples=500)
+    np.testing.assert_allclose(rep.generator_grad_cosine, 1.0, atol=1e-6)
+    np.testing.assert_allclose(rep.generator_grad_rel_error, abs(scale - 1.0), rtol=1e-4)
+
+
 def test_generator_gradient(shifted_1d):
     grid, mu, nu, exact = shifted_1d
     gen = LocationScale(2.0, 1.0)
