@@ -303,6 +303,8 @@ ABLATIONS: dict[str, list[tuple[str, str, object]]] = {
     "float64 Poisson step": [("otgrid.critic.backend_numpy", "POISSON_STEP_DTYPE", None)],
     "Poisson step as a DCT pair on both axes": [
         ("otgrid.critic.backend_numba", "POISSON_LINES", False)],
+    "Poisson step without the cyclic reduction (FACR off)": [
+        ("otgrid.critic.backend_numba", "FACR", False)],
     "checks every check_every (no spacing)": [
         ("otgrid.critic.iterate", "_CHECK_FAR", float("inf"))],
     "near tol every check_every (no predicted check)": [
@@ -393,7 +395,9 @@ def _time_iteration(n: int, dt: type, fast: bool = True) -> dict:
     from otgrid.critic import backend_numba
 
     transforms = "float32" if dt == np.float32 or (fast and kern.fast_poisson) else "float64"
-    if fast and backend_numba.POISSON_LINES:
+    if fast and getattr(backend_numba, "FACR", False) and kern._facr_for(np.dtype(np.float32)):
+        transforms += ", FACR(1): DCT along y of the even rows + tridiagonal along x"
+    elif fast and backend_numba.POISSON_LINES:
         transforms += ", DCT along y + tridiagonal along x"
     else:
         transforms += ", DCT pair on both axes"
@@ -946,6 +950,30 @@ this problem at every check (the rescaled iterate is always the better candidate
    instead of 0.25 ms at 256². The same bits; 8gaussians and the Gaussian pair at 256², 1e-6
    about 2 % faster (three alternated processes each, with item 40's second part: 1.21-1.29
    → 1.19-1.25 s and 0.63-0.65 → 0.62-0.63 s).
+42. **One step of cyclic reduction before the DCT (FACR(1))** on 2D Numba grids from 128²
+   (`backend_numba.FACR`, `FACR_MIN_CELLS`; cells at most twice as long along x as along y,
+   `FACR_MAX_ASPECT`: the reduced right-hand side `B r` loses about `eps (dx/dy)^2` of the
+   rows' size): the odd rows eliminated (`facr_reduce_2d`, which also sums every row for mode
+   0), the DCT pair and the x-solves (`poisson_lines_2d`, the reduced system's pivots
+   `operators.facr_pivots`) on the even rows, mode 0 from the whole grid's row sums
+   (`facr_mode0`), the inverse DCT written into the even rows of the output, and the odd rows
+   by solves along y (`facr_recover_2d`) on blocks of rows transposed so that the recurrences
+   vectorize across rows; a block of about 32 KiB was best (`FACR_TILE_BYTES`; at 256² 4 / 8
+   / 16 / 32 rows 83 / 58 / 48 / 43 µs, at 1024² 718 / 534 / 751 / 912 µs). The half
+   transforms run on one worker below 2^18 transformed values (two took 0.14-0.24 against
+   0.16 ms at 512²). Float64: 1e-11 of the DCT pair's solution (tested on grids of 3 to 130
+   rows, odd and even); float32: within the lines' own error (2.3e-6 against 5.3e-6 of the
+   solution on a grid of cells 2.3 times longer along y). The step (copy path, medians of 7):
+   64² 16.5 → 16.5 µs (hence the threshold), 128² 54 → 49 µs, 256² 206-211 → 168-174 µs,
+   512² 0.97-1.26 → 0.65-0.71 ms, 1024² 3.5-4.6 → 2.4-2.6 ms. The Poisson share (this
+   section's method) 59 → 49 % at 256², 72 → 62 % at 512², 71 → 61 % at 1024². Solves: the
+   nine problems at 256², 1e-4, the same iterations and seconds (their fine iterations are
+   few); at 1e-6 work 16 709 → 16 213 (25gaussians 2 069 → 1 559 fine iterations, the others
+   within 11) and 10.3 → 9.8-9.9 s; 8gaussians at 1e-6 1.12-1.16 → 1.09-1.16 s (three
+   alternated processes); the 512² funnel pairs 0.61-0.66 → 0.52-0.61 s each. The three
+   kernels add about 1.5 s to a first solve's compilation (cold section: 2.70 → 4.08-4.36 s,
+   the same machine and minutes). A previous estimate (under "Tried and not kept") had the
+   odd rows' solves as scalar recurrences at 0.11 ms: transposed blocks made them 0.04 ms.
 
 ### Tried and not kept
 
@@ -1166,7 +1194,8 @@ this problem at every check (the rescaled iterate is always the better candidate
   Newton/bisection steps on every plaquette): 20 ms a sweep at 256², far too slow for what it
   gave; on the Gaussian pair at 1e-6 it lowered the upper bound's lag only from 4.9e-7 to
   4.1e-7 (the flow's error there is smooth, where Gauss-Seidel is slow).
-- **Cyclic reduction before the DCT (FACR(1))** (estimated, not built): it halves the
+- **Cyclic reduction before the DCT (FACR(1))** (estimated, not built; built since, item
+  42, with the odd rows' solves on transposed blocks as estimated here): it halves the
   transforms but needs a tridiagonal solve along the contiguous axis per odd row (a scalar
   recurrence, about 0.1 ms at 256²); with the stencil for the reduced right-hand side it would
   take the step from 0.25 to about 0.21 ms, a share of 52 %. A timing prototype since
@@ -1258,12 +1287,14 @@ this problem at every check (the rescaled iterate is always the better candidate
   that difference falls by about 2 % per 10 iterations. A second-order finish (Newton / IPM
   steps on the weighted Laplacian, DCT-preconditioned CG) is the untried direction. The boxes
   of the ray critics could also use the ball's second-order room across the rays.
-- The Poisson step is still about half of an iteration or more: the DCT pair along y (0.073 ms
-  each at 256², pocketfft on one thread) is most of it. Neither FACR(1) nor a real FFT of
-  permuted rows pays once every part is timed (tried above); pocketfft is within about twice
-  the arithmetic of a real FFT. What is left is a transform fused with its neighbours
-  (the residual's pass writing the DCT's input, the step's reading its output), not a
-  library call between kernels.
+- The Poisson step is still about half of an iteration at 256² and three fifths from 512²
+  with FACR(1) (item 42): the half DCT pair (0.042 ms each at 256², pocketfft on one thread)
+  and the odd rows' solves (0.043-0.048 ms, their transposes) are most of it. A real FFT of
+  permuted rows did not pay (tried above); pocketfft is within about twice the arithmetic of
+  a real FFT. What is left is a transform fused with its neighbours (the residual's pass
+  writing the DCT's input, the step's reading its output), a second reduction step (FACR(2):
+  a quarter of the transforms, a pentadiagonal right-hand side and two solves along y per
+  eliminated row), or in-register transposes for the odd rows.
 - The polishing checks near a tight tolerance: on the Gaussian pair at 1e-6 seven of them
   (17-19 ms each at 256², about 38 iterations) take a fifth of the solve, and its descents
   there gain at most 1.3 % of the gap. Spacing them out and skipping idle descents did not

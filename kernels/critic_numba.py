@@ -40,6 +40,11 @@ ray_critics_2d(f, g_lo, g_hi, hx, hy, iso, max_sweeps, ex, ey)
     ``f``) receive those lengths.
 poisson_lines_2d(rh, m, e, hx2)
     The tridiagonal x-solves of a 2D Neumann Poisson problem DCT-transformed along y.
+facr_reduce_2d(r, R, s0, k, qe, w), facr_mode0(rh, s0, hx2),
+facr_recover_2d(r, out, s0, k, q, qe, tile)
+    The same problem with one step of cyclic reduction before the DCT (FACR(1)): the reduced
+    right-hand side of the even rows (whose x-solves are ``poisson_lines_2d``'s), their
+    mode 0 from the whole grid's row sums, the odd rows by solves along y.
 
 Every kernel also exists as ``<name>_serial``: the same function compiled for one thread
 (``prange`` runs as ``range``). Problems too small to gain from threads use those: they compile
@@ -784,6 +789,53 @@ def descend_flow_2d(p0, p1, hx, hy, sweeps, min_slope):
     return moved
 
 # --------------------------------------------------- the step's Poisson solve: tridiagonal lines
+@njit(cache=True, inline="always")
+def _neumann_line(v, hx2):
+    """Solve ``hx2 tridiag(-1, 2, -1) u = v - mean(v)`` (Neumann ends) in place by integrating
+    twice; ``u`` of zero mean."""
+    n = v.shape[0]
+    mean = 0.0
+    for i in range(n):
+        mean += v[i]
+    mean /= n
+    flux = 0.0
+    w = 0.0
+    tot = 0.0
+    for i in range(n):
+        flux += v[i] - mean
+        v[i] = w
+        tot += w
+        w -= flux / hx2
+    tot /= n
+    for i in range(n):
+        v[i] -= tot
+
+
+@njit(cache=True, inline="always")
+def _thomas_columns(rh, b, k0, k1, m, e):
+    """The Thomas algorithm down axis 1 of ``rh[b]`` for the columns ``k0:k1`` (inverse pivots
+    ``m``, off-diagonal ``e``), in place, over row slices (the inner loop over the columns
+    vectorizes)."""
+    n = rh.shape[1]
+    w = k1 - k0
+    row = rh[b, 0, k0:k1]
+    piv = m[0, k0:k1]
+    for k in range(w):
+        row[k] *= piv[k]
+    for i in range(1, n):
+        prev = row
+        row = rh[b, i, k0:k1]
+        piv = m[i, k0:k1]
+        for k in range(w):
+            row[k] = (row[k] - e * prev[k]) * piv[k]
+    for i in range(n - 2, -1, -1):
+        nxt = row
+        row = rh[b, i, k0:k1]
+        piv = m[i, k0:k1]
+        for k in range(w):
+            row[k] -= e * piv[k] * nxt[k]
+
+
 @njit(cache=True, parallel=True)
 def poisson_lines_2d(rh, m, e, hx2):
     """The x-direction solves of a 2D Neumann Poisson problem whose y axis is DCT-transformed.
@@ -799,46 +851,160 @@ def poisson_lines_2d(rh, m, e, hx2):
     loops ran scalar: 0.128 -> 0.038 ms at 256^2 on one thread, 1.87 -> 0.84 ms at 1024^2 on
     two, identical results).
     """
-    nb, nx, ny = rh.shape
+    nb, ny = rh.shape[0], rh.shape[2]
     nblk = (ny + 127) // 128
     for task in prange(nb * nblk):
         b = task // nblk
         k0 = (task - b * nblk) * 128
         k1 = min(k0 + 128, ny)
         if k0 == 0:
-            mean = 0.0
-            for i in range(nx):
-                mean += rh[b, i, 0]
-            mean /= nx
-            flux = 0.0
-            v = 0.0
-            tot = 0.0
-            for i in range(nx):
-                flux += rh[b, i, 0] - mean
-                rh[b, i, 0] = v
-                tot += v
-                v -= flux / hx2
-            tot /= nx
-            for i in range(nx):
-                rh[b, i, 0] -= tot
+            _neumann_line(rh[b, :, 0], hx2)
             k0 = 1
-        w = k1 - k0
-        row = rh[b, 0, k0:k1]
-        piv = m[0, k0:k1]
-        for k in range(w):
-            row[k] *= piv[k]
-        for i in range(1, nx):
+        _thomas_columns(rh, b, k0, k1, m, e)
+
+
+# ------------------------------------ the step's Poisson solve: one cyclic reduction (FACR(1))
+# Rows i of the grid are vectors along y; with B = 2 I + A_y / hx2 (A_y the y-Laplacian),
+# row i of D^T D u = r reads hx2 (-u[i-1] + B_i u[i] - u[i+1]) = r[i] (B_i = B - I on the
+# first and last rows). Eliminating the odd rows leaves a tridiagonal system on the even
+# rows whose right-hand side is R[t] = B r[2t] + r[2t-1] + r[2t+1] (+ B'^-1 r[nx-1] for an
+# even nx, whose last row is odd: B' = B - I): half the rows to transform, then the odd rows
+# by B u[i] = r[i] / hx2 + u[i-1] + u[i+1], a tridiagonal solve along y each.
+
+@njit(cache=True, fastmath={"reassoc", "nsz"})
+def _row_sum(row):
+    """The sum of ``row`` in float64, reassociated (vectorized): it only feeds the mean and
+    mode 0 of :func:`facr_mode0`."""
+    s = 0.0
+    for j in range(row.shape[0]):
+        s += row[j]
+    return s
+
+
+@njit(cache=True, parallel=True)
+def facr_reduce_2d(r, R, s0, k, qe, w):
+    """The reduced right-hand side ``R`` ``(B, (nx + 1) // 2, ny)`` of the even rows of ``r``
+    ``(B, nx, ny)`` (see above; ``ny >= 2``), and ``s0[b, i]`` the sum of row ``i`` of ``r``.
+    ``k``: ``(c, 2 + 2c, 2 + c, 1 / hx2, 0, 1)`` in ``r``'s dtype, ``c = hy2 / hx2``; ``qe``
+    the inverse Thomas pivots of ``B'``; ``w`` ``(B, ny)`` scratch."""
+    nb, nx, ny = r.shape
+    M = R.shape[1]
+    c, dd, de = k[0], k[1], k[2]
+    for task in prange(nb * M):
+        b = task // M
+        t = task - b * M
+        i = 2 * t
+        out = R[b, t]
+        row = r[b, i]
+        # a missing neighbour counts 0 times (its row: this one)
+        wl = k[5] if i > 0 else k[4]
+        wh = k[5] if i + 1 < nx else k[4]
+        lo = r[b, i - 1] if i > 0 else row
+        hi = r[b, i + 1] if i + 1 < nx else row
+        out[0] = de * row[0] - c * row[1] + (wl * lo[0] + wh * hi[0])
+        for j in range(1, ny - 1):
+            out[j] = dd * row[j] - c * (row[j - 1] + row[j + 1]) + (wl * lo[j] + wh * hi[j])
+        out[ny - 1] = de * row[ny - 1] - c * row[ny - 2] + (wl * lo[ny - 1] + wh * hi[ny - 1])
+        s0[b, i] = _row_sum(row)
+        if i + 1 < nx:
+            s0[b, i + 1] = _row_sum(hi)
+        if i + 2 == nx:  # B B'^-1 r[nx - 1] = r[nx - 1] + B'^-1 r[nx - 1]
+            wb = w[b]
+            _thomas_row(hi, wb, c, qe)
+            for j in range(ny):
+                out[j] += wb[j]
+
+
+@njit(cache=True, inline="always")
+def _thomas_row(src, out, c, q):
+    """``out = T^-1 src`` for a symmetric tridiagonal ``T`` of off-diagonal ``-c`` along one
+    row (inverse pivots ``q``): a scalar recurrence."""
+    n = src.shape[0]
+    y = c - c
+    for j in range(n):
+        y = (src[j] + c * y) * q[j]
+        out[j] = y
+    for j in range(n - 2, -1, -1):
+        out[j] += c * q[j] * out[j + 1]
+
+
+@njit(cache=True)
+def facr_mode0(rh, s0, hx2):
+    """Mode 0 of the reduced system (``rh`` ``(B, M, ny)`` after :func:`poisson_lines_2d`,
+    which solved it from the reduced right-hand side, up to the mean of ``r`` and a constant):
+    the 1D Neumann problem of the row sums ``s0[b, :nx]`` of the whole grid instead, solved as
+    there, its even rows kept. Writes the mean of ``r`` into ``s0[b, nx]``."""
+    nb, M, ny = rh.shape
+    nx = s0.shape[1] - 1
+    scale = 1.0 / np.sqrt(ny)  # the orthonormal DCT's mode 0 of a row
+    for b in range(nb):
+        v = s0[b, :nx]
+        tot = 0.0
+        for i in range(nx):
+            tot += v[i]
+        s0[b, nx] = tot / (nx * ny)
+        for i in range(nx):
+            v[i] *= scale
+        _neumann_line(v, hx2)
+        for t in range(M):
+            rh[b, t, 0] = v[2 * t]
+
+
+@njit(cache=True, parallel=True)
+def facr_recover_2d(r, out, s0, k, q, qe, tile):
+    """The odd rows of ``out`` ``(B, nx, ny)`` from its even rows (solved) and the odd rows of
+    ``r`` (``out`` may be ``r``): ``B u[i] = (r[i] - mean r) / hx2 + u[i-1] + u[i+1]``. Threads
+    take blocks of ``tile.shape[2]`` odd rows, whose right-hand sides go transposed into
+    ``tile[task]`` ``(ny, width)``: the recurrences along y run across the block's rows (the
+    inner loop vectorizes). The last row of an even ``nx`` (one neighbour, ``B'``) apart."""
+    nb, nx, ny = r.shape
+    c, inv = k[0], k[3]
+    width = tile.shape[2]
+    full = (nx - 1) // 2  # odd rows with two even neighbours
+    nblk = (full + width - 1) // width
+    ntask = nblk + (1 if nx % 2 == 0 else 0)
+    for task in prange(nb * ntask):
+        b = task // ntask
+        blk = task - b * ntask
+        mu = r.dtype.type(s0[b, nx])
+        if blk == nblk:
+            i = nx - 1
+            o, rr, lo = out[b, i], r[b, i], out[b, i - 1]
+            for j in range(ny):
+                o[j] = (rr[j] - mu) * inv + lo[j]
+            _thomas_row(o, o, c, qe)
+            continue
+        tb = tile[task]
+        q0 = blk * width
+        n = min(width, full - q0)
+        for g in range(n):
+            i = 2 * (q0 + g) + 1
+            rr, lo, hi = r[b, i], out[b, i - 1], out[b, i + 1]
+            for j in range(ny):
+                tb[j, g] = (rr[j] - mu) * inv + lo[j] + hi[j]
+        for g in range(n, width):
+            for j in range(ny):
+                tb[j, g] = 0.0
+        row = tb[0]
+        p = q[0]
+        for g in range(width):
+            row[g] *= p
+        for j in range(1, ny):
             prev = row
-            row = rh[b, i, k0:k1]
-            piv = m[i, k0:k1]
-            for k in range(w):
-                row[k] = (row[k] - e * prev[k]) * piv[k]
-        for i in range(nx - 2, -1, -1):
+            row = tb[j]
+            p = q[j]
+            for g in range(width):
+                row[g] = (row[g] + c * prev[g]) * p
+        for j in range(ny - 2, -1, -1):
             nxt = row
-            row = rh[b, i, k0:k1]
-            piv = m[i, k0:k1]
-            for k in range(w):
-                row[k] -= e * piv[k] * nxt[k]
+            row = tb[j]
+            cp = c * q[j]
+            for g in range(width):
+                row[g] += cp * nxt[g]
+        for g in range(n):
+            o = out[b, 2 * (q0 + g) + 1]
+            for j in range(ny):
+                o[j] = tb[j, g]
 
 
 # ------------------------------------------------------------- one-thread versions
@@ -850,6 +1016,8 @@ flow_cost_2d_serial = _serial(flow_cost_2d)
 grad_stats_1d_serial = _serial(grad_stats_1d)
 grad_stats_2d_serial = _serial(grad_stats_2d)
 poisson_lines_2d_serial = _serial(poisson_lines_2d)
+facr_reduce_2d_serial = _serial(facr_reduce_2d)
+facr_recover_2d_serial = _serial(facr_recover_2d)
 repair_critic_1d_serial = _serial(repair_critic_1d)
 repair_critic_2d_serial = _serial(repair_critic_2d)
 level_rescale_2d_serial = _serial(level_rescale_2d)

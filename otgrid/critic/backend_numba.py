@@ -12,8 +12,8 @@ from otgrid.critic import backend_numpy
 from otgrid.critic import operators as ops
 from otgrid.critic.backend_numpy import GridKernels
 
-__all__ = ["FUSED_RESIDUAL", "LINES_MAX_ROUNDING", "PARALLEL_MIN_CELLS", "POISSON_LINES",
-           "NumbaGridKernels"]
+__all__ = ["FACR", "FACR_MAX_ASPECT", "FACR_MIN_CELLS", "FUSED_RESIDUAL", "LINES_MAX_ROUNDING",
+           "PARALLEL_MIN_CELLS", "POISSON_LINES", "NumbaGridKernels"]
 
 # Problems (grid cells x batch) smaller than this run the Numba kernels and the DCTs on one
 # thread: below it a stencil pass takes microseconds and waking a second thread costs more (by
@@ -36,6 +36,22 @@ POISSON_LINES = True
 # 81 at 256^2, 327 at 1024^2); at 1024^2 cells about 9 times narrower along x than along y do
 # not (a fuzzed 5 x 8 grid on (0, 1) x (0, 1e9) divided by a zero pivot).
 LINES_MAX_ROUNDING = 1e-3
+
+# The iteration's 2D Poisson solve with one step of cyclic reduction before the DCT pair
+# (FACR(1), ``facr_*_2d``): the odd rows eliminated, the DCT pair and the x-solves on the
+# even rows only, the odd rows recovered by tridiagonal solves along y (on blocks of rows
+# transposed, so that the recurrences vectorize across rows: FACR_TILE_BYTES). Grids of at
+# least FACR_MIN_CELLS cells, cells at most FACR_MAX_ASPECT times ... (see below).
+FACR = True
+FACR_MIN_CELLS = 128 * 128
+# ... where (dx / dy)^2 is at most this: the reduced right-hand side B r of float32 rows
+# loses about eps (dx / dy)^2 of their size in the low modes.
+FACR_MAX_ASPECT = 4.0
+# The odd rows' blocks: as many rows as make a transposed block (ny x rows) of about this
+# many bytes, 8 to 32 rows. One thread, float32, the odd rows' solves: at 256^2 4 / 8 / 16 /
+# 32 rows 83 / 58 / 48 / 43 us; at 512^2 (two threads) 177 / 132 / 126 / 234 us; at 1024^2
+# 718 / 534 / 751 / 912 us: best where a block is 32 KiB.
+FACR_TILE_BYTES = 32768
 
 # On 2D grids the dual step also computes the residual of the new flow
 # (``dual_step_residual_2d``, on all threads ``dual_step_residual_2d_blocks``): the flow is read
@@ -67,6 +83,9 @@ class NumbaGridKernels(GridKernels):
         self._hs: dict = {}  # _h
         self._tails: dict = {}  # _step_args
         self._hx2: dict = {}  # _lines_solve
+        self._facr: dict = {}  # _facr_for
+        self._facr_bufs: dict = {}  # _facr_solve
+        self._facr_force = False  # FACR below FACR_MIN_CELLS (warm_up's tiny problem)
         self.threads = 1
         self.workers = 1
         self.with_batch(1)
@@ -92,6 +111,8 @@ class NumbaGridKernels(GridKernels):
         names = ("dual_step", "residual", "grad_stats", "flow_cost")
         self._d, self._r, self._g, self._c = (getattr(self._k, n + suffix) for n in names)
         self._pl = getattr(self._k, "poisson_lines" + suffix, None)  # 2D only
+        self._fr, self._fv = (getattr(self._k, n + suffix, None) for n in
+                              ("facr_reduce", "facr_recover"))
         # the euclidean step on anisotropic cells (2D; see _weighted_step)
         self._dw = getattr(self._k, "dual_step_2d_weighted" + ("" if parallel else "_serial"))
 
@@ -121,6 +142,8 @@ class NumbaGridKernels(GridKernels):
                 disp.append(tiny._d)
             if self.ndim == 2 and POISSON_LINES:
                 disp.append(tiny._pl)
+            if self._facr_compiles(parallel):
+                disp += [tiny._fr, tiny._fv, self._k.facr_mode0]
             if self.ndim == 2 and backend_numpy.LEVEL_BINS:
                 disp.append(tiny._sweep_kernel("level_rescale", nb))
             if self.ndim == 2 and backend_numpy.RAY_SWEEPS:
@@ -128,7 +151,18 @@ class NumbaGridKernels(GridKernels):
         announce_compilation(disp, "otgrid.solve_critic")
         for parallel in variants:
             tiny._bind(parallel)
+            tiny._facr_force = self._facr_compiles(parallel)
             tiny.exercise(nb)
+
+    def _facr_compiles(self, parallel: bool) -> bool:
+        """Whether a solve on this grid runs the FACR kernels of this variant: the parallel
+        ones on the grid itself, the one-thread ones on it or on a coarse grid of a
+        multilevel start (a quarter of the cells)."""
+        if self.ndim != 2 or not FACR or self.shape[0] < 3:
+            return False
+        cells = int(np.prod(self.shape))
+        return cells >= FACR_MIN_CELLS if parallel else cells // 4 >= FACR_MIN_CELLS or (
+            self.threads == 1 and cells >= FACR_MIN_CELLS)
 
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:
@@ -163,16 +197,22 @@ class NumbaGridKernels(GridKernels):
             # residual writes the other buffer, so the solution lasts until the one after
             copy, self._copy_of = self._copies[self._turn], None
             self._turn = 1 - self._turn
+            f = self._facr_for(copy.dtype)
+            if f is not None:
+                return self._facr_solve(copy, f, own=True)
             m = self._lines_for(copy.dtype, self.step_inv_dx)
             # (without the tridiagonal path, the DCT pair of GridKernels._solve: a new array)
             if m is None:
                 return self._solve(copy, self.step_inv_dx)
             return self._lines_solve(copy, m, self.step_inv_dx, own=True)
         dt = self._step_dtype(r)
+        cast = r.dtype != dt
+        f = self._facr_for(dt)
+        if f is not None:
+            return self._facr_solve(r.astype(dt) if cast else r, f, own=cast)
         m = self._lines_for(dt, self.step_inv_dx)
         if m is None:
             return super().poisson_step(r)
-        cast = r.dtype != dt
         # a cast is a new array that the transform may overwrite; the caller's r is not
         return self._lines_solve(r.astype(dt) if cast else r, m, self.step_inv_dx, own=cast)
 
@@ -208,6 +248,60 @@ class NumbaGridKernels(GridKernels):
         rh = ops.dct_lines(a, False, self.workers, overwrite=own)
         self._pl(rh, m, *e)
         return ops.dct_lines(rh, True, self.workers, overwrite=True)
+
+    def _facr_for(self, dt) -> tuple | None:
+        """The FACR step's factors in ``dt`` on the step's grid (:attr:`step_inv_dx`; made
+        once): the reduced system's pivots, those of the odd rows' solves, ``(c, 2 + 2c,
+        2 + c, 1 / h_x^2, 0, 1)`` and ``(-h_x^2, h_x^2)``; None where FACR does not apply (not 2D,
+        :data:`FACR` off, fewer than :data:`FACR_MIN_CELLS` cells or 3 rows, cells wider than
+        :data:`FACR_MAX_ASPECT`, the reduced pivots ill-conditioned in ``dt``)."""
+        if self.ndim != 2 or not FACR or not POISSON_LINES:
+            return None
+        f = self._facr.get(dt, self._facr)  # (self._facr: not made yet)
+        if f is not self._facr:
+            return f
+        f = None
+        inv_dx = self.step_inv_dx
+        cells = int(np.prod(self.shape))
+        if (self.shape[0] >= 3 and self.shape[1] >= 2 and self._fr is not None
+                and (cells >= FACR_MIN_CELLS or self._facr_force)):
+            hx2, hy2 = float(inv_dx[0]) ** 2, float(inv_dx[1]) ** 2
+            c = hy2 / hx2
+            m, q, qe = ops.facr_pivots(self.shape, inv_dx)
+            m = self._line_factors(m, np.dtype(dt), inv_dx) if c <= FACR_MAX_ASPECT else None
+            if m is not None:
+                t = np.dtype(dt).type
+                k = np.array([c, 2.0 + 2.0 * c, 2.0 + c, 1.0 / hx2, 0.0, 1.0], dtype=dt)
+                f = (m, q.astype(dt), qe.astype(dt), k, (t(-hx2), t(hx2)))
+        self._facr[dt] = f
+        return f
+
+    def _facr_solve(self, a, f: tuple, own: bool = False) -> np.ndarray:
+        """``(D^T D)^+ a`` by FACR(1) (see :data:`FACR`) in ``a``'s dtype, into ``a`` where
+        ``own``, else a new array; buffers kept between calls."""
+        m, q, qe, k, e = f
+        nb, nx, ny = a.shape
+        bufs = self._facr_bufs.get((a.dtype, nb))
+        if bufs is None:
+            rows = (nx - 1) // 2
+            width = FACR_TILE_BYTES // (ny * a.dtype.itemsize)
+            width = min(32, max(8, 1 << max(0, width.bit_length() - 1)))
+            tasks = nb * ((rows + width - 1) // width + 1)
+            bufs = self._facr_bufs[a.dtype, nb] = (
+                np.empty((nb, (nx + 1) // 2, ny), a.dtype), np.empty((nb, nx + 1)),
+                np.empty((nb, ny), a.dtype), np.empty((tasks, ny, width), a.dtype))
+        red, s0, w, tile = bufs
+        # the transforms' threads from PARALLEL_MIN_CELLS of their own (half the grid's): at
+        # 512^2 (256 x 512 transformed) one worker took 0.16 ms, two 0.14-0.24 ms
+        workers = self.workers if red.size >= PARALLEL_MIN_CELLS else 1
+        self._fr(a, red, s0, k, qe, w)
+        ops.dct_lines(red, False, workers, overwrite=True)
+        self._pl(red, m, *e)
+        self._k.facr_mode0(red, s0, e[1])
+        out = a if own else np.empty_like(a)
+        ops.dct_lines(red, True, workers, out=out[:, ::2])
+        self._fv(a, out, s0, k, q, qe, tile)
+        return out
 
     def _line_factors(self, m: np.ndarray, dt: np.dtype, inv_dx: tuple) -> np.ndarray | None:
         """The inverse Thomas pivots ``m`` of the step's x-solves (float64,

@@ -22,6 +22,7 @@ __all__ = [
     "centred_flow",
     "dct_lines",
     "div_adjoint",
+    "facr_pivots",
     "flow_norms",
     "grad",
     "laplacian_eigenvalues",
@@ -226,10 +227,11 @@ def _pocketfft_dct() -> object | None:
 
 
 def dct_lines(x: np.ndarray, inverse: bool, workers: int = 1,
-              overwrite: bool = False) -> np.ndarray:
+              overwrite: bool = False, out: np.ndarray | None = None) -> np.ndarray:
     """Orthonormal DCT-II (``inverse``: its inverse, the DCT-III) along the last axis of the
     float array ``x`` (``overwrite``: ``x`` may be overwritten, and is the result on the direct
-    path).
+    path; ``out``: an array of ``x``'s shape and dtype, a strided view too, that receives the
+    result, which is then ``out``).
 
     The same bits as ``scipy.fft.dct(x, type=2, norm="ortho", axis=-1)`` (``idct``), through
     SciPy's compiled transform directly where it checks out (see :func:`_pocketfft_dct`):
@@ -239,9 +241,15 @@ def dct_lines(x: np.ndarray, inverse: bool, workers: int = 1,
     direct = _pocketfft_dct()
     axis = x.ndim - 1
     if direct is not None:
-        return direct(x, 3 if inverse else 2, axis, workers, x if overwrite else None)
+        if out is None and overwrite:
+            out = x
+        return direct(x, 3 if inverse else 2, axis, workers, out)
     fn = scipy.fft.idct if inverse else scipy.fft.dct
-    return fn(x, type=2, norm="ortho", axis=axis, workers=workers, overwrite_x=overwrite)
+    y = fn(x, type=2, norm="ortho", axis=axis, workers=workers, overwrite_x=overwrite)
+    if out is None:
+        return y
+    np.copyto(out, y)
+    return out
 
 
 def poisson_neumann(r: np.ndarray, inv_lam: np.ndarray, workers: int | None = None) -> np.ndarray:
@@ -312,6 +320,65 @@ def tridiagonal_pivots(shape: Sequence[int], inv_dx: Sequence[float],
             m[i, 1:] = 1.0 / (d - e * prev)
             prev = e * m[i, 1:]
     return m.astype(dtype)
+
+
+def facr_pivots(shape: Sequence[int], inv_dx: Sequence[float]
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Inverse Thomas pivots of the 2D Neumann Poisson solve by one step of cyclic reduction
+    (``otgrid.kernels.critic_numba.facr_reduce_2d``, ``poisson_lines_2d``, ``facr_mode0``,
+    ``facr_recover_2d``).
+
+    Row ``i`` of ``D^T D u = r`` (rows are vectors along y) reads
+    ``h_x^2 (-u_{i-1} + B_i u_i - u_{i+1}) = r_i`` with ``B = 2 I + A_y / h_x^2`` (``A_y`` the
+    Neumann Laplacian along y) and ``B_i = B - I`` on the first and last rows. After the DCT
+    along y, mode ``k`` has ``b = 2 + a_k``, ``a_k = lambda_k / h_x^2``; eliminating the odd
+    rows leaves, for even row ``i`` and multiplied by ``b``, ``h_x^2 (-u_{i-2} + d_i u_i -
+    u_{i+2}) = b r_i + sum_j (b / b_j) r_j`` over its odd neighbours ``j``, with
+    ``d_i = b b_i - sum_j b / b_j``, written without cancellation as
+    ``d0_i + a (4 + a - e_i) + n_i a / (1 + a)`` (``e_i`` the grid ends at row ``i``, ``n_i``
+    its neighbours that are the last row, ``d0_i`` the value at ``a = 0``).
+
+    Parameters
+    ----------
+    shape : sequence of int
+        ``(N_x, N_y)``.
+    inv_dx : sequence of float
+        ``(h_x, h_y)``, the inverse cell sizes.
+
+    Returns
+    -------
+    m : ndarray, shape ``((N_x + 1) // 2, N_y)``
+        The reduced system's inverse pivots (off-diagonal ``-h_x^2``), zero in column 0
+        (mode 0 is solved on the whole grid).
+    q, qe : ndarray, shape ``(N_y,)``
+        Inverse pivots of ``B`` and ``B' = B - I`` along y (off-diagonal ``-c``,
+        ``c = h_y^2 / h_x^2``): the odd rows' solves.
+    """
+    nx, ny = (int(n) for n in shape)
+    hx2, hy2 = float(inv_dx[0]) ** 2, float(inv_dx[1]) ** 2
+    c = hy2 / hx2
+    a = 4.0 * c * np.sin(np.pi * np.arange(1, ny) / (2 * ny)) ** 2
+    m = np.zeros(((nx + 1) // 2, ny))
+    prev = np.zeros(ny - 1)
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        for t in range(m.shape[0]):
+            i = 2 * t
+            ends = (i == 0) + (i == nx - 1)
+            nbrs = [j for j in (i - 1, i + 1) if 0 <= j < nx]
+            last = sum(j == nx - 1 for j in nbrs)
+            d0 = 2 * (2 - ends) - (len(nbrs) - last) - 2 * last
+            d = hx2 * (d0 + a * (4 + a - ends) + last * a / (1 + a))
+            m[t, 1:] = 1.0 / (d - hx2 * hx2 * prev)
+            prev = m[t, 1:]
+    qs = []
+    for base in (2.0, 1.0):
+        q = np.zeros(ny)
+        prev_q = 0.0
+        for j in range(ny):
+            q[j] = 1.0 / (base + c * (2 - (j == 0) - (j == ny - 1)) - c * c * prev_q)
+            prev_q = q[j]
+        qs.append(q)
+    return m, qs[0], qs[1]
 
 
 def inverse_eigenvalues(shape: Sequence[int], inv_dx: Sequence[float],

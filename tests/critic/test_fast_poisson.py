@@ -110,6 +110,55 @@ def test_poisson_lines_solve_the_neumann_problem(monkeypatch, shape):
     np.testing.assert_array_equal(kern.poisson_step(r), kern._solve(r, step))
 
 
+@pytest.mark.parametrize("shape", [(3, 5), (4, 3), (5, 8), (8, 5), (6, 2), (9, 2), (130, 129),
+                                   (129, 130)])
+@pytest.mark.parametrize("dx", [(0.3, 0.7), (0.6, 0.3)])
+def test_facr_solves_the_neumann_problem(monkeypatch, shape, dx):
+    """The step's 2D solve with one cyclic reduction (FACR(1): odd rows eliminated, the DCT
+    pair on the even rows, the odd rows by solves along y) on grids of even and odd rows, down
+    to 3, in float64: the zero-mean solution of ``D^T D u = r - mean(r)``, equal to the DCT
+    pair's (SciPy's transforms on both axes); the one-thread and parallel kernels agree bit
+    for bit; in float32 within float32's rounding."""
+    from otgrid.critic import operators as ops
+
+    monkeypatch.setattr(backend_numpy, "POISSON_STEP_DTYPE", None)
+    kern = make_kernels("numba", shape, dx, "euclidean", np.float64)
+    kern._facr_force = True  # (below FACR_MIN_CELLS the solver keeps the lines)
+    assert kern._facr_for(np.dtype(np.float64)) is not None
+    r = np.random.default_rng(3).standard_normal((2, *shape)) + 5.0  # a mean to ignore
+    want = ops.poisson_neumann(r, ops.inverse_eigenvalues(shape, kern.step_inv_dx))
+    outs = []
+    for parallel in (False, True):
+        kern._bind(parallel)
+        u = kern.poisson_step(r)
+        np.testing.assert_allclose(u, want, rtol=0, atol=1e-11 * np.abs(want).max())
+        assert np.all(np.abs(u.mean(axis=(1, 2))) <= 1e-12 * np.abs(u).max())
+        outs.append(u)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    # float32: the solver's residuals have zero mean up to rounding (a mean of 5 times their
+    # spread costs float32 digits in every mode: the reduced rows carry 4 times it)
+    r -= r.mean(axis=(1, 2), keepdims=True)
+    want = ops.poisson_neumann(r, ops.inverse_eigenvalues(shape, kern.step_inv_dx))
+    kern32 = make_kernels("numba", shape, dx, "euclidean", np.float32)
+    kern32._facr_force = True
+    u32 = kern32.poisson_step(r.astype(np.float32))
+    assert u32.dtype == np.float32 and kern32._facr_for(np.dtype(np.float32)) is not None
+    np.testing.assert_allclose(u32, want, rtol=0, atol=1e-5 * np.abs(want).max())  # as the lines
+
+
+def test_facr_applies_from_128_squared_on_cells_of_moderate_aspect():
+    from otgrid.critic.backend_numba import FACR_MAX_ASPECT, NumbaGridKernels
+
+    f32 = np.dtype(np.float32)
+    for n, used in ((64, False), (128, True), (1024, True)):
+        kern = NumbaGridKernels((n, n), (8.0 / n, 8.0 / n), "euclidean", np.float64)
+        assert (kern._facr_for(f32) is not None) == used
+    # (dx / dy)^2 above FACR_MAX_ASPECT: the reduced right-hand side would lose precision
+    ratio = 1.01 * np.sqrt(FACR_MAX_ASPECT)
+    kern = NumbaGridKernels((256, 256), (ratio / 256, 1.0 / 256), "euclidean", np.float64)
+    assert kern._facr_for(f32) is None and kern._lines_for(f32, kern.step_inv_dx) is not None
+
+
 def _eight_gaussians(n: int):
     grid = og.Grid([(-5, 5), (-5, 5)], (n, n))
     r = 1 / np.sqrt(2)
@@ -220,15 +269,18 @@ def test_dct_lines_is_scipys_dct_bit_for_bit_on_either_path(dtype, monkeypatch):
             assert np.array_equal(got, want[inverse]) and (got is own or not direct)
 
 
-def test_the_step_transforms_the_residual_kernel_s_float32_copy_bit_for_bit():
+@pytest.mark.parametrize("shape", [(40, 56), (131, 130)])
+def test_the_step_transforms_the_residual_kernel_s_float32_copy_bit_for_bit(shape):
     """On 2D Numba grids the residual's pass also writes the float32 copy of ``r`` that the
     step transforms: the same solution as the step of a cast of ``r``, which the next residual
-    does not overwrite (the copies take turns in two buffers)."""
-    kern = make_kernels("numba", (40, 56), [0.1, 0.07], "euclidean", np.float64)
+    does not overwrite (the copies take turns in two buffers). The second grid runs FACR(1),
+    in the copy itself."""
+    kern = make_kernels("numba", shape, [0.1, 0.07], "euclidean", np.float64)
+    assert (kern._facr_for(np.dtype(np.float32)) is not None) == (shape[0] > 100)
     rng = np.random.default_rng(11)
-    c = rng.standard_normal((2, 40, 56))
+    c = rng.standard_normal((2, *shape))
     c -= c.mean(axis=(1, 2), keepdims=True)
-    y = rng.standard_normal((2, 2, 40, 56))
+    y = rng.standard_normal((2, 2, *shape))
     r = np.empty_like(c)
     kern.residual(c, y, r)
     u = kern.poisson_step(r)
