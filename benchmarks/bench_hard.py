@@ -955,9 +955,9 @@ this problem at every check (the rescaled iterate is always the better candidate
    `FACR_MAX_ASPECT`: the reduced right-hand side `B r` loses about `eps (dx/dy)^2` of the
    rows' size): the odd rows eliminated (`facr_reduce_2d`, which also sums every row for mode
    0), the DCT pair and the x-solves (`poisson_lines_2d`, the reduced system's pivots
-   `operators.facr_pivots`) on the even rows, mode 0 from the whole grid's row sums
-   (`facr_mode0`), the inverse DCT written into the even rows of the output, and the odd rows
-   by solves along y (`facr_recover_2d`) on blocks of rows transposed so that the recurrences
+   `operators.facr_pivots`) on the even rows, mode 0 there from the whole grid's row sums,
+   the inverse DCT written into the even rows of the output, and the odd rows by solves along
+   y (`facr_recover_2d`) on blocks of rows transposed so that the recurrences
    vectorize across rows; a block of about 32 KiB was best (`FACR_TILE_BYTES`; at 256² 4 / 8
    / 16 / 32 rows 83 / 58 / 48 / 43 µs, at 1024² 718 / 534 / 751 / 912 µs). The half
    transforms run on one worker below 2^18 transformed values (two took 0.14-0.24 against
@@ -970,10 +970,13 @@ this problem at every check (the rescaled iterate is always the better candidate
    nine problems at 256², 1e-4, the same iterations and seconds (their fine iterations are
    few); at 1e-6 work 16 709 → 16 213 (25gaussians 2 069 → 1 559 fine iterations, the others
    within 11) and 10.3 → 9.8-9.9 s; 8gaussians at 1e-6 1.12-1.16 → 1.09-1.16 s (three
-   alternated processes); the 512² funnel pairs 0.61-0.66 → 0.52-0.61 s each. The three
-   kernels add about 1.5 s to a first solve's compilation (cold section: 2.70 → 4.08-4.36 s,
-   the same machine and minutes). A previous estimate (under "Tried and not kept") had the
-   odd rows' solves as scalar recurrences at 0.11 ms: transposed blocks made them 0.04 ms.
+   alternated processes); the 512² funnel pairs 0.61-0.66 → 0.52-0.61 s each. The kernels
+   added about 1.5 s to a first solve's compilation (cold section: 2.70 → 4.08-4.36 s, the
+   same machine and minutes); with mode 0 inside `poisson_lines_2d` (a kernel less, no
+   second call) 3.74-3.92 s. The odd rows' recurrences with 2D indexing of the block: 10-15 %
+   faster than over row views (256², one thread: 43 → 37 µs in one run). A previous estimate
+   (under "Tried and not kept") had the odd rows' solves as scalar recurrences at 0.11 ms:
+   transposed blocks made them 0.04 ms.
 
 ### Tried and not kept
 

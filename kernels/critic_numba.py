@@ -38,13 +38,12 @@ ray_critics_2d(f, g_lo, g_hi, hx, hy, iso, max_sweeps, ex, ey)
     changes along the grid edges stay within lengths set by boxes inside the cells'
     constraints (corrections that follow the transport rays); ``ex``, ``ey`` (shaped like
     ``f``) receive those lengths.
-poisson_lines_2d(rh, m, e, hx2)
+poisson_lines_2d(rh, m, e, hx2, s0)
     The tridiagonal x-solves of a 2D Neumann Poisson problem DCT-transformed along y.
-facr_reduce_2d(r, R, s0, k, qe, w), facr_mode0(rh, s0, hx2),
-facr_recover_2d(r, out, s0, k, q, qe, tile)
+facr_reduce_2d(r, R, s0, k, qe, w), facr_recover_2d(r, out, s0, k, q, qe, tile)
     The same problem with one step of cyclic reduction before the DCT (FACR(1)): the reduced
-    right-hand side of the even rows (whose x-solves are ``poisson_lines_2d``'s), their
-    mode 0 from the whole grid's row sums, the odd rows by solves along y.
+    right-hand side of the even rows (their x-solves: ``poisson_lines_2d`` with the whole
+    grid's row sums ``s0`` for mode 0), the odd rows by solves along y.
 
 Every kernel also exists as ``<name>_serial``: the same function compiled for one thread
 (``prange`` runs as ``range``). Problems too small to gain from threads use those: they compile
@@ -71,6 +70,10 @@ __all__ = [
     "dual_step_2d_serial",
     "dual_step_2d_weighted",
     "dual_step_2d_weighted_serial",
+    "facr_recover_2d",
+    "facr_recover_2d_serial",
+    "facr_reduce_2d",
+    "facr_reduce_2d_serial",
     "flow_cost_1d",
     "flow_cost_1d_serial",
     "flow_cost_2d",
@@ -837,7 +840,7 @@ def _thomas_columns(rh, b, k0, k1, m, e):
 
 
 @njit(cache=True, parallel=True)
-def poisson_lines_2d(rh, m, e, hx2):
+def poisson_lines_2d(rh, m, e, hx2, s0):
     """The x-direction solves of a 2D Neumann Poisson problem whose y axis is DCT-transformed.
 
     ``rh`` ``(B, nx, ny)``: the right-hand side after a DCT-II along y (in place: the solution
@@ -850,6 +853,11 @@ def poisson_lines_2d(rh, m, e, hx2):
     2D indexing of ``rh`` it could not rule out that rows ``i`` and ``i - 1`` overlap, and the
     loops ran scalar: 0.128 -> 0.038 ms at 256^2 on one thread, 1.87 -> 0.84 ms at 1024^2 on
     two, identical results).
+
+    The reduced system of FACR(1) (see below; ``rh`` its even rows, ``m`` its pivots) passes
+    ``s0`` ``(B, nx_grid + 1)``, the row sums of the whole grid: column 0 is then that grid's
+    1D Neumann problem, solved as above, its even rows kept, and ``s0[b, nx_grid]`` receives
+    the mean of ``r``. Otherwise ``s0`` is ``(B, 0)`` (unused).
     """
     nb, ny = rh.shape[0], rh.shape[2]
     nblk = (ny + 127) // 128
@@ -858,7 +866,10 @@ def poisson_lines_2d(rh, m, e, hx2):
         k0 = (task - b * nblk) * 128
         k1 = min(k0 + 128, ny)
         if k0 == 0:
-            _neumann_line(rh[b, :, 0], hx2)
+            if s0.shape[1] == 0:
+                _neumann_line(rh[b, :, 0], hx2)
+            else:
+                _facr_mode0(rh, s0, hx2, b)
             k0 = 1
         _thomas_columns(rh, b, k0, k1, m, e)
 
@@ -874,7 +885,7 @@ def poisson_lines_2d(rh, m, e, hx2):
 @njit(cache=True, fastmath={"reassoc", "nsz"})
 def _row_sum(row):
     """The sum of ``row`` in float64, reassociated (vectorized): it only feeds the mean and
-    mode 0 of :func:`facr_mode0`."""
+    mode 0 (:func:`poisson_lines_2d`)."""
     s = 0.0
     for j in range(row.shape[0]):
         s += row[j]
@@ -928,26 +939,24 @@ def _thomas_row(src, out, c, q):
         out[j] += c * q[j] * out[j + 1]
 
 
-@njit(cache=True)
-def facr_mode0(rh, s0, hx2):
-    """Mode 0 of the reduced system (``rh`` ``(B, M, ny)`` after :func:`poisson_lines_2d`,
-    which solved it from the reduced right-hand side, up to the mean of ``r`` and a constant):
-    the 1D Neumann problem of the row sums ``s0[b, :nx]`` of the whole grid instead, solved as
-    there, its even rows kept. Writes the mean of ``r`` into ``s0[b, nx]``."""
-    nb, M, ny = rh.shape
+@njit(cache=True, inline="always")
+def _facr_mode0(rh, s0, hx2, b):
+    """Mode 0 of FACR(1)'s reduced system for problem ``b`` (see :func:`poisson_lines_2d`):
+    from the row sums ``s0[b, :nx]`` of the whole grid (the reduced right-hand side's mode 0
+    counts the mean of ``r`` unevenly), solved on the whole grid, its even rows kept."""
+    M, ny = rh.shape[1], rh.shape[2]
     nx = s0.shape[1] - 1
+    v = s0[b, :nx]
+    tot = 0.0
+    for i in range(nx):
+        tot += v[i]
+    s0[b, nx] = tot / (nx * ny)
     scale = 1.0 / np.sqrt(ny)  # the orthonormal DCT's mode 0 of a row
-    for b in range(nb):
-        v = s0[b, :nx]
-        tot = 0.0
-        for i in range(nx):
-            tot += v[i]
-        s0[b, nx] = tot / (nx * ny)
-        for i in range(nx):
-            v[i] *= scale
-        _neumann_line(v, hx2)
-        for t in range(M):
-            rh[b, t, 0] = v[2 * t]
+    for i in range(nx):
+        v[i] *= scale
+    _neumann_line(v, hx2)
+    for t in range(M):
+        rh[b, t, 0] = v[2 * t]
 
 
 @njit(cache=True, parallel=True)

@@ -86,6 +86,7 @@ class NumbaGridKernels(GridKernels):
         self._facr: dict = {}  # _facr_for
         self._facr_bufs: dict = {}  # _facr_solve
         self._facr_force = False  # FACR below FACR_MIN_CELLS (warm_up's tiny problem)
+        self._no_sums = np.empty((1, 0))  # poisson_lines_2d's s0 outside FACR
         self.threads = 1
         self.workers = 1
         self.with_batch(1)
@@ -143,7 +144,7 @@ class NumbaGridKernels(GridKernels):
             if self.ndim == 2 and POISSON_LINES:
                 disp.append(tiny._pl)
             if self._facr_compiles(parallel):
-                disp += [tiny._fr, tiny._fv, self._k.facr_mode0]
+                disp += [tiny._fr, tiny._fv]
             if self.ndim == 2 and backend_numpy.LEVEL_BINS:
                 disp.append(tiny._sweep_kernel("level_rescale", nb))
             if self.ndim == 2 and backend_numpy.RAY_SWEEPS:
@@ -246,7 +247,7 @@ class NumbaGridKernels(GridKernels):
             hx2 = a.dtype.type(inv_dx[0] ** 2)
             e = self._hx2[key] = (-hx2, hx2)
         rh = ops.dct_lines(a, False, self.workers, overwrite=own)
-        self._pl(rh, m, *e)
+        self._pl(rh, m, *e, self._no_sums)
         return ops.dct_lines(rh, True, self.workers, overwrite=True)
 
     def _facr_for(self, dt) -> tuple | None:
@@ -296,8 +297,7 @@ class NumbaGridKernels(GridKernels):
         workers = self.workers if red.size >= PARALLEL_MIN_CELLS else 1
         self._fr(a, red, s0, k, qe, w)
         ops.dct_lines(red, False, workers, overwrite=True)
-        self._pl(red, m, *e)
-        self._k.facr_mode0(red, s0, e[1])
+        self._pl(red, m, *e, s0)  # mode 0 from s0: the whole grid's row sums
         out = a if own else np.empty_like(a)
         ops.dct_lines(red, True, workers, out=out[:, ::2])
         self._fv(a, out, s0, k, q, qe, tile)

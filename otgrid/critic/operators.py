@@ -325,7 +325,7 @@ def tridiagonal_pivots(shape: Sequence[int], inv_dx: Sequence[float],
 def facr_pivots(shape: Sequence[int], inv_dx: Sequence[float]
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Inverse Thomas pivots of the 2D Neumann Poisson solve by one step of cyclic reduction
-    (``otgrid.kernels.critic_numba.facr_reduce_2d``, ``poisson_lines_2d``, ``facr_mode0``,
+    (``otgrid.kernels.critic_numba.facr_reduce_2d``, ``poisson_lines_2d``,
     ``facr_recover_2d``).
 
     Row ``i`` of ``D^T D u = r`` (rows are vectors along y) reads
