@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["UNITS_RANGE", "unit_scale"]
+import numpy as np
+
+__all__ = ["UNITS_RANGE", "unit_scale", "unit_scales"]
 
 # Sizes within 2^-UNITS_RANGE .. 2^UNITS_RANGE are measured as they are (unit 1: ordinary
 # problems run exactly as before); beyond, in the power of two just above the size.
@@ -36,3 +38,24 @@ def unit_scale(size: float) -> float:
     if not (math.isfinite(size) and size > 0) or 2.0 ** -UNITS_RANGE <= size <= 2.0 ** UNITS_RANGE:
         return 1.0
     return math.ldexp(1.0, math.frexp(size)[1])
+
+
+def unit_scales(sizes: np.ndarray) -> np.ndarray:
+    """:func:`unit_scale` of every entry of ``sizes`` (an array of magnitudes, one per
+    problem).
+
+    Parameters
+    ----------
+    sizes : ndarray
+        Positive magnitudes (0 or non-finite entries get the unit 1).
+
+    Returns
+    -------
+    ndarray
+        Powers of two, of ``sizes``'s shape.
+    """
+    s = np.asarray(sizes, dtype=np.float64)
+    out = np.ones_like(s)
+    far = np.isfinite(s) & (s > 0) & ((s < 2.0 ** -UNITS_RANGE) | (s > 2.0 ** UNITS_RANGE))
+    out[far] = np.ldexp(1.0, np.frexp(s[far])[1])
+    return out

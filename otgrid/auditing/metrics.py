@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from otgrid._units import unit_scale
 from otgrid._validation import as_rng, check_choice, check_positive_int
 from otgrid.auditing.critics import _Critic
 from otgrid.auditing.reference import (
@@ -113,12 +114,12 @@ def _ratio(a: float, b: float) -> float:
 # The critic's values and gradients may have any size (a critic scaled by 1e-200 or 1e200 is
 # as good a critic up to scale): norms, cosines and the shape fit square them, which
 # underflowed to 0 or overflowed to inf from about 1e-154 / 1e154 (cosines of 0 and shape
-# errors of 1 for a critic proportional to the optimal one). They work on the numbers divided
-# by a power of two near their largest magnitude (exact), then scale back.
+# errors of 1 for a critic proportional to the optimal one). Where their largest magnitude is
+# far from 1 they work on the numbers divided by a power of two near it (exact,
+# otgrid._units), then scale back; other critics are audited as before.
 def _unit(a: np.ndarray) -> float:
-    """A power of two near the largest magnitude in ``a`` (1 for none, 0 or non-finite)."""
-    m = float(np.max(np.abs(a))) if a.size else 0.0
-    return math.ldexp(1.0, math.frexp(m)[1]) if m > 0 and math.isfinite(m) else 1.0
+    """:func:`otgrid._units.unit_scale` of the largest magnitude in ``a`` (1 for none)."""
+    return unit_scale(float(np.max(np.abs(a))) if a.size else 0.0)
 
 
 def _norms(g: np.ndarray, axis: int | None = None) -> np.ndarray:

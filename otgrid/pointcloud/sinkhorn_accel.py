@@ -12,6 +12,7 @@ import numpy as np
 from scipy.spatial.distance import cdist
 
 from otgrid._threads import compile_on_first_use
+from otgrid._units import unit_scales
 from otgrid.kernels import pointcloud_numba as kern
 from otgrid.pointcloud.ops_numba import COMPILE_NOTE
 from otgrid.pointcloud.problem import _Problem
@@ -147,11 +148,11 @@ class _Anderson:
         if k == 1:
             return tg
         R = np.stack(self.R, axis=1)  # (B, k, m)
-        # H in a power of two near the residuals' size per problem (exact; alpha does not
-        # depend on it): potentials beyond about 1e150 (squared-euclidean costs of points
-        # near 1e75) squared to inf, and the solve gave NaN
-        unit = np.ldexp(1.0, np.frexp(np.max(np.abs(R), axis=(1, 2)))[1])
-        Rs = R / np.where(np.isfinite(unit) & (unit > 0), unit, 1.0)[:, None, None]
+        # H in a power of two near the residuals' size where that is far from 1 (exact; alpha
+        # does not depend on it): potentials beyond about 1e150 (squared-euclidean costs of
+        # points near 1e75) squared to inf, and the solve gave NaN
+        unit = unit_scales(np.max(np.abs(R), axis=(1, 2)))
+        Rs = R / unit[:, None, None] if np.any(unit != 1.0) else R
         H = np.einsum("bkm,blm->bkl", Rs * self.w[:, None, :], Rs)
         H += (1e-10 * np.trace(H, axis1=1, axis2=2) / k + 1e-300)[:, None, None] * np.eye(k)
         try:

@@ -34,7 +34,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from otgrid._threads import blas_one_thread, compile_on_first_use, solve_clock
-from otgrid._units import unit_scale
+from otgrid._units import unit_scales
 from otgrid.kernels.laplacian_numba import laplacian_diagonal, laplacian_pcg
 from otgrid.pointcloud.backends import make_ops
 from otgrid.pointcloud.ops_numba import COMPILE_NOTE
@@ -98,7 +98,7 @@ def _cost_units(prob: _Problem, lam_max: np.ndarray | None = None) -> np.ndarray
     size = np.asarray(prob.diameter, dtype=np.float64)
     if lam_max is not None:
         size = np.maximum(size, lam_max * prob.mass / (prob.x.shape[1] * prob.y.shape[1]))
-    return np.array([unit_scale(d) for d in size])
+    return unit_scales(size)
 
 
 def _scales(w: np.ndarray, mass: np.ndarray) -> np.ndarray:
