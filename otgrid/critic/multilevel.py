@@ -8,8 +8,8 @@ from otgrid._threads import solve_clock
 from otgrid.critic.backends import make_kernels
 from otgrid.critic.iterate import default_steps, iterate
 
-__all__ = ["ML_AUTO_CELLS", "ML_MIN_CELLS", "coarse_tol", "coarsen", "multilevel_start",
-           "prolong"]
+__all__ = ["F32_FLOOR_MARGIN", "ML_AUTO_CELLS", "ML_MIN_CELLS", "coarse_dtype", "coarse_tol",
+           "coarsen", "multilevel_start", "prolong"]
 
 # Coarsen by 2 per axis while the coarse grid keeps at least this many cells per axis.
 ML_MIN_CELLS = 32
@@ -52,6 +52,16 @@ ASCEND_COARSE = False
 # grid's own error is larger) was worse there: 25 130 work, 6.73 s. Solves to 1e-5 and above:
 # unchanged.
 _ML_COARSE_FLOOR = 2e-6
+# A float32 solve runs a coarse level in float64 where the level's tolerance is below
+# F32_FLOOR_MARGIN times float32's precision floor on that grid, 2^-24 times its cells along
+# the longest axis (a float32 critic's rounding, relative to its range, over a cell: the
+# repaired critic's loss). Measured on 8gaussians vs N(0, I) on [-4, 4]^2 at 1e-6: float32
+# iterates stall at relative gaps of about 8.7e-6, 1.0e-5 and 1.8e-5 at 128^2, 256^2 and
+# 512^2; coarse solves to 2e-6 stopped there and handed over starts far worse than float64
+# ones: 4 833 / 4 647 / 13 196 fine iterations (0.78 / 3.3 / 26 s) where float64 solves took
+# 1 795 / 3 579 / 2 787, and 2 404 / 3 775 / 3 618 (0.57 / 2.7 / 10.2 s) with float64 coarse
+# levels. (The fine level still goes on in float64 when it stalls: iterate.)
+F32_FLOOR_MARGIN = 4.0
 
 
 def coarse_deadline(deadline: float | None) -> float | None:
@@ -67,6 +77,17 @@ def coarse_deadline(deadline: float | None) -> float | None:
 def coarse_tol(tol: float) -> float:
     """The relative gap to which the coarse problems of a solve to ``tol`` are solved."""
     return max(tol, min(10.0 * tol, _ML_COARSE_FLOOR))
+
+
+def coarse_dtype(dtype, shape: tuple[int, ...], tol: float) -> np.dtype:
+    """The iterates' dtype of a coarse level on a grid of ``shape`` in a solve to ``tol`` with
+    ``dtype`` iterates: float64 where float32 iterates would stall near the level's tolerance
+    (:data:`F32_FLOOR_MARGIN`), else ``dtype``."""
+    dtype = np.dtype(dtype)
+    floor = 2.0 ** -24 * max(shape)
+    if dtype == np.float32 and coarse_tol(tol) < F32_FLOOR_MARGIN * floor:
+        return np.dtype(np.float64)
+    return dtype
 
 
 def coarsen(c: np.ndarray) -> np.ndarray:
@@ -124,7 +145,7 @@ def multilevel_start(backend, grid_shape, dx, norm, dtype, c64_host, tol, check_
     shape_c = tuple((n + 1) // 2 for n in grid_shape)
     dx_c = tuple(2.0 * h for h in dx)
     cc = coarsen(c64_host)
-    kern = make_kernels(backend, shape_c, dx_c, norm, dtype)
+    kern = make_kernels(backend, shape_c, dx_c, norm, coarse_dtype(dtype, shape_c, tol))
     cert = kern if kern.dtype == np.float64 else make_kernels(backend, shape_c, dx_c, norm,
                                                               np.float64)
     nb = cc.shape[0]

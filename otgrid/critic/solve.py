@@ -212,9 +212,11 @@ def solve_critic(
     dtype : {numpy.float64, numpy.float32}, optional
         Precision of the iterates. The certificate is always evaluated in float64 from the
         current iterates, so the bounds hold in float32 too. A float32 solve whose gap stops
-        improving (the precision floor of its iterates, typically a relative gap near 1e-6)
-        goes on in float64 from its best certified critic and flow (``float64_from`` of the
-        result says when).
+        improving (the precision floor of its iterates, a relative gap of about 2^-24 times
+        the cells along the longest axis) goes on in float64 from its best certified critic
+        and flow (``float64_from`` of the result says when); the coarse levels of its
+        multilevel start iterate in float64 where their tolerance is near that floor
+        (``otgrid.critic.multilevel.coarse_dtype``).
     warm_start : CriticResult or list of CriticResult, optional
         An earlier result on the same grid (a list, one per problem, for a batch): its critic
         and flow start the iteration. The step is chosen from the new data (or given by

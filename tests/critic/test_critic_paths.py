@@ -306,6 +306,42 @@ def test_float32_precision_floor_goes_on_in_float64(monkeypatch):
     assert gauss.converged and gauss.float64_from is None
 
 
+def test_float32_solves_run_coarse_levels_near_the_float32_floor_in_float64(monkeypatch):
+    """A float32 solve's coarse levels iterate in float64 where their tolerance is within
+    F32_FLOOR_MARGIN of float32's precision floor there (2^-24 cells along the longest axis):
+    float32 coarse solves stalled at that floor and handed over far worse starts (8gaussians at
+    512^2, 1e-6: 13 196 fine iterations against 3 618). Loose tolerances keep float32 (the
+    same iterates as before), float64 solves float64."""
+    from otgrid.critic import multilevel
+
+    assert multilevel.coarse_dtype(np.float32, (64, 64), 1e-6) == np.float64
+    assert multilevel.coarse_dtype(np.float32, (64, 64), 1e-4) == np.float32
+    assert multilevel.coarse_dtype(np.float32, (512, 512), 1e-4) == np.float64  # floor 3e-5
+    assert multilevel.coarse_dtype(np.float32, (256, 256), 1e-4) == np.float32
+    assert multilevel.coarse_dtype(np.float64, (64, 64), 1e-6) == np.float64
+    made = []
+    real = multilevel.make_kernels
+
+    def spy(backend, shape, dx, norm, dtype):
+        made.append((tuple(shape), np.dtype(dtype)))
+        return real(backend, shape, dx, norm, dtype)
+
+    monkeypatch.setattr(multilevel, "make_kernels", spy)
+    grid = og.Grid([(-4, 4), (-4, 4)], (128, 128))
+    mu, nu = _gauss_2d(grid, (1, 0)), _gauss_2d(grid, (0, 0))
+    for tol, want in ((1e-6, np.float64), (1e-4, np.float32)):
+        made.clear()
+        with warnings.catch_warnings():  # (200 iterations do not reach 1e-6)
+            warnings.simplefilter("ignore", og.ConvergenceWarning)
+            res = og.solve_critic(mu, nu, grid, tol=tol, dtype=np.float32, max_iter=200)
+        assert res.dtype == np.float32 and res.lower <= res.upper
+        # each level's iteration kernels (a float32 level also makes float64 ones to certify)
+        first = {}
+        for shape, d in made:
+            first.setdefault(shape, d)
+        assert list(first.values()) == [want] * 2, made  # 64^2, 32^2
+
+
 def test_the_predicted_check_follows_the_line_through_the_last_two_gaps():
     from otgrid.critic.iterate import _CHECK_CELLS, _predicted_interval
 
