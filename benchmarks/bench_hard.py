@@ -1254,6 +1254,35 @@ this problem at every check (the rescaled iterate is always the better candidate
   a V(1,1) cycle in float32 streams about seven passes over the grid (0.2-0.3 ms), no less
   than the DCT along y and the tridiagonal solves (0.26 ms), and it would make the
   preconditioner inexact.
+- **The odd rows of FACR(1) by a truncated kernel instead of the recurrences** (2026-12-07,
+  prototype): `B^-1` along y decays like `r^|k|` (`r = 2 - sqrt(3)` on square cells, 0.5 at
+  `FACR_MAX_ASPECT`), so each odd row is a symmetric FIR filter of its right-hand side with
+  mirrored ends (13 taps a side for float32 on square cells, 28 for float64; same solutions to
+  3.7e-7 / 1.2e-15 of the largest value), along the contiguous axis with no transposes. One
+  thread, 128 / 256 / 512 rows (medians of 7): float32 39-44 / 142-169 / 565-685 µs against
+  the transposed recurrences' 34-37 / 114 (two threads) / 530; float64 137-176 µs at 256²
+  against 54. Each tap loads two neighbours and the accumulator: load-bound, slower.
+- **The odd rows' blocks, measured by part** (one thread; gather with the transpose /
+  recurrences / scatter back): 256² 18 / 10 / 8 µs, 512² 96 / 68 / 29 µs, 1024² 355 / 478 /
+  175 µs. The recurrences are latency-bound (each row of the block reloads the one it just
+  stored): at 1024² blocks of 8 / 16 / 32 / 64 rows take 492 / 286 / 154 / 115 µs in the
+  recurrences, but the whole pass 942 / 1 228 / 1 405 / 1 806 µs, the transposes of wide
+  blocks leaving L1; transposes in chunks of 16 or 64 columns did not help. (Kept since,
+  `FACR_TASKS_PER_THREAD`: a few block buffers per thread, each reused, instead of one per
+  block, the half grid's size in all: on two threads 512² 117-121 → 98-100 µs, 1024²
+  532-554 → 467-484 µs, in four alternated rounds; one thread, one buffer, 38 → 36 µs at
+  256²; the same bits.) **FACR(2)** estimated from these parts (a second reduction on the
+  even rows, a quarter of the transforms, two solves along y per row of the second level):
+  about 0.48 ms at 512² (0.63-0.65 now) and 1.9 ms at 1024² (2.2-2.4), shares of 54-55 %:
+  not half either, not built.
+- **The fused step on both threads from 128²** (the rest of the iteration on one, as now):
+  the kernel alone 34.7 → 22.8 µs at 128² and 147 → 76 µs at 256², but 8gaussians and the
+  Gaussian pair at 256², 1e-6, 1.10-1.13 and 0.55-0.57 s against 1.04-1.14 and 0.53-0.56 s
+  (alternated processes): each thread's half of the grid has to travel to the other core for
+  the Poisson step on one. **The x-solves on one thread at 512²** (two threads took 78-85 µs
+  against 46-48 on one in isolation): 8gaussians, 16 funnels and the Gaussian pair at 1e-5
+  4.19-4.26 against 4.15-4.22 s in all, noise; the whole 512² iteration on one thread
+  (`PARALLEL_MIN_CELLS` 2^19) 4.64-4.90 against 4.06-4.08 s.
 
 ### Not done (next sessions)
 
