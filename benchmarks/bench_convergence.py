@@ -606,20 +606,28 @@ def plot_iterations(report: dict, path: Path, tol: float = 1e-4) -> bool:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
-    anchor = None
+    anchor, zeros = None, False
     for pname, color in zip(PROBLEMS, ("C0", "C1"), strict=True):
         for dt, marker in (("float64", "o"), ("float32", "s")):
             pts = sorted((r["n"] ** 2, r["iterations"], r["converged"]) for r in rows
                          if not r["skipped"] and r["problem"] == pname and r["dtype"] == dt
                          and r["tol"] == tol)
             if pts:
-                x, y = [p[0] for p in pts], [p[1] for p in pts]
+                # 0 fine iterations (converged on the coarse levels of the multilevel start)
+                # drawn at 1, the log axis's floor, and marked
+                x, y = [p[0] for p in pts], [max(p[1], 1) for p in pts]
                 ax.loglog(x, y, marker=marker, color=color, ls="-" if dt == "float64" else ":",
                           label=f"{pname}, default, {dt}")
                 bad = [p for p in pts if not p[2]]
                 if bad:
                     ax.loglog([p[0] for p in bad], [p[1] for p in bad], "x", color="k", ms=10)
-                anchor = anchor or (x[0], y[0])
+                zero = [p[0] for p in pts if p[1] == 0]
+                if zero:
+                    ax.loglog(zero, [1] * len(zero), "v", color="k", ms=9, mfc="none",
+                              label=None if zeros else "0 (converged on coarse levels), at 1")
+                    zeros = True
+                anchor = anchor or next(((a, c) for a, c in zip(x, y, strict=True)
+                                         if c > 1), None)
         pts = sorted((r["n"] ** 2, r["iterations"]) for r in abl
                      if r["problem"] == pname and r["variant"] == "restarts only"
                      and r["tol"] == tol)
