@@ -66,3 +66,32 @@ def test_report_files_and_targets(small_report, tmp_path):
     # nothing at 256² or above was run: those targets must say so, not pass
     assert status["Gaussian pair, 256², rel. gap 1e-04, ≤ 0.3 s"] == "not measured"
     assert status["≥ 50× faster than POT emd2 at 64² cityblock"] == "not measured"
+
+
+def test_the_iterations_figure_marks_runs_that_need_no_fine_iteration(small_report, tmp_path):
+    """A solve that converges on the coarse levels has 0 fine iterations, which a log axis
+    cannot show: it is drawn at 1 and marked, and the sqrt(N) line starts from a positive
+    point."""
+    import copy
+
+    import matplotlib.pyplot as plt
+
+    report = copy.deepcopy(small_report)
+    rows = report["sections"]["euclidean"]["rows"]
+    rows[0]["iterations"] = 0
+    drawn = {}
+    real = plt.Figure.savefig
+
+    def keep(fig, *a, **kw):
+        drawn["axes"] = fig.axes[0]
+        return real(fig, *a, **kw)
+
+    plt.Figure.savefig = keep
+    try:
+        assert bc.plot_iterations(report, tmp_path / "it.png", tol=1e-3)
+    finally:
+        plt.Figure.savefig = real
+    labels = [h.get_label() for h in drawn["axes"].get_lines()]
+    assert "0 (converged on coarse levels), at 1" in labels
+    for line in drawn["axes"].get_lines():
+        assert min(line.get_ydata()) >= 1  # every point visible on the log axis
