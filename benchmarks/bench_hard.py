@@ -1283,6 +1283,12 @@ this problem at every check (the rescaled iterate is always the better candidate
   against 46-48 on one in isolation): 8gaussians, 16 funnels and the Gaussian pair at 1e-5
   4.19-4.26 against 4.15-4.22 s in all, noise; the whole 512² iteration on one thread
   (`PARALLEL_MIN_CELLS` 2^19) 4.64-4.90 against 4.06-4.08 s.
+- **The coarse levels' predicted check at most k/8 or k/16 iterations later** (2026-12-07;
+  the fine grid's at k/4 as before): the coarse solves overshoot their tolerance by up to a
+  quarter of their iterations (8gaussians' 128² level: 2.7e-6 at iteration 2 277, 1.2e-6 at
+  the next check, 2 846), but stopping them sooner hands over worse starts: 256², 1e-6, the
+  nine problems' work 18 920 (k/16) and 18 956 (k/8) against 16 213 (8gaussians 2 051 →
+  2 929 / 2 962).
 
 ### Not done (next sessions)
 
