@@ -1289,6 +1289,15 @@ this problem at every check (the rescaled iterate is always the better candidate
   the next check, 2 846), but stopping them sooner hands over worse starts: 256², 1e-6, the
   nine problems' work 18 920 (k/16) and 18 956 (k/8) against 16 213 (8gaussians 2 051 →
   2 929 / 2 962).
+- **The multilevel start from 64² ("auto" from 128² now, `ML_AUTO_CELLS`)** (2026-12-07,
+  one coarse level of 32²; the nine problems at 64², best of 3 each, summed): euclidean
+  1e-4 work 2 200 → 2 037 but 0.138 → 0.156 s (the coarse level's set-up outweighs what it
+  saves at 10-20 ms a solve), 1e-6 18 152 → 8 416 work, 0.70 → 0.49 s (8gaussians 5 297 →
+  1 178 and swissroll 6 050 → 515 fine iterations, the Gaussian pair and the funnel pairs
+  slower); cityblock 1e-4 0.162 → 0.145 s, 1e-6 0.280 → 0.225 s (the convergence report's
+  cityblock Gaussian pair at 64², 1e-7: 1 756 → 390 fine iterations, 0.071 → 0.040 s, 45×
+  POT's time there instead of about 25×). Mixed by norm and tolerance on solves of a tenth of
+  a second: `multilevel=True` is the documented switch; not changed.
 
 ### Not done (next sessions)
 
