@@ -1298,6 +1298,24 @@ this problem at every check (the rescaled iterate is always the better candidate
   cityblock Gaussian pair at 64², 1e-7: 1 756 → 390 fine iterations, 0.071 → 0.040 s, 45×
   POT's time there instead of about 25×). Mixed by norm and tolerance on solves of a tenth of
   a second: `multilevel=True` is the documented switch; not changed.
+- **A second-order finish: log-barrier Newton steps on the critic** (2026-12-07, a NumPy
+  prototype; each PCG iteration costs about one iteration's transforms and stencils). From the
+  certified critic of a 1e-4 solve of 8gaussians (r 2) at 256² (`<c, f>` 7.5e-5 of W short),
+  shrunk strictly inside the constraints, the barrier problem `max <c, f> + mu sum_i log(1 -
+  |(Df)_i|^2)` (its gradient's flow `2 mu g_i / (1 - |g_i|^2)`, the Hessian `D^T B D` with a
+  2 x 2 block `B_i` per cell) by damped Newton steps, each solved by conjugate gradients
+  preconditioned by the DCT Poisson solve to a relative residual of 1e-2. Shrunk by 1e-6
+  (`mu` from the gap, 9.7e-10): 30 Newton steps took 131 219 PCG iterations (about 4 400
+  each; steps of 1/128 to 1) for a lower bound 2.6e-5 of W short; six stages of `mu / 10`
+  later (391 697 PCG iterations) it was still 1.3e-5 short. Shrunk by 1e-2 (a point nearer the
+  central path, `mu` 1.3e-7): 92, 469, 718 PCG iterations for the first three Newton steps,
+  then the cap of 3 000 or near it (2 679, 2 739) as the iterate neared the constraints. A
+  symmetric diagonal scaling around the DCT solve (each cell's mean barrier weight) hit the
+  3 000 cap at every step. The barrier's weights span many orders of magnitude between the
+  cells on the constraints and the others, which a constant-coefficient Poisson solve cannot
+  precondition; the fine level's whole way from 1e-4 to 1e-6 costs about 1 100 iterations.
+  A finish of this kind needs a preconditioner for strongly varying coefficients (algebraic
+  multigrid, or a sparse factorisation, as Clarabel's): not pursued.
 
 ### Not done (next sessions)
 
@@ -1329,10 +1347,17 @@ this problem at every check (the rescaled iterate is always the better candidate
   iteration took 28, 57 and 155 µs at 32², 64², 128² inside 8gaussians' solve, its kernels
   alone 11, 33 and 111 µs (item 40 took about 1.5 µs off); a whole iteration in one compiled
   call (the DCTs included) is what is left.
+  Measured again on 2026-12-07 (8gaussians at 256², 1e-6; each level's time less its checks,
+  per iteration): 14.8, 33.3, 97.4 µs at 32², 64², 128² (1 577, 2 000, 2 846 iterations:
+  0.026, 0.073, 0.295 s of the 0.97 s solve; the fine grid's 1 190 iterations 0.54 s), the
+  step and the Poisson step alone in a loop 12.3, 29.9 and 85.5 µs: the Python left is
+  2-12 µs an iteration, under 0.04 s of this solve. The 128² level's iterations, not their
+  overhead, are the coarse levels' cost.
 - With the ray critics, the iterate itself lags: on the WGAN-GP-scale 8gaussians at 256² its
   `<c, f>` is still 7e-5 below the flow's cost when the ray critics lose only 3e-5 more, and
-  that difference falls by about 2 % per 10 iterations. A second-order finish (Newton / IPM
-  steps on the weighted Laplacian, DCT-preconditioned CG) is the untried direction. The boxes
+  that difference falls by about 2 % per 10 iterations. A second-order finish (Newton
+  steps on the barrier's weighted Laplacian, DCT-preconditioned CG) was measured since
+  (tried and not kept, above): thousands of PCG iterations per Newton step. The boxes
   of the ray critics could also use the ball's second-order room across the rays.
 - The Poisson step is still about half of an iteration at 256² and three fifths from 512²
   with FACR(1) (item 42): the half DCT pair (0.042 ms each at 256², pocketfft on one thread)
