@@ -349,7 +349,27 @@ def _configured(kernel: Any, blocks: int, tpb: int, stream: Any) -> Any:
 
 
 def to_host(v: Any) -> Any:
-    """A host (NumPy) copy of a CuPy or numba device array; anything else unchanged."""
+    """A host (NumPy) copy of a CuPy or numba device array, or a NumPy array of a PyTorch
+    tensor (detached from autograd, copied from the GPU, bfloat16 as float32, which NumPy
+    lacks); anything else unchanged.
+
+    Parameters
+    ----------
+    v : object
+
+    Returns
+    -------
+    object
+        A NumPy array for those inputs, else ``v`` itself.
+    """
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(v, torch.Tensor):
+        t = v.detach()
+        if t.device.type != "cpu":
+            t = t.cpu()
+        if t.dtype == torch.bfloat16:
+            t = t.float()
+        return t.resolve_conj().resolve_neg().numpy()
     if v is None or not hasattr(v, "__cuda_array_interface__"):
         return v
     if hasattr(v, "get"):  # CuPy

@@ -40,6 +40,13 @@ def _check_output(out: Any, n: int, what: str) -> np.ndarray:
     return arr
 
 
+def _call_error(exc: Exception, kind: str, shape: tuple, what: str) -> ValueError:
+    """The error for a critic that raised on a batch of points of ``shape``."""
+    return ValueError(f"critic raised {type(exc).__name__}: {exc} when called on {kind} of "
+                      f"shape {shape} ({what}). It must accept a batch of points of shape "
+                      f"(n, d), d = {shape[-1]} the grid's dimension, and return n values.")
+
+
 class _Critic:
     """Uniform access to values and gradients of a NumPy callable or a torch module."""
 
@@ -68,10 +75,16 @@ class _Critic:
         try:
             out = self.critic(x)
         except Exception as exc:  # a non-vectorised callable typically fails here
-            raise ValueError(f"critic raised {type(exc).__name__}: {exc} when called on an "
-                             f"array of shape {x.shape} ({what}). It must accept a batch of "
-                             "points of shape (n, d) and return n values.") from exc
+            raise _call_error(exc, "an array", x.shape, what) from exc
         return _check_output(out, x.shape[0], what)
+
+    def _call_torch(self, xt: Any, what: str) -> Any:
+        """The module's output on the tensor ``xt``; its errors (a wrong input size, a
+        device or dtype mismatch) as a ValueError that names the expected input."""
+        try:
+            return self.critic(xt)
+        except Exception as exc:
+            raise _call_error(exc, "a tensor", tuple(xt.shape), what) from exc
 
     def _torch_eval(self, x: np.ndarray, grad: bool, what: str) -> tuple[np.ndarray, Any]:
         torch = self.torch
@@ -85,13 +98,18 @@ class _Critic:
             if grad:
                 xt.requires_grad_(True)
                 with torch.enable_grad():
-                    out = self.critic(xt)
+                    out = self._call_torch(xt, what)
                     v = _check_output(out.detach().cpu().numpy(), xt.shape[0], what)
-                    (g,) = torch.autograd.grad(out.sum(), xt)
+                    try:
+                        (g,) = torch.autograd.grad(out.sum(), xt)
+                    except RuntimeError as exc:
+                        raise ValueError(f"the critic's output cannot be differentiated with "
+                                         f"respect to its input ({what}): {exc}") from exc
                 grads.append(g.detach().cpu().numpy().astype(np.float64))
             else:
                 with torch.no_grad():
-                    v = _check_output(self.critic(xt).cpu().numpy(), xt.shape[0], what)
+                    v = _check_output(self._call_torch(xt, what).cpu().numpy(), xt.shape[0],
+                                      what)
             vals.append(v)
         return np.concatenate(vals), (np.concatenate(grads) if grad else None)
 

@@ -24,7 +24,15 @@ from typing import Any, Literal
 import numpy as np
 
 from otgrid._units import unit_scale
-from otgrid._validation import as_rng, check_choice, check_positive_int
+from otgrid._validation import (
+    MASS_RTOL,
+    as_array,
+    as_rng,
+    check_choice,
+    check_positive_int,
+    totals_rtol,
+    unequal_totals_hint,
+)
 from otgrid.auditing.critics import _Critic
 from otgrid.auditing.reference import (
     KIND_DETERMINED,
@@ -72,7 +80,7 @@ def _masses(x: Any, grid: Grid, name: str, outside: str = "auto"
             raise OutsideMassError(f"{name}: {exc}", mass=exc.mass, fraction=exc.fraction,
                                    bounds=exc.bounds,
                                    suggested_bounds=exc.suggested_bounds) from None
-    arr = np.asarray(x, dtype=np.float64)
+    arr = as_array(x, name)  # tensors detached, masked arrays refused
     if arr.shape != tuple(grid.shape):
         raise ValueError(f"{name} must be a distribution (otgrid.grid.distributions / datasets) or "
                          f"masses on the grid, shape {tuple(grid.shape)}; got "
@@ -165,12 +173,20 @@ def _check_options(grid: Any, tau: Any, flow_tol: Any, fd_step: Any) -> float:
 
 def _measures(mu: Any, nu: Any, grid: Grid, outside: str = "auto"
               ) -> tuple[np.ndarray, Any, np.ndarray, Any]:
-    """Grid masses and distributions (or None) of ``mu`` and ``nu``, of equal total mass."""
+    """Grid masses and distributions (or None) of ``mu`` and ``nu``, of equal total mass
+    (within :func:`otgrid._validation.totals_rtol` of the inputs as given: 1e-9, or 16
+    epsilons of float32 / float16 masses, whose ``nu`` is then rescaled to the total of
+    ``mu`` in float64, as :func:`~otgrid.critic.solve.solve_critic` does)."""
     mu_m, mu_d = _masses(mu, grid, "mu", outside)
     nu_m, nu_d = _masses(nu, grid, "nu", outside)
-    if abs(mu_m.sum() - nu_m.sum()) > 1e-9 * max(mu_m.sum(), nu_m.sum()):
-        raise ValueError(f"mu and nu must have equal total mass; got {mu_m.sum():.12g} and "
-                         f"{nu_m.sum():.12g}. Normalise both (e.g. divide by their sums).")
+    smu, snu = float(mu_m.sum()), float(nu_m.sum())
+    diff = abs(smu - snu)
+    if diff > totals_rtol(mu, nu) * max(smu, snu):
+        raise ValueError(f"mu and nu must have equal total mass; got {smu:.12g} and "
+                         f"{snu:.12g} (relative difference {diff / max(smu, snu):.2g}). "
+                         f"{unequal_totals_hint(mu, nu)}")
+    if diff > MASS_RTOL * max(smu, snu):  # low-precision masses: solve_critic takes them in float64
+        nu_m = nu_m * (smu / snu)
     return mu_m, mu_d, nu_m, nu_d
 
 

@@ -34,7 +34,14 @@ import numpy as np
 from otgrid._device import is_cupy_array
 from otgrid._threads import blas_one_thread, compiling, solve_clock
 from otgrid._units import unit_scale
-from otgrid._validation import as_finite_array, as_number, check_choice, check_positive_int
+from otgrid._validation import (
+    as_finite_array,
+    as_number,
+    check_choice,
+    check_positive_int,
+    totals_rtol,
+    unequal_totals_hint,
+)
 from otgrid.critic.backends import BACKENDS, make_kernels, resolve_backend
 from otgrid.critic.certify import CertifiedBounds, certify
 from otgrid.critic.certify import warm_up as warm_up_certificate
@@ -186,8 +193,11 @@ def solve_critic(
     Parameters
     ----------
     mu, nu : array_like, shape grid.shape or (B, \\*grid.shape)
-        Non-negative cell masses with equal totals (relative difference <= 1e-9, at most
-        ``MAX_TOTAL_MASS`` = 1e150 each); for instance
+        Non-negative cell masses with equal totals (relative difference <= 1e-9, or 16
+        machine epsilons where an input holds float32 or float16 numbers, 1.9e-6 for float32:
+        ``otgrid._validation.totals_rtol``; the solve rescales ``nu`` to the total of ``mu``
+        and certifies the bounds of that problem), at most ``MAX_TOTAL_MASS`` = 1e150 each;
+        for instance
         from :meth:`Grid.discretize` or :meth:`Grid.histogram`. A leading axis of length ``B``
         makes a batch of ``B`` problems (one of the two may be a single array, used for all);
         each problem stops on its own.
@@ -477,6 +487,7 @@ def _prepare_problems(mu: Any, nu: Any, grid: Grid, warm_start: Any, backend: st
     starts, resolve the backend, and form the scaled ``c = mu - nu`` and the weights of each
     problem (see :class:`_Problems`)."""
     on_gpu = is_cupy_array(mu) or is_cupy_array(nu)  # results go back to the GPU
+    rtol, hint = totals_rtol(mu, nu), unequal_totals_hint(mu, nu)  # as given: their precision
     if is_cupy_array(mu):
         mu = mu.get()
     if is_cupy_array(nu):
@@ -492,12 +503,13 @@ def _prepare_problems(mu: Any, nu: Any, grid: Grid, warm_start: Any, backend: st
     nu = np.broadcast_to(nu, (nb, *grid.shape))
     smu = mu.reshape(nb, -1).sum(axis=1)
     snu = nu.reshape(nb, -1).sum(axis=1)
-    bad = np.flatnonzero(np.abs(smu - snu) > 1e-9 * np.maximum(smu, snu))
+    bad = np.flatnonzero(np.abs(smu - snu) > rtol * np.maximum(smu, snu))
     if bad.size:
         b = int(bad[0])
         where = f" (problem {b})" if batched else ""
+        rel = abs(smu[b] - snu[b]) / max(smu[b], snu[b])
         raise ValueError(f"mu and nu must have equal total mass{where}; got {smu[b]:.12g} and "
-                         f"{snu[b]:.12g}. Normalise both (e.g. mu / mu.sum()).")
+                         f"{snu[b]:.12g} (relative difference {rel:.2g}). {hint}")
     warm = _warm_list(warm_start, nb, batched, grid)
     backend = resolve_backend(backend, grid.ndim, grid.size * nb)
 

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from scipy.spatial.distance import cdist
 
+from otgrid._units import cloud_units
 from otgrid._validation import as_finite_array, check_positive_int
 from otgrid.pointcloud.backends import make_ops
 from otgrid.pointcloud.ops_numpy import log_weights
@@ -194,14 +195,19 @@ class RegularizedResult:
 
     # -- the plan as an operator ---------------------------------------------------------------
     def _batch(self):
+        """Float64 arrays with a batch axis, the points, potentials and ``reg`` in the units
+        the solve used (:func:`otgrid._units.cloud_units`: the plan does not change, and no
+        cost underflows or overflows): ``(x, y, f, g, a, b, reg)``."""
         x = self.x if self.batched else self.x[None]
         y = self.y if self.batched else self.y[None]
         f = self.f if self.batched else self.f[None]
         g = self.g if self.batched else self.g[None]
         a = self.a if self.batched else self.a[None]
         b = self.b if self.batched else self.b[None]
-        return (x.astype(np.float64), y.astype(np.float64), f.astype(np.float64),
-                g.astype(np.float64), a.astype(np.float64), b.astype(np.float64))
+        x, y, e = cloud_units(x.astype(np.float64), y.astype(np.float64))
+        k = -(2 if self.cost == "sqeuclidean" else 1) * e
+        return (x, y, np.ldexp(f.astype(np.float64), k), np.ldexp(g.astype(np.float64), k),
+                a.astype(np.float64), b.astype(np.float64), float(np.ldexp(self.reg, k)))
 
     def _vectors(self, v: Any, name: str, length: int) -> tuple[np.ndarray, bool]:
         """``v`` as (B, k, length) float64, and whether it had a trailing ``k`` axis."""
@@ -219,18 +225,18 @@ class RegularizedResult:
         return np.ascontiguousarray(np.swapaxes(arr, 1, 2)), matrix
 
     def _apply(self, vec: Any, transpose: bool) -> np.ndarray:
-        x, y, f, g, a, b = self._batch()
+        x, y, f, g, a, b, reg = self._batch()
         name, length = ("u", x.shape[1]) if transpose else ("v", y.shape[1])
         V, matrix = self._vectors(vec, name, length)
         ops = make_ops(self.backend, x, y, self.cost)
-        inv = np.full(x.shape[0], 1.0 / self.reg)
+        inv = np.full(x.shape[0], 1.0 / reg)
         side, (fa, gb, wa, wb) = ("cols", (g, f, b, a)) if transpose else ("rows", (f, g, a, b))
         with ops.session():
             if self.regularizer == "l2":
                 out = ops.l2_apply(side, fa, -gb, wb, inv, V)
             else:
                 off = 0.0 if self.method == "sinkhorn" else -1.0
-                h = log_weights(wb) + gb / self.reg + off
+                h = log_weights(wb) + gb / reg + off
                 out = ops.exp_apply(side, h, fa, inv, V)
         out *= wa[..., None]
         if not matrix:
@@ -283,7 +289,7 @@ class RegularizedResult:
         """
         limit = PLAN_MAX_BYTES if max_bytes is None else check_positive_int(max_bytes,
                                                                             "max_bytes")
-        x, y, f, g, a, b = self._batch()
+        x, y, f, g, a, b, reg = self._batch()
         size = x.shape[0] * x.shape[1] * y.shape[1] * np.dtype(self.dtype).itemsize
         if size > limit:
             raise ValueError(
@@ -295,11 +301,11 @@ class RegularizedResult:
         for k in range(x.shape[0]):
             v = f[k][:, None] + g[k][None, :] - cdist(x[k], y[k], metric=self.cost)
             if self.regularizer == "l2":
-                mv = np.maximum(v, 0.0) / self.reg
+                mv = np.maximum(v, 0.0) / reg
             else:
                 off = 0.0 if self.method == "sinkhorn" else -1.0
                 with np.errstate(over="ignore"):
-                    mv = np.exp(v / self.reg + off)
+                    mv = np.exp(v / reg + off)
             out[k] = a[k][:, None] * b[k][None, :] * mv
         return out if self.batched else out[0]
 

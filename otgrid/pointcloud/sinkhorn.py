@@ -197,7 +197,7 @@ def _multiscale_start(prob: _Problem, *, reg: float, backend: str, eps_scaling: 
     xs, ys = prob.x[bi, ix], prob.y[bi, iy]
     a_s = np.repeat((prob.mass / ns)[:, None], ns, axis=1)
     b_s = np.repeat((prob.mass / ms)[:, None], ms, axis=1)
-    sub = _prepare(xs, ys, a_s, b_s, prob.cost, np.float64)
+    sub = _prepare(xs, ys, a_s, b_s, prob.cost, np.float64, rescale=False)  # prob's units
     fs, gs, sub_passes = _solve(
         sub, None, _annealing(eps_scaling, reg, sub, False), reg=reg,
         tol=max(tol, MULTISCALE_TOL), max_iter=max_iter, backend=backend,
@@ -260,8 +260,9 @@ def sinkhorn(
     y : array_like, shape (m, d), (m,), or (B, m, d)
         Target points (same dimension ``d``; same batch size ``B``).
     a, b : array_like, shape (n,) and (m,) (batched: (B, n) and (B, m)), optional
-        Non-negative weights with equal totals (relative difference <= 1e-6; ``b`` is then
-        rescaled to ``sum(a)``). Uniform ``1/n`` and ``1/m`` by default.
+        Non-negative weights with equal totals (relative difference <= 1e-6, or 16 machine
+        epsilons of float32 / float16 weights; ``b`` is then rescaled to ``sum(a)``). Uniform
+        ``1/n`` and ``1/m`` by default.
     reg : float
         ``eps > 0``, in units of the cost. Small values (down to about 1e-4 of the cost scale)
         are stable (log domain) but need more iterations; below ``1e-9`` times the largest cost
@@ -269,6 +270,12 @@ def sinkhorn(
         regularization and a ``ValueError`` says so.
     cost : {"euclidean", "sqeuclidean", "cityblock"}, optional
         ``|x - y|_2``, ``|x - y|_2^2`` (no factor 1/2, like ``ot.dist``) or ``|x - y|_1``.
+        The solve measures the points in a power of two near their spread (centred, where
+        that is outside ``2^-20 .. 2^20``) and ``reg`` and the costs alike, so the unit of
+        the coordinates does not matter: results scale with it exactly. Clouds whose largest
+        cost is below the smallest normal number of ``dtype`` (float64: 2.2e-308, reached by
+        squared-euclidean costs of points less than about 1.5e-154 apart) cannot be
+        represented: ``ValueError``.
     tol : float, optional
         Stop when the marginal error ``(||P 1 - a||_1 + ||P^T 1 - b||_1) / sum(a)`` is
         ``<= tol`` (every problem of a batch).
@@ -448,7 +455,7 @@ def sinkhorn(
     anderson = check_positive_int(anderson, "anderson", minimum=0)
     n_samples = check_positive_int(n_samples, "n_samples")
     prob = _prepare(x, y, a, b, cost, dtype)
-    _check_reg_scale(reg, prob)
+    reg = _check_reg_scale(reg, prob)  # in the solver's units, as the costs (see _Problem)
     warm = _warm(warm_start, prob)
     q = _annealing(eps_scaling, reg, prob, warm is not None)
     if multiscale not in (None, True, False):
@@ -616,13 +623,14 @@ class _Run:
                      - eps * (self.col.sum(axis=1) - prob.mass**2))
         now = solve_clock() - self.t0
         self.hist.append((self.it, float(eps.max()), err.copy(), objective, now, self.low))
+        eps_user = float(prob.to_user(eps.max()))
         if verbose and (time.perf_counter() - self.last_print >= 1.0 or self.it == 1):
             self.last_print = time.perf_counter()
-            print(f"[otgrid.sinkhorn] iter {self.it:6d}  eps {eps.max():.3e}  marginal error "
+            print(f"[otgrid.sinkhorn] iter {self.it:6d}  eps {eps_user:.3e}  marginal error "
                   f"{err.max():.3e}" + ("  (float32)" if self.low else ""), flush=True)
         return callback is not None and callback(RegularizedInfo(
-            self.it, float(eps.max()), _info_value(err, prob.batched),
-            _info_value(objective, prob.batched), now))
+            self.it, eps_user, _info_value(err, prob.batched),
+            _info_value(prob.to_user(objective), prob.batched), now))
 
     def _guard(self) -> None:
         """Anderson's restart rules at the target eps (see SAFEGUARD_WINDOW, STALL_WINDOW)."""

@@ -85,9 +85,10 @@ def smooth_ot(
         resolve the regularization (``ValueError``).
     regularizer : {"l2", "kl"}, optional
         The strongly convex term ``I``. The L2 dual squares numbers of the size of the costs
-        and of ``reg`` times the total mass: both must stay below ``1e140``
-        (``otgrid.pointcloud.problem.L2_MAX_SCALE``; ``ValueError`` beyond, where float64
-        squares overflow). The KL dual has no such limit.
+        and of ``reg`` times the total mass, both measured in a power of two near the costs'
+        size (so the costs are of order 1): ``reg`` over that unit, times the total mass, must
+        stay below ``1e140`` (``otgrid.pointcloud.problem.L2_MAX_SCALE``; ``ValueError``
+        beyond, where float64 squares overflow). The KL dual has no such limit.
     cost : {"euclidean", "sqeuclidean", "cityblock"}, optional
         As in :func:`sinkhorn`.
     tol : float, optional
@@ -202,7 +203,7 @@ def smooth_ot(
     if method == "auto" and (regularizer != "l2" or backend == "cuda"):
         method = "lbfgs"
     prob = _prepare(x, y, a, b, cost, dtype)
-    _check_reg_scale(reg, prob)
+    reg = _check_reg_scale(reg, prob)  # in the solver's units, as the costs (see _Problem)
     if regularizer == "l2":
         _check_l2_range(reg, prob)
     warm = _warm(warm_start, prob)

@@ -372,13 +372,14 @@ class _Run:
         now = solve_clock() - self.t0
         err = val["err"]
         self.hist.append((self.it, float(lam.max()), err.copy(), val["F"].copy(), now, False))
+        lam_user = float(prob.to_user(lam.max()))
         if self.verbose and time.perf_counter() - self.last_print >= 1.0:
             self.last_print = time.perf_counter()
-            print(f"[otgrid.smooth_ot] iter {self.it:6d}  reg {lam.max():.3e}  marginal "
+            print(f"[otgrid.smooth_ot] iter {self.it:6d}  reg {lam_user:.3e}  marginal "
                   f"error {err.max():.3e}", flush=True)
         if self.callback is not None and self.callback(RegularizedInfo(
-                self.it, float(lam.max()), _info_value(err, prob.batched),
-                _info_value(val["F"], prob.batched), now)):
+                self.it, lam_user, _info_value(err, prob.batched),
+                _info_value(prob.to_user(val["F"]), prob.batched), now)):
             self.stop = "callback"
         elif np.all(err <= stage_tol):
             self.stop = "tol"

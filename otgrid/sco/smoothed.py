@@ -43,6 +43,7 @@ import numpy as np
 from scipy.spatial.distance import cdist
 
 from otgrid._threads import blas_threads, numba_threads
+from otgrid._units import cloud_units
 from otgrid._validation import as_finite_array, as_rng, check_choice, check_positive_int
 from otgrid.errors import ConvergenceWarning
 from otgrid.pointcloud.result import RegularizedResult
@@ -243,8 +244,13 @@ def transfer_potentials(previous: RegularizedResult, x: Any, y: Any
     y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
     xo = np.asarray(previous.x, dtype=np.float64).reshape(len(previous.x), -1)
     fo = np.asarray(previous.f, dtype=np.float64)
-    g = np.min(cdist(xo, y, metric=previous.cost) - fo[:, None], axis=0)
-    f = np.min(cdist(x, y, metric=previous.cost) - g[None, :], axis=1)
+    # costs formed in the unit of the points' spread and scaled back (exact): tiny or huge
+    # coordinates would underflow or overflow when squared in the user's units
+    xs, ys, e = cloud_units(np.concatenate([xo, x])[None], y[None])
+    k = (2 if previous.cost == "sqeuclidean" else 1) * e
+    xos, xs, ys = xs[0, :len(xo)], xs[0, len(xo):], ys[0]
+    g = np.min(np.ldexp(cdist(xos, ys, metric=previous.cost), k) - fo[:, None], axis=0)
+    f = np.min(np.ldexp(cdist(xs, ys, metric=previous.cost), k) - g[None, :], axis=1)
     return f, g
 
 

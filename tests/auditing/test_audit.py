@@ -377,7 +377,46 @@ def test_bad_inputs(shifted_1d):
         audit(f, mu, nu, "grid")
 
 
+def test_masses_normalised_in_float32_are_audited(shifted_1d):
+    # before: refused, their totals differing by more than the float64 tolerance 1e-9
+    grid = shifted_1d[0]
+    rng = np.random.default_rng(4)
+    mu = grid.discretize(og.Normal(0.0, 1.0)).astype(np.float32)
+    nu = (grid.discretize(og.Normal(2.0, 1.0)) + 1e-4 * rng.random(grid.shape)).astype(
+        np.float32)
+    mu /= mu.sum()
+    nu /= nu.sum()
+    s_mu, s_nu = float(np.sum(mu, dtype=np.float64)), float(np.sum(nu, dtype=np.float64))
+    assert abs(s_mu - s_nu) > 1e-9 * max(s_mu, s_nu)   # the case: beyond the float64 tolerance
+    mu64, nu64 = mu.astype(np.float64), nu.astype(np.float64) * (s_mu / s_nu)
+    x = grid.points()[:, 0]
+    w = float(np.sum(np.abs(np.cumsum(mu64 - nu64))[:-1]) * grid.dx[0])   # closed form, 1D
+    rep = audit(lambda p: -p[:, 0], mu, nu, grid, samples=50)
+    assert rep.w_star_lower <= w * (1 + 1e-9) and w * (1 - 1e-9) <= rep.w_star_upper
+    assert rep.w_critic == pytest.approx(float(np.sum((mu64 - nu64) * -x)) / s_mu, rel=1e-9)
+    with pytest.raises(ValueError, match="for float32 inputs"):
+        audit(lambda p: -p[:, 0], mu, nu * np.float32(1.01), grid, samples=50)
+
+
+def test_masked_masses_are_refused_by_the_audit(shifted_1d):
+    grid = shifted_1d[0]
+    mu = np.ma.masked_less(grid.discretize(og.Normal(0.0, 1.0)), 1e-12)
+    with pytest.raises(TypeError, match=r"mu is a masked array .*filled\(0\)"):
+        audit(lambda p: -p[:, 0], mu, grid.discretize(og.Normal(2.0, 1.0)), grid)
+
+
 # --------------------------------------------------------------------------- torch
+def test_a_torch_critic_of_the_wrong_input_size_gets_a_clear_error(shifted_2d):
+    # before: torch's raw "mat1 and mat2 shapes cannot be multiplied" (NumPy critics that
+    # raise were already wrapped)
+    torch = pytest.importorskip("torch")
+    grid, mu, nu, exact = shifted_2d
+    critic = torch.nn.Linear(3, 1).double()
+    with pytest.raises(ValueError, match=r"critic raised RuntimeError: .* tensor of shape "
+                                         r"\(5, 2\).*d = 2 the grid's dimension"):
+        audit(critic, mu, nu, grid, exact=exact, samples=10)
+
+
 def test_torch_and_numpy_critics_agree(shifted_2d):
     torch = pytest.importorskip("torch")
     grid, mu, nu, exact = shifted_2d

@@ -194,6 +194,81 @@ def test_a_total_mass_that_could_overflow_w_is_refused():
         og.solve_critic(mu, nu, grid)
 
 
+def _float32_pair(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Masses normalised in float32, as a float32 pipeline makes them."""
+    rng = np.random.default_rng(seed)
+    mu, nu = rng.random(n).astype(np.float32), rng.random(n).astype(np.float32)
+    mu /= mu.sum()
+    nu /= nu.sum()
+    return mu, nu
+
+
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+def test_masses_normalised_in_float32_are_accepted_and_certified(kind):
+    # before: "mu and nu must have equal total mass; got 0.999999969966 and 1.0000000013.
+    # Normalise both (e.g. mu / mu.sum())": the 1e-9 tolerance is below float32's rounding
+    grid = og.Grid((0.0, 3.0), 64)
+    mu, nu = _float32_pair(64, 2)
+    s_mu, s_nu = float(np.sum(mu, dtype=np.float64)), float(np.sum(nu, dtype=np.float64))
+    assert abs(s_mu - s_nu) > 1e-9 * max(s_mu, s_nu)   # the case: beyond the float64 tolerance
+    mu64, nu64 = mu.astype(np.float64), nu.astype(np.float64) * (s_mu / s_nu)
+    exact = float(np.sum(np.abs(np.cumsum(mu64 - nu64))[:-1]) * grid.dx[0])  # closed form, 1D
+    if kind == "torch":
+        torch = pytest.importorskip("torch")
+        mu, nu = torch.from_numpy(mu), torch.from_numpy(nu)
+    for dtype in (np.float64, np.float32):
+        res = og.solve_critic(mu, nu, grid, tol=1e-7, dtype=dtype)
+        assert res.lower <= exact * (1 + 1e-12) and exact * (1 - 1e-12) <= res.upper
+        assert res.upper - res.lower <= 2e-7 * res.upper
+
+
+def test_the_reproducer_of_float32_masses_in_2d():
+    rng = np.random.default_rng(0)
+    g = og.Grid([(0, 1), (0, 1)], (32, 32))
+    mu = rng.random(g.shape).astype(np.float32)
+    nu = rng.random(g.shape).astype(np.float32)
+    mu /= mu.sum()
+    nu /= nu.sum()
+    res = og.solve_critic(mu, nu, g, dtype=np.float32, norm="cityblock", tol=1e-6)
+    assert res.converged
+    ot = pytest.importorskip("ot")                      # POT's exact LP on the cell centres
+    pts = g.points()
+    m64, n64 = mu.ravel().astype(np.float64), nu.ravel().astype(np.float64)
+    n64 *= m64.sum() / n64.sum()
+    exact = ot.emd2(m64, n64, ot.dist(pts, pts, metric="cityblock"), numItermax=10**7)
+    assert res.lower <= exact * (1 + 1e-9) and exact * (1 - 1e-9) <= res.upper
+
+
+def test_unequal_totals_beyond_the_inputs_precision_are_refused_with_the_reason():
+    grid = og.Grid((0.0, 3.0), 64)
+    mu, nu = _float32_pair(64, 2)
+    with pytest.raises(ValueError, match=r"relative difference 0\.001.*for float32 inputs; "
+                                         r"normalise both in float64"):
+        og.solve_critic(mu, nu * np.float32(1.001), grid)
+    mu64, nu64 = mu.astype(np.float64), nu.astype(np.float64)
+    nu64 *= mu64.sum() / nu64.sum()
+    with pytest.raises(ValueError, match=r"tolerance is a relative difference of 1e-09"):
+        og.solve_critic(mu64, nu64 * (1 + 1e-8), grid)     # float64: the documented 1e-9
+
+
+def test_masses_that_require_grad_are_taken_as_data():
+    # before: torch's RuntimeError "Can't call numpy() on Tensor that requires grad"
+    torch = pytest.importorskip("torch")
+    grid = og.Grid((0.0, 3.0), 16)
+    mu, nu = np.eye(16)[2], np.eye(16)[11]
+    res = og.solve_critic(torch.tensor(mu, requires_grad=True), torch.tensor(nu), grid)
+    assert res.lower <= 9 * grid.dx[0] * (1 + 1e-12) <= res.upper * (1 + 2e-12)
+
+
+def test_masked_masses_are_refused():
+    # before: the mask was silently ignored (masked cells kept their mass)
+    grid = og.Grid((0.0, 3.0), 16)
+    mu = np.ma.masked_array(np.eye(16)[2] + 0.1, mask=np.eye(16)[5].astype(bool))
+    with pytest.raises(TypeError, match=r"mu is a masked array with 1 masked entries.*"
+                                        r"mu\.filled\(0\)"):
+        og.solve_critic(mu, np.full(16, mu.sum() / 16), grid)
+
+
 def test_complex_masses_are_refused_not_silently_cast():
     # before: numpy's ComplexWarning and the imaginary part dropped (found by fuzzing)
     grid = og.Grid((0.0, 1.0), 8)

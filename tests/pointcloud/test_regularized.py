@@ -912,6 +912,40 @@ def test_bad_input_names_the_argument(solver, kwargs, match):
         solver(x, y, a, b, **args)
 
 
+def test_masked_points_or_weights_are_refused():
+    """Before, a masked array's mask was silently ignored (masked points took part)."""
+    x, y, a, _ = _clouds(19, n=5, m=5, weights=True)
+    xm = np.ma.masked_array(x, np.zeros_like(x, dtype=bool))
+    xm[1, 0] = np.ma.masked
+    with pytest.raises(TypeError, match=r"x is a masked array with 1 masked entries.*filled"):
+        sinkhorn(xm, y, reg=0.1)
+    with pytest.raises(TypeError, match=r"a is a masked array"):
+        smooth_ot(x, y, np.ma.masked_less(a, np.median(a)), reg=0.1)
+    plain = sinkhorn(np.ma.masked_array(x), y, reg=0.1)    # nothing masked: as the array
+    assert plain.transport_cost == sinkhorn(x, y, reg=0.1).transport_cost
+
+
+def test_tensors_that_require_grad_and_float16_weights_are_taken_as_data():
+    """Before: torch's "Can't call numpy() on Tensor that requires grad", and float16 weights
+    normalised in float16 refused (their totals differ by about 1e-4, above 1e-6)."""
+    torch = pytest.importorskip("torch")
+    x, y, _, _ = _clouds(19, n=5, m=5)
+    ref = sinkhorn(x, y, reg=0.1)
+    res = sinkhorn(torch.tensor(x, requires_grad=True), torch.tensor(y), reg=0.1)
+    assert res.transport_cost == ref.transport_cost
+    rng = np.random.default_rng(3)
+    a, b = rng.random(40).astype(np.float16), rng.random(30).astype(np.float16)
+    a, b = a / a.sum(), b / b.sum()
+    ta, tb = float(np.sum(a, dtype=np.float64)), float(np.sum(b, dtype=np.float64))
+    assert abs(ta - tb) > 1e-6 * max(ta, tb)       # the case: beyond the float64 tolerance
+    xa, yb = rng.standard_normal((40, 2)), rng.standard_normal((30, 2))
+    out = sinkhorn(xa, yb, a, b, reg=0.5)
+    assert out.converged
+    np.testing.assert_allclose(out.b.sum(), out.a.sum(), rtol=1e-12)   # b rescaled to sum(a)
+    with pytest.raises(ValueError, match=r"float16 inputs; normalise both in float64"):
+        sinkhorn(xa, yb, a, b * np.float16(1.1), reg=0.5)
+
+
 def test_bad_options():
     x, y, _, _ = _clouds(19, n=5, m=5)
     with pytest.raises(ValueError, match="regularizer must be one of 'l2', 'kl'"):
