@@ -53,6 +53,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from otgrid.critic.certificate import centred
+
 __all__ = ["CertifiedBounds", "certify", "warm_up"]
 
 _EPS = float(np.finfo(np.float64).eps)  # 2^-52; a rounding to nearest errs by at most EPS / 2
@@ -527,6 +529,7 @@ def certify(mu: np.ndarray, nu: np.ndarray, ratio: float, critic: np.ndarray,
     n = mu.size
     m_bound = _imbalance(mu, nu, ratio) / n
 
+    critic = centred(np, np.asarray(critic, dtype=np.float64)[None])[0]
     g, factor = _feasible_critic(critic, tuple(float(d) for d in dx), norm)
     c_hi, c_lo = _exact_difference(mu, nu, ratio)   # mu - ratio nu = c_hi + c_lo exactly
     value = _exact_dot((c_hi, g), (c_lo, g))   # <c, g> within half an ulp

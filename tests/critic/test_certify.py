@@ -357,3 +357,33 @@ def test_a_certificate_above_tol_after_convergence_sends_the_solve_on(monkeypatc
     assert len(calls) == 2 and res.converged and res.relative_gap <= tol
     assert res.iterations > plain.iterations
     assert res.history.iteration[-1] == res.iterations
+
+
+def test_checks_bounds_hold_for_critics_far_from_zero():
+    # a step of 1e20 blows the iterate up; its repairs are nearly constant critics near 5e16,
+    # whose <c, g> is rounding (sum c is a few ulps from 0): a check took 224 for a lower bound
+    # on a W of 5.73, above its upper bound, and the solve stopped there with lower 0
+    from references import socp_2d_euclidean_cvxpy
+
+    rng = np.random.default_rng(1)
+    grid = og.Grid([(0, 1), (0, 1)], (16, 16))
+    mu, nu = rng.random(grid.shape), rng.random(grid.shape)
+    nu *= mu.sum() / nu.sum()
+    ref = socp_2d_euclidean_cvxpy(mu, nu, grid.dx, tol=1e-9).value
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", og.ConvergenceWarning)
+        res = og.solve_critic(mu, nu, grid, step=1e20, max_iter=300)
+    h = res.history
+    assert np.all(h.lower <= ref * (1 + 1e-7)) and np.all(h.upper >= ref * (1 - 1e-7))
+    assert res.lower <= ref * (1 + 1e-7) <= res.upper * (1 + 2e-7)
+    assert res.status == "max_iter" and res.lower > 0.5 * ref
+
+
+def test_centred_keeps_critics_near_zero_and_centres_far_ones():
+    from otgrid.critic.certificate import centred
+
+    g = np.stack([np.linspace(-1.0, 3.0, 12).reshape(3, 4), 5e16 + np.arange(12.0).reshape(3, 4)])
+    out = centred(np, g)
+    assert np.array_equal(out[0], g[0])  # offset 1 within the spread 4: the same bits
+    spread = g[1].max() - g[1].min()
+    assert out[1].max() - out[1].min() == spread and abs(out[1].max() + out[1].min()) <= spread
