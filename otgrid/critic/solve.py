@@ -230,7 +230,13 @@ def solve_critic(
     warm_start : CriticResult or list of CriticResult, optional
         An earlier result on the same grid (a list, one per problem, for a batch): its critic
         and flow start the iteration. The step is chosen from the new data (or given by
-        ``step``), not taken from the earlier result. A warm start replaces the multilevel start.
+        ``step``), not taken from the earlier result. Where the multilevel start applies
+        (``multilevel``), a warm start whose certified relative gap on the new data is within
+        5 % (``WARM_NEAR``; one check) starts the iteration as it is, and a farther one seeds
+        the multilevel start instead: restricted to every coarse grid, it starts the coarsest
+        solve, and each finer grid starts from it plus the prolonged correction the coarser
+        solve found. (A warm start from data whose W differs by more than a few per cent
+        took up to 13 times the iterations of a cold multilevel solve.)
     callback : callable, optional
         Called as ``callback(info)`` with a :class:`CheckInfo` at every check of every running
         problem, the last one included; returning ``True`` stops that problem
@@ -259,7 +265,7 @@ def solve_critic(
         Start from the solution of the problem coarsened by 2 per axis (recursively, down to
         32 cells per axis), solved to ``tol`` (to 2e-6 for a tighter ``tol``, at most 10 times
         looser: ``otgrid.critic.multilevel.coarse_tol``) and prolonged to this grid.
-        ``"auto"``: on 2D grids of at least 128 x 128 cells, unless ``warm_start`` is given.
+        ``"auto"``: on 2D grids of at least 128 x 128 cells (with a ``warm_start``, see there).
         The result's ``iterations`` counts the iterations on this grid only.
     time_limit : float, optional
         Seconds after which to stop (checked at every check); ``status="time_limit"``, the
@@ -428,14 +434,14 @@ def _length_scale(dx: tuple) -> float:
 @dataclasses.dataclass
 class _Start:
     """Starting iterates ``f0``, ``y0`` (device arrays) and steps ``tau`` of the live problems,
-    with the number of multilevel ``levels`` used, the iteration limit that remains
+    with the number of multilevel ``levels`` each used (1: none), the iteration limit that remains
     (``max_iter``, 0 after an interrupted multilevel start) and whether that start was
     ``interrupted``."""
 
     f0: Any
     y0: Any
     tau: np.ndarray
-    levels: int
+    levels: np.ndarray
     max_iter: int
     interrupted: bool
 
@@ -567,7 +573,7 @@ def _solve_live(prob: _Problems, grid: Grid, opts: _Options) -> list[CriticResul
                                problem_ids=live, from_float32=dtype == np.float32)
             cbs = _certify_live(cert, best, js, prob, grid, opts, cbs)
     return [_result(cbs[j], outs[j], prob.weights[b], grid, opts.norm, opts.tol, prob.backend,
-                    dtype, start.max_iter, opts.time_limit, start.levels, prob.length)
+                    dtype, start.max_iter, opts.time_limit, int(start.levels[j]), prob.length)
             for j, b in enumerate(live)]
 
 
@@ -623,47 +629,94 @@ def _warm_up(kern: Any, cert: Any, nb: int, coarse: bool, opts: _Options, grid: 
         warm_up_certificate(grid.size, grid.ndim)
 
 
+# A warm start on a grid where the multilevel start applies starts the fine grid as it is when
+# its certified relative gap on the new data is at most WARM_NEAR, else it seeds the multilevel
+# start (otgrid.critic.multilevel.multilevel_start's ``warm``). Measured on pairs of Gaussians
+# N((0.5 - e, -0.3 + e), diag(0.36 + e, 0.16 + e)) against N((0.5, -0.3), diag(0.36, 0.16))
+# on [-4, 4]^2, warm-started from e0 for e0 - de (six (e0, de) from (0.001, 0.0005) to
+# (0.3, 0.05)), tol 1e-3 / 1e-4 / 1e-5, fine-iteration work summed over the 18 solves at 256^2:
+# the warm start as it is 7 102 (up to 2 540 iterations where W moved by a third or more, its
+# gap 0.55), a cold multilevel solve 2 765, the seeded multilevel start always 2 430, this
+# rule 1 855; at 128^2 (tol 1e-4 / 1e-5) 5 099 / 3 610 / 3 034 / 2 226. Warm starts with gaps
+# of 4e-2 and 7e-3 took 35-106 iterations as they were and 55-292 seeded; at 9e-2 and
+# 0.15 it was mixed (35-620 against 32-316).
+WARM_NEAR = 0.05
+
+
 def _use_multilevel(multilevel: bool | str, grid: Grid, warm: list) -> bool:
     """Whether to start from the multilevel solution: when asked (``"auto"``: on 2D grids of
     at least ``ML_AUTO_CELLS`` cells), without a warm start, on a grid that can be coarsened."""
     use_ml = (multilevel is True or (multilevel == "auto" and grid.ndim == 2
                                      and grid.size >= ML_AUTO_CELLS))
-    return use_ml and all(w is None for w in warm) and min(grid.shape) >= 2 * ML_MIN_CELLS
+    return use_ml and min(grid.shape) >= 2 * ML_MIN_CELLS
 
 
 def _build_start(kern: Any, cert: Any, c_dev: Any, cl: np.ndarray, prob: _Problems,
                  grid: Grid, opts: _Options, flow_candidates: bool) -> _Start:
     """Starting iterates and steps of the live problems: the multilevel start when it applies
     (a ``KeyboardInterrupt`` during it, with ``interrupt="return"``, falls back to the zero
-    start with no iterations left), else the warm starts or zeros; the step is ``opts.step``
-    when given, else the multilevel one, else the default step from the data."""
+    start with no iterations left), seeded by the warm starts where given; else the warm
+    starts or zeros. Where both apply, a warm start within :data:`WARM_NEAR` of the new
+    problem's W (its certified relative gap) is kept as it is, and the others start from the
+    multilevel start seeded by theirs. The step is ``opts.step`` when given, else the
+    multilevel one, else the default step from the data."""
     live, dtype = prob.live, opts.dtype
     use_ml = _use_multilevel(opts.multilevel, grid, prob.warm)
-    max_iter, levels, interrupted = opts.max_iter, 1, False
-    f0 = y0 = tau = None
-    if use_ml:
+    max_iter, interrupted = opts.max_iter, False
+    levels = np.ones(live.size, dtype=np.int64)
+    f0 = kern.xp.zeros((live.size, *grid.shape), dtype=dtype)
+    y0 = kern.xp.zeros((live.size, grid.ndim, *grid.shape), dtype=dtype)
+    warm = np.array([prob.warm[b] is not None for b in live], dtype=bool)
+    for j, b in enumerate(live):
+        if warm[j]:
+            f0[j] = kern.to_device(prob.warm[b].critic) * (1.0 / prob.length)
+            y0[j] = kern.to_device(prob.warm[b].flow) * (-1.0 / prob.units[b])
+    keep = np.zeros(live.size, dtype=bool)  # warm starts kept as they are
+    if use_ml and warm.any():
+        w = _xp_index(kern, warm)
+        keep[warm] = _warm_near(kern, cert, c_dev[w], f0[w], y0[w], opts, flow_candidates)
+    tau = None
+    if use_ml and not keep.all():
         try:
-            f0, y0, tau, _ = multilevel_start(
+            seed = None
+            if warm.any():
+                seed = (kern.to_host(f0).astype(np.float64), kern.to_host(y0).astype(np.float64))
+            fm, ym, tau, _ = multilevel_start(
                 prob.backend, grid.shape, prob.dx, opts.norm, dtype, cl, opts.tol,
-                opts.check_every, flow_candidates, max_iter, coarse_deadline(opts.deadline))
-            f0, y0 = kern.to_device(f0), kern.to_device(y0)
-            levels = 1 + int(np.floor(np.log2(min(grid.shape) / ML_MIN_CELLS)))
+                opts.check_every, flow_candidates, max_iter, coarse_deadline(opts.deadline),
+                seed)
+            ml = ~keep
+            levels[ml] = 1 + int(np.floor(np.log2(min(grid.shape) / ML_MIN_CELLS)))
+            f0[_xp_index(kern, ml)] = kern.to_device(fm[ml])
+            y0[_xp_index(kern, ml)] = kern.to_device(ym[ml])
         except KeyboardInterrupt:
             if opts.interrupt != "return":
                 raise
-            use_ml, max_iter, interrupted = False, 0, True
-    if not use_ml:
-        f0 = kern.xp.zeros((live.size, *grid.shape), dtype=dtype)
-        y0 = kern.xp.zeros((live.size, grid.ndim, *grid.shape), dtype=dtype)
-        for j, b in enumerate(live):
-            if prob.warm[b] is not None:
-                f0[j] = kern.to_device(prob.warm[b].critic) * (1.0 / prob.length)
-                y0[j] = kern.to_device(prob.warm[b].flow) * (-1.0 / prob.units[b])
+            max_iter, interrupted, tau = 0, True, None
     if opts.step is not None:
         tau = np.full(live.size, float(opts.step) * prob.length)
-    elif tau is None:  # from the new data, also on a warm start (its W may differ)
-        tau = default_steps(cert, c_dev)
+    elif tau is None or keep.any():  # from the new data, also on a warm start (its W may differ)
+        default = default_steps(cert, c_dev)
+        tau = default if tau is None else np.where(keep, default, tau)
     return _Start(f0, y0, tau, levels, max_iter, interrupted)
+
+
+def _xp_index(kern: Any, mask: np.ndarray) -> Any:
+    """``mask``'s indices as an index of ``kern``'s arrays."""
+    return kern.xp.asarray(np.flatnonzero(mask))
+
+
+def _warm_near(kern: Any, cert: Any, c_dev: Any, f: Any, y: Any, opts: _Options,
+               flow_candidates: bool) -> np.ndarray:
+    """Whether each warm start ``(f, y)`` is within :data:`WARM_NEAR` of its new problem:
+    its certified relative gap on the new data (one check, no iterations)."""
+    best, _ = iterate(kern, cert, c_dev, f.copy(), y.copy(), np.ones(f.shape[0]),
+                      tol=opts.tol, max_iter=0, check_every=opts.check_every, adaptive=False,
+                      deadline=None, callback=None, scale=np.ones(f.shape[0]), t0=solve_clock(),
+                      verbose=False, flow_candidates=flow_candidates, interrupt="raise",
+                      polish=False)
+    gap = (best.upper - best.lower) / np.abs(best.upper)
+    return gap <= WARM_NEAR
 
 
 def _run_iterations(kern: Any, cert: Any, c_dev: Any, cl: np.ndarray, start: _Start,
