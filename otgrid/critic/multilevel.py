@@ -167,12 +167,16 @@ def restrict(critic: np.ndarray, flow: np.ndarray):
 
 
 def multilevel_start(backend, grid_shape, dx, norm, dtype, c64_host, tol, check_every,
-                      flow_candidates, max_iter, deadline, warm=None):
+                      flow_candidates, max_iter, deadline, warm=None, interrupt="raise"):
     """Solve the coarsened problems (recursively) and prolong: starting iterates and steps.
     ``warm``: float64 host iterates ``(f, y)`` on this grid (warm starts; zeros for a problem
     without one: the same start as without ``warm``), restricted to every coarse grid: the
     coarsest solve starts from them, and each grid's start is its restricted warm start plus
-    the prolonged correction ``solution - restricted warm start`` of the grid below."""
+    the prolonged correction ``solution - restricted warm start`` of the grid below.
+    ``interrupt="return"``: a ``KeyboardInterrupt`` during a coarse solve stops it with its best
+    certified iterates, which the finer grids then prolong without iterating.
+    Returns the starting critic and flow on this grid (host), the steps, the coarse solve's
+    iterations (a mean over the batch) and whether a coarse solve was interrupted."""
     shape_c = tuple((n + 1) // 2 for n in grid_shape)
     dx_c = tuple(2.0 * h for h in dx)
     cc = coarsen(c64_host)
@@ -183,10 +187,14 @@ def multilevel_start(backend, grid_shape, dx, norm, dtype, c64_host, tol, check_
     nb = cc.shape[0]
     with kern.session():
         c_dev = cert.to_device(cc, np.float64)
+        stopped = False
         if min(shape_c) >= 2 * ML_MIN_CELLS:
-            f0, y0, tau, _ = multilevel_start(backend, shape_c, dx_c, norm, dtype, cc, tol,
-                                            check_every, flow_candidates, max_iter,
-                                            coarse_deadline(deadline), warm_c)
+            f0, y0, tau, _, stopped = multilevel_start(
+                backend, shape_c, dx_c, norm, dtype, cc, tol, check_every, flow_candidates,
+                max_iter, coarse_deadline(deadline), warm_c, interrupt)
+            if stopped:  # Ctrl-C below: that start goes on up without iterating here
+                f, y = _prolonged(f0, y0, warm, warm_c, tuple(grid_shape))
+                return f, y, np.asarray(tau) * 2.0 ** len(grid_shape), 0.0, True
             f0, y0 = kern.to_device(f0), kern.to_device(y0)
         elif warm_c is not None:
             f0, y0 = kern.to_device(warm_c[0]), kern.to_device(warm_c[1])
@@ -200,14 +208,21 @@ def multilevel_start(backend, grid_shape, dx, norm, dtype, c64_host, tol, check_
                               deadline=deadline,
                               callback=None, scale=np.ones(nb), t0=solve_clock(),
                               verbose=False, flow_candidates=flow_candidates,
-                              interrupt="raise", polish=ASCEND_COARSE)
+                              interrupt=interrupt, polish=ASCEND_COARSE)
         critic = cert.to_host(best.critic)
         flow = cert.to_host(cert.corrected_flow(best.flow_y, best.flow_u))
-    if warm is not None:  # the warm start plus the prolonged correction the coarse solve made
-        critic, flow = critic - warm_c[0], flow - warm_c[1]
-    f, y = prolong(critic, flow, tuple(grid_shape))
-    if warm is not None:
-        f, y = f + warm[0], y + warm[1]
+    f, y = _prolonged(critic, flow, warm, warm_c, tuple(grid_shape))
     steps = np.array([o.step for o in outs]) * 2.0 ** len(grid_shape)
-    return f, y, steps, sum(o.iterations for o in outs) / nb
+    stopped = any(o.status == "interrupted" for o in outs)
+    return f, y, steps, sum(o.iterations for o in outs) / nb, stopped
+
+
+def _prolonged(critic, flow, warm, warm_c, shape: tuple[int, ...]):
+    """The coarse solution ``(critic, flow)`` prolonged to the grid of ``shape``; with warm
+    starts ``warm`` (on that grid; ``warm_c`` restricted), the warm start plus the prolonged
+    correction ``solution - warm_c``."""
+    if warm is None:
+        return prolong(critic, flow, shape)
+    f, y = prolong(critic - warm_c[0], flow - warm_c[1], shape)
+    return f + warm[0], y + warm[1]
 

@@ -273,7 +273,8 @@ def solve_critic(
         kernels on a first run. The coarse solves of a multilevel start get at most half of it.
     interrupt : {"raise", "return"}, optional
         On ``KeyboardInterrupt`` (Ctrl-C): re-raise it, or return the best certified result so
-        far with ``status="interrupted"``.
+        far with ``status="interrupted"`` (during a multilevel start's coarse solves: the
+        interrupted solve's best iterates, prolonged and certified on this grid).
     verbose : bool, optional
         Print the bounds about once a second.
 
@@ -681,10 +682,12 @@ def _build_start(kern: Any, cert: Any, c_dev: Any, cl: np.ndarray, prob: _Proble
             seed = None
             if warm.any():
                 seed = (kern.to_host(f0).astype(np.float64), kern.to_host(y0).astype(np.float64))
-            fm, ym, tau, _ = multilevel_start(
+            fm, ym, tau, _, stopped = multilevel_start(
                 prob.backend, grid.shape, prob.dx, opts.norm, dtype, cl, opts.tol,
                 opts.check_every, flow_candidates, max_iter, coarse_deadline(opts.deadline),
-                seed)
+                seed, opts.interrupt)
+            if stopped:  # Ctrl-C during a coarse solve: its best, prolonged, is certified
+                max_iter, interrupted = 0, True
             ml = ~keep
             levels[ml] = 1 + int(np.floor(np.log2(min(grid.shape) / ML_MIN_CELLS)))
             f0[_xp_index(kern, ml)] = kern.to_device(fm[ml])

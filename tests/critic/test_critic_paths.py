@@ -345,6 +345,41 @@ def test_keyboard_interrupt_returns_the_best_result_when_asked(multilevel):
         og.solve_critic(mu, nu, grid, interrupt="ignore")
 
 
+
+def test_ctrl_c_during_a_coarse_solve_keeps_its_best(monkeypatch):
+    # Ctrl-C on the 64^2 level of a 256^2 solve: that level's best iterates, prolonged, are
+    # certified on the fine grid (the interrupt fell back to the zero start: lower bound 0)
+    from otgrid.critic import multilevel
+
+    grid = og.Grid([(-6.0, 8.0), (-6.0, 7.0)], (256, 256))
+    mu = grid.discretize(og.Normal([0.0, 0.0], 1.0))
+    nu = grid.discretize(og.Normal([2.0, 1.0], 1.0))
+    ref = og.solve_critic(mu, nu, grid, tol=1e-6)
+    make = multilevel.make_kernels
+
+    def interrupting(backend, shape, *args):
+        kern = make(backend, shape, *args)
+        if shape == (64, 64):
+            step, calls = kern.dual_step_residual, []
+
+            def stop_at_60(*a, **k):
+                calls.append(1)
+                if len(calls) == 60:
+                    raise KeyboardInterrupt
+                return step(*a, **k)
+
+            kern.dual_step_residual = stop_at_60
+        return kern
+
+    monkeypatch.setattr(multilevel, "make_kernels", interrupting)
+    res = og.solve_critic(mu, nu, grid, tol=1e-6, interrupt="return")
+    assert res.status == "interrupted" and res.iterations == 0 and res.levels > 1
+    assert res.lower <= ref.upper and ref.lower <= res.upper
+    assert res.lower > 0.9 * ref.lower and res.upper < 1.1 * ref.upper
+    with pytest.raises(KeyboardInterrupt):
+        og.solve_critic(mu, nu, grid, tol=1e-6)
+
+
 # ------------------------------------------------------------------------- float32 floor
 def test_float32_precision_floor_goes_on_in_float64(monkeypatch):
     """8gaussians vs N(0, I) at 64^2: float32 iterates stall short of a relative gap of 5e-7
