@@ -37,7 +37,10 @@ torch.load(..., weights_only=True), which loads tensors only (torch >= 2.6). A T
 file runs code when loaded: it is refused unless --torchscript is given (then a warning says
 so); load only files you trust. A whole pickled module (torch.save(net, path)) is refused.
 Needs torch (pip install 'otgrid[torch]').
-Exit status: 0 on success, 2 on bad input, 1 when an output file cannot be written."""
+Exit status: 0 on success, 2 on bad input (one line on standard error, also for a --samples
+whose points do not fit in the memory available, or the same path given to --figure and
+--json), 1 when an output file cannot be written, 130 when interrupted (Ctrl-C:
+"otgrid: interrupted" on standard error)."""
 
 
 def add_audit_parser(sub: Any) -> None:
@@ -77,7 +80,8 @@ def add_audit_parser(sub: Any) -> None:
                    help="cells per axis; default 512 in 1D, 128 x 128 in 2D")
     p.add_argument("--samples", type=int, default=4096, metavar="N",
                    help="samples per measure for the sample metrics (default: 4096)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sampling (default: 0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the sampling, >= 0 (default: 0)")
     p.add_argument("--tau", type=float, default=0.05,
                    help="Lipschitz tolerance: |grad f| > 1 + tau is a violation (default 0.05)")
     p.add_argument("--tol", type=float, default=1e-4,
@@ -92,10 +96,11 @@ def add_audit_parser(sub: Any) -> None:
                    help="mass outside the bounds: auto (default) drops at most 1e-6 of it per "
                         "axis silently and refuses more; renormalize or fold handle any amount; "
                         "raise refuses any")
-    p.add_argument("--figure", default="audit.png", metavar="PATH",
-                   help="figure file (default: audit.png)")
-    p.add_argument("--no-figure", action="store_true", dest="no_figure",
-                   help="do not write a figure")
+    figure = p.add_mutually_exclusive_group()
+    figure.add_argument("--figure", default="audit.png", metavar="PATH",
+                        help="figure file (default: audit.png)")
+    figure.add_argument("--no-figure", action="store_true", dest="no_figure",
+                        help="do not write a figure")
     p.add_argument("--json", metavar="PATH", help="also write the metrics as JSON")
 
 
@@ -144,14 +149,12 @@ def _torch_detail(exc: BaseException) -> str:
     return ""
 
 
-def _open_check(p: Path, path: str) -> None:
-    """One-line errors for a path that is not a readable, non-empty file."""
-    if not p.exists():
-        raise _usage(f"CRITIC {path!r}: no such file.")
-    if p.is_dir():
-        raise _usage(f"CRITIC {path!r} is a directory, not a critic file.")
-    if not p.is_file():
-        raise _usage(f"CRITIC {path!r} is not a regular file.")
+def _open_check(path: str) -> Path:
+    """The path of the critic file; one-line errors for a path that is not a readable,
+    non-empty file (:func:`otgrid.cli.common._input_file`)."""
+    from otgrid.cli.common import _input_file
+
+    p = _input_file(path, "CRITIC", "critic file (.pt)")
     try:
         with p.open("rb") as fh:
             head = fh.read(1)
@@ -159,6 +162,7 @@ def _open_check(p: Path, path: str) -> None:
         raise _usage(f"CRITIC {path!r} cannot be read: {exc.strerror or exc}.") from None
     if not head:
         raise _usage(f"CRITIC {path!r} is empty (0 bytes), not a saved critic.")
+    return p
 
 
 def _is_torchscript(p: Path) -> bool:
@@ -326,8 +330,7 @@ def load_critic(path: str, ndim: int, arch: str | None = None, *,
     except ImportError:
         raise _usage("otgrid audit needs torch: pip install 'otgrid[torch]'.") from None
     _check_torch_version(torch.__version__)
-    p = Path(path).expanduser()
-    _open_check(p, path)
+    p = _open_check(path)
     if _is_torchscript(p):
         if not allow_torchscript:
             raise _usage(f"CRITIC {path!r} is TorchScript, which runs code when loaded: pass "
@@ -353,6 +356,19 @@ def _load_reporting(args: argparse.Namespace, ndim: int) -> Any:
     return net
 
 
+def _check_samples(args: argparse.Namespace, net: Any, ndim: int) -> None:
+    """Refuse at once a --samples whose points would not fit in memory: three sets of points
+    (MU's, NU's, between them) with the critic's values, gradients and hidden activations."""
+    from otgrid.cli.common import _check_count_memory
+
+    try:
+        width = sum(int(w.shape[0]) for w in net.parameters() if w.ndim == 2)
+    except Exception:  # a TorchScript module without the usual parameters
+        width = 256
+    _check_count_memory("--samples", args.samples, 3 * 8 * (2 * ndim + 2 + 2 * width),
+                        "the sample points and the critic's activations")
+
+
 def run_audit(args: argparse.Namespace) -> int:
     """Handle ``otgrid audit`` (arguments from :func:`add_audit_parser`).
 
@@ -369,25 +385,30 @@ def run_audit(args: argparse.Namespace) -> int:
     from otgrid.auditing.metrics import audit
     from otgrid.cli.common import (
         _check_output,
+        _check_seed,
         _dimension_hint,
         _discretize,
+        _distinct_outputs,
         _fmt_bounds,
         _load_pair,
         _make_grid,
-        one_line,
+        _Outputs,
     )
 
     if args.samples < 1:
         raise _usage(f"--samples must be >= 1; got {args.samples}.")
+    _check_seed(args.seed)
     if not args.tau >= 0:
         raise _usage(f"--tau must be >= 0; got {args.tau}.")
-    mu, nu, label = _load_pair(args.mu, args.nu, _dimension_hint(args))
+    mu, nu, label = _load_pair(args.mu, args.nu, _dimension_hint(args), names=("--mu", "--nu"))
     grid = _make_grid(args, mu.ndim, mu, nu)
     if grid.ndim not in (1, 2):
         raise _usage(f"otgrid audit works in 1D and 2D; the distributions are {grid.ndim}D.")
     fig_path = None if args.no_figure else _check_output(args.figure, "--figure", figure=True)
     json_path = _check_output(args.json, "--json")
+    _distinct_outputs(("--figure", fig_path), ("--json", json_path))
     net = _load_reporting(args, grid.ndim)
+    _check_samples(args, net, grid.ndim)
     mu_m, out_mu = _discretize(grid, mu, args.outside, "MU", hold=[mu, nu])
     nu_m, out_nu = _discretize(grid, nu, args.outside, "NU", hold=[mu, nu])
     print(f"MU: {mu!r}\nNU: {nu!r}")
@@ -412,25 +433,24 @@ def run_audit(args: argparse.Namespace) -> int:
                         time_budget=args.time_budget, outside=args.outside, seed=args.seed)
     except (ValueError, RuntimeError) as exc:
         raise _usage(f"critic: {str(exc).splitlines()[0]}") from None
+    except MemoryError:
+        raise _usage(f"out of memory during the audit; lower --samples ({args.samples}) or "
+                     "use a coarser --shape.") from None
     print(rep)
-    try:
-        if fig_path is not None:
-            from matplotlib.backends.backend_agg import FigureCanvasAgg
-            from matplotlib.figure import Figure
+    outputs = _Outputs()
+    outputs.write("figure", fig_path, lambda: _audit_figure(rep, grid.ndim, label, fig_path))
+    outputs.write("results", json_path,
+                  lambda: json_path.write_text(rep.to_json() + "\n", encoding="utf-8"))
+    return outputs.status()
 
-            from otgrid.auditing.plot import plot_audit
 
-            fig = Figure(figsize=(10.0, 4.0) if grid.ndim == 1 else (14.0, 4.5),
-                         layout="constrained")
-            FigureCanvasAgg(fig)
-            plot_audit(rep, fig=fig, title=label)
-            fig.savefig(fig_path, dpi=150)
-            print(f"figure written to {fig_path}")
-        if json_path is not None:
-            json_path.write_text(rep.to_json() + "\n", encoding="utf-8")
-            print(f"results written to {json_path}")
-    except OSError as exc:
-        print("otgrid: error: " + one_line(f"could not write an output file: {exc}"),
-              file=sys.stderr)
-        return 1
-    return 0
+def _audit_figure(rep: Any, ndim: int, label: str, path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from otgrid.auditing.plot import plot_audit
+
+    fig = Figure(figsize=(10.0, 4.0) if ndim == 1 else (14.0, 4.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    plot_audit(rep, fig=fig, title=label)
+    fig.savefig(path, dpi=150)

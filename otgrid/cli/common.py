@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import math
+import os
+import shutil
+import signal
 import sys
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,17 +79,27 @@ def _parse(text: str, name: str, ndim: int | None) -> Any:
         raise _UsageError(f"{name}: {exc}") from None
 
 
-def _load_pair(mu_text: str, nu_text: str | None, hint: int | None) -> tuple[Any, Any, str]:
-    """Parse MU and NU (or the parallel-lines pair); returns them and a label for the figure."""
+def _pair_example(names: tuple[str, str], mu_text: str, nu_text: str) -> str:
+    """A command line giving the pair: ``otgrid critic 'A' 'B'`` or ``--mu 'A' --nu 'B'``."""
+    if names[0].startswith("--"):
+        return f"{names[0]} {mu_text!r} {names[1]} {nu_text!r}"
+    return f"otgrid critic {mu_text!r} {nu_text!r}"
+
+
+def _load_pair(mu_text: str, nu_text: str | None, hint: int | None,
+               names: tuple[str, str] = ("MU", "NU")) -> tuple[Any, Any, str]:
+    """Parse MU and NU (or the parallel-lines pair); returns them and a label for the figure.
+    ``names`` are what the messages call them (the arguments, or options such as ``--mu``)."""
+    mu_name, nu_name = names
     try:
         theta = parse_parallel_lines(mu_text)
     except ValueError as exc:
-        raise _UsageError(f"MU: {exc}") from None
+        raise _UsageError(f"{mu_name}: {exc}") from None
     nu_missing = nu_text is None or nu_text.strip() == "-"
     if theta is not None:
         if not nu_missing:
-            raise _UsageError(f"MU {mu_text!r} is a pair of distributions by itself; omit NU "
-                              f"(or write '-'), got NU {nu_text!r}.")
+            raise _UsageError(f"{mu_name} {mu_text!r} is a pair of distributions by itself; "
+                              f"omit {nu_name} (or write '-'), got {nu_name} {nu_text!r}.")
         if hint not in (None, 2):
             raise _UsageError(f"parallel_lines is 2D; --bounds/--shape describe {hint} axes.")
         from otgrid.grid.datasets import parallel_lines
@@ -91,22 +107,29 @@ def _load_pair(mu_text: str, nu_text: str | None, hint: int | None) -> tuple[Any
         mu, nu = parallel_lines(theta)
         return mu, nu, f"parallel_lines({theta:g})"
     if nu_missing:
-        raise _UsageError(f"NU is missing: give two distributions, e.g. otgrid critic "
-                          f"{mu_text!r} 'normal(1, 1)' (only parallel_lines(theta) stands alone).")
+        if mu_text.strip() in ("", "-"):
+            raise _UsageError(f"{mu_name} and {nu_name} are missing ('-' stands for {nu_name} "
+                              "only after parallel_lines(theta)); give two distributions, e.g. "
+                              f"{_pair_example(names, 'normal(0, 1)', 'normal(1, 1)')}.")
+        _parse(mu_text, mu_name, hint)  # a bad MU is reported first, not suggested back
+        raise _UsageError(f"{nu_name} is missing: give two distributions, e.g. "
+                          f"{_pair_example(names, mu_text, 'normal(1, 1)')} (only "
+                          "parallel_lines(theta) stands alone).")
     if parse_parallel_lines(nu_text) is not None:
-        raise _UsageError("parallel_lines(theta) is a pair of distributions; give it as MU alone "
-                          "(omit NU).")
+        raise _UsageError(f"parallel_lines(theta) is a pair of distributions; give it as "
+                          f"{mu_name} alone (omit {nu_name}).")
     if hint is not None:
-        return _parse(mu_text, "MU", hint), _parse(nu_text, "NU", hint), f"{mu_text}  vs  {nu_text}"
-    mu = _parse(mu_text, "MU", None)
-    nu = _parse(nu_text, "NU", None)
+        return (_parse(mu_text, mu_name, hint), _parse(nu_text, nu_name, hint),
+                f"{mu_text}  vs  {nu_text}")
+    mu = _parse(mu_text, mu_name, None)
+    nu = _parse(nu_text, nu_name, None)
     if mu.ndim != nu.ndim:
         d = max(mu.ndim, nu.ndim)
         try:
             mu, nu = parse_distribution(mu_text, ndim=d), parse_distribution(nu_text, ndim=d)
         except ValueError:
-            raise _UsageError(f"MU is {mu.ndim}D but NU is {nu.ndim}D; give two distributions "
-                              "of the same dimension.") from None
+            raise _UsageError(f"{mu_name} is {mu.ndim}D but {nu_name} is {nu.ndim}D; give two "
+                              "distributions of the same dimension.") from None
     return mu, nu, f"{mu_text}  vs  {nu_text}"
 
 
@@ -221,23 +244,223 @@ def _check_unit_interval(value: float, flag: str) -> None:
         raise _UsageError(f"{flag} must be a relative gap in (0, 1), e.g. 1e-6; got {value:g}.")
 
 
+def _shown(text: str, limit: int = 240) -> str:
+    """``repr(text)``, shortened in the middle when longer than ``limit`` characters."""
+    if len(text) <= limit:
+        return repr(text)
+    half = (limit - 5) // 2
+    return f"{text[:half] + '...' + text[-half:]!r} ({len(text)} characters)"
+
+
+def _user_path(text: str, what: str) -> Path:
+    """``text`` as a path with ``~`` and ``~user`` expanded; a user (or home) that cannot be
+    found, or a NUL character, is a usage error naming ``what`` (the option or argument)."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # ~nosuchuser, or no home directory at all
+        user = text.split("/", 1)[0]
+        raise _UsageError(f"{what} {_shown(text)}: {user!r} cannot be expanded (no such user "
+                          "or home folder); give the path without it.") from None
+
+
+def _stat(p: Path, text: str, what: str) -> os.stat_result | None:
+    """``p.stat()``, or None when nothing is there; any other failure (a name over 255 bytes,
+    a path too long, no permission to look, a loop of links) is a usage error naming ``what``."""
+    try:
+        return p.stat()
+    except FileNotFoundError:
+        return None
+    except NotADirectoryError:
+        raise _UsageError(f"{what} {_shown(text)}: a part of the path before the last is a "
+                          "file, not a folder.") from None
+    except OSError as exc:
+        raise _UsageError(f"{what} {_shown(text)}: {exc.strerror or exc}.") from None
+    except ValueError:  # an embedded NUL character
+        raise _UsageError(f"{what} {_shown(text)} is not a valid path.") from None
+
+
+def _input_file(text: str, what: str, kind: str = "file") -> Path:
+    """The path of a file to read, checked: it exists and is a regular file (one-line usage
+    errors naming ``what`` otherwise; ``kind`` names what the file should be)."""
+    p = _user_path(text, what)
+    st = _stat(p, text, what)
+    if st is None:
+        raise _UsageError(f"{what} {_shown(text)}: no such file; give a {kind}.")
+    if p.is_dir():
+        raise _UsageError(f"{what} {_shown(text)} is a folder, not a {kind}.")
+    if not p.is_file():
+        raise _UsageError(f"{what} {_shown(text)} is not a regular file; give a {kind}.")
+    return p
+
+
+def _output_path(text: str, what: str, folder: bool = False) -> Path:
+    """The path of a file (or with ``folder``, a folder) to write, checked before any work:
+    its folder exists, the name is not too long, and it is not a folder (or, with ``folder``,
+    not a file)."""
+    p = _user_path(text, what)
+    parent = _stat(p.parent, text, what)
+    if parent is None or not p.parent.is_dir():
+        where = "does not exist" if parent is None else "is not a folder"
+        raise _UsageError(f"{what} {_shown(text)}: the folder {_shown(str(p.parent))} {where}.")
+    st = _stat(p, text, what)
+    if st is not None and folder and not p.is_dir():
+        raise _UsageError(f"{what} {_shown(text)} is a file; give a folder.")
+    if st is not None and not folder and p.is_dir():
+        raise _UsageError(f"{what} {_shown(text)} is a folder; give a file name.")
+    return p
+
+
+def _unwritable_formats() -> dict[str, str]:
+    """Figure formats matplotlib knows but cannot write on this machine, with the reason."""
+    import matplotlib
+
+    texsystem = str(matplotlib.rcParams["pgf.texsystem"])
+    if shutil.which(texsystem) is None:
+        return {"pgf": f"needs {texsystem} (matplotlib's pgf.texsystem), which is not installed "
+                       "here"}
+    return {}
+
+
 def _check_output(path: str | None, what: str, figure: bool = False) -> Path | None:
+    """A checked output path (:func:`_output_path`); with ``figure``, also a format that
+    matplotlib can write here, read from the extension."""
     if path is None:
         return None
-    p = Path(path).expanduser()
-    if not p.parent.is_dir():
-        raise _UsageError(f"{what} {path!r}: the folder {str(p.parent)!r} does not exist.")
-    if p.is_dir():
-        raise _UsageError(f"{what} {path!r} is a folder; give a file name.")
+    p = _output_path(path, what)
     if figure:
         from matplotlib.figure import Figure
 
         fmt = p.suffix.lower().lstrip(".")
-        supported = Figure().canvas.get_supported_filetypes()
+        missing = _unwritable_formats()
+        supported = sorted(set(Figure().canvas.get_supported_filetypes()) - set(missing))
+        if fmt in missing:
+            raise _UsageError(f"{what} {_shown(path)}: the {fmt} format {missing[fmt]}; use an "
+                              f"extension among {', '.join(supported)}.")
         if fmt not in supported:
-            raise _UsageError(f"{what} {path!r}: unknown figure format {fmt!r}; use an "
-                              f"extension among {', '.join(sorted(supported))}.")
+            raise _UsageError(f"{what} {_shown(path)}: unknown figure format {fmt!r}; use an "
+                              f"extension among {', '.join(supported)}.")
     return p
+
+
+def _distinct_outputs(*outputs: tuple[str, Path | None]) -> None:
+    """Refuse the same file given to two output options (``--figure P --json P``): the second
+    write would replace the first. Paths are compared resolved (links, ``..``, ``~``)."""
+    seen: dict[str, str] = {}
+    for what, p in outputs:
+        if p is None:
+            continue
+        try:
+            key = os.path.normcase(os.path.realpath(p))
+        except (OSError, ValueError):
+            key = os.path.normcase(os.path.abspath(p))
+        if key in seen:
+            raise _UsageError(f"{seen[key]} and {what} name the same file {_shown(str(p))}; give "
+                              "each output its own path.")
+        seen[key] = what
+
+
+class _PostScriptTransparency(logging.Filter):
+    """Drop matplotlib's note that PostScript renders transparent artists opaque (the figures
+    use transparency only for shading; the eps/ps output is as intended)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("The PostScript backend does not support "
+                                              "transparency")
+
+
+class _Outputs:
+    """Writes a command's output files one after the other: each success is printed
+    ("figure written to PATH"), each failure (any exception, e.g. a folder that cannot be
+    written or a figure format whose tools are missing) is kept and the others are still
+    written; :meth:`status` prints the failures on one ``otgrid: error:`` line and gives the
+    exit status (1 after a failure, else 0)."""
+
+    def __init__(self) -> None:
+        self.failed: list[str] = []
+
+    def write(self, noun: str, path: Path | None, fn: Callable[[], Any]) -> bool:
+        """Run ``fn`` (which writes ``path``); whether it succeeded (False for no path)."""
+        if path is None:
+            return False
+        ps_logger = logging.getLogger("matplotlib.backends.backend_ps")
+        quiet = _PostScriptTransparency()
+        ps_logger.addFilter(quiet)
+        try:
+            fn()
+        except Exception as exc:  # any failure is reported on one line
+            detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else (
+                f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
+                if str(exc).strip() else type(exc).__name__)
+            self.failed.append(f"the {noun} {_shown(str(path))} ({detail})")
+            return False
+        finally:
+            ps_logger.removeFilter(quiet)
+        print(f"{noun} written to {path}")
+        return True
+
+    def status(self) -> int:
+        if not self.failed:
+            return 0
+        print("otgrid: error: " + one_line("could not write " + "; ".join(self.failed)),
+              file=sys.stderr)
+        return 1
+
+
+@contextlib.contextmanager
+def _ctrl_c_stops() -> Iterator[Callable[[], bool]]:
+    """Turn the first Ctrl-C (SIGINT) inside into a request to stop: yields a function that
+    says whether one came; a second Ctrl-C interrupts at once (``KeyboardInterrupt``). Outside
+    the main thread, or when SIGINT is not Python's default handler, nothing changes."""
+    hit = [False]
+
+    def asked() -> bool:
+        return hit[0]
+
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield asked
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if hit[0]:
+            raise KeyboardInterrupt
+        hit[0] = True
+        new_line = "\n" if sys.stderr.isatty() else ""  # after a progress line redrawn in place
+        print(f"{new_line}otgrid: stopping after the current step (Ctrl-C again to quit at once)",
+              file=sys.stderr, flush=True)
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield asked
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _check_seed(seed: int, flag: str = "--seed") -> None:
+    if seed < 0:
+        raise _UsageError(f"{flag} must be an integer >= 0; got {seed}.")
+
+
+_MAX_COUNT = 2 ** 40  # no sample count above this can be held as an array
+
+
+def _check_count_memory(flag: str, count: int, bytes_each: float, what: str) -> None:
+    """Refuse at once a sample count (``--batch``, ``--samples``, ...) whose arrays, about
+    ``bytes_each`` bytes per sample, would not fit in the memory available here."""
+    from otgrid.critic.memory import ENV_SWITCH, _fmt_bytes, available_memory
+
+    needed = count * bytes_each
+    if count > _MAX_COUNT:
+        raise _UsageError(f"{flag} {count} is too large ({what}); at most {_MAX_COUNT} "
+                          "(2**40) is allowed.")
+    if os.environ.get(ENV_SWITCH, "").strip() == "0" or needed <= 2 ** 26:
+        return
+    available = available_memory()
+    if available is not None and needed > available:
+        fits = max(1, int(available // bytes_each))
+        raise _UsageError(f"{flag} {count}: {what} need about {_fmt_bytes(needed)} of memory "
+                          f"(estimate) but {_fmt_bytes(available)} is available here; use "
+                          f"{flag} {fits} or less, or set {ENV_SWITCH}=0 to try anyway.")
 
 
 def _is_parallel_lines(text: str) -> bool:

@@ -17,12 +17,13 @@ from otgrid.cli.common import (
     _check_unit_interval,
     _dimension_hint,
     _discretize,
+    _distinct_outputs,
     _fmt_bounds,
     _load_pair,
     _make_grid,
+    _Outputs,
     _symbol,
     _UsageError,
-    one_line,
 )
 from otgrid.grid.spec import GRAMMAR
 
@@ -44,10 +45,13 @@ Default bounds: a box holding both distributions (Gaussians to mean +- 5 std), p
 by 5% and rounded outward. With --outside auto (the default) a mass outside the bounds
 of at most 1e-6 per axis is renormalized away silently and more is an error that suggests
 bounds; --outside renormalize or fold keep the given bounds (and say how much was outside).
+Ctrl-C during the solve stops it: the best bounds so far are printed and the outputs
+written, then the command exits with status 130; Ctrl-C at any other moment exits at once
+with 130 ("otgrid: interrupted" on standard error).
 Exit status: 0 on success (also when --max-iter stops the solver before --tol: the
 printed bounds still hold and a warning says so), 2 on bad input (one line on standard
-error, also for a grid that does not fit in the memory available), 1 when an output file
-cannot be written."""
+error, also for a grid that does not fit in the memory available, or the same path given
+to --figure and --json), 1 when an output file cannot be written, 130 when interrupted."""
 
 
 
@@ -83,7 +87,8 @@ def add_critic_parser(sub: Any) -> None:
     critic.add_argument("--time-limit", type=float, default=None, dest="time_limit",
                         metavar="SECONDS",
                         help="stop after this many seconds with the best certified bounds so "
-                             "far (default: none). Ctrl-C also stops with the best bounds.")
+                             "far (default: none). Ctrl-C also stops with the best bounds "
+                             "(exit status 130).")
     critic.add_argument("--float32", action="store_true",
                         help="iterate in float32 (faster on large grids; the bounds are still "
                              "certified in float64)")
@@ -93,9 +98,10 @@ def add_critic_parser(sub: Any) -> None:
                              "per axis silently and stops with an error above; 'renormalize' "
                              "rescales the rest, 'fold' moves it into the boundary cells (both "
                              "report it); 'raise' stops above 1e-12")
-    critic.add_argument("--figure", default="critic.png", metavar="PATH",
+    figure = critic.add_mutually_exclusive_group()
+    figure.add_argument("--figure", default="critic.png", metavar="PATH",
                         help="figure file, format from the extension (default: critic.png)")
-    critic.add_argument("--no-figure", action="store_true", dest="no_figure",
+    figure.add_argument("--no-figure", action="store_true", dest="no_figure",
                         help="do not write a figure")
     critic.add_argument("--flow", action="store_true",
                         help="draw the optimal transport flow as arrows on the figure")
@@ -146,6 +152,7 @@ def _run_critic(args: argparse.Namespace) -> int:
     want_figure = not args.no_figure and ndim <= 2
     fig_path = _check_output(args.figure, "--figure", figure=True) if want_figure else None
     json_path = _check_output(args.json, "--json")
+    _distinct_outputs(("--figure", fig_path), ("--json", json_path))
 
     approx = _symbol("≈", "~=")
     print(f"MU: {mu_dist!r}")
@@ -193,8 +200,9 @@ def _run_critic(args: argparse.Namespace) -> int:
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
-    if res.iterations == 0 and res.status == "interrupted":
-        # the bounds of the starting point hold, but their midpoint is no estimate of W
+    if res.iterations == 0 and res.status == "interrupted" and res.levels == 1:
+        # the bounds of the starting point hold, but their midpoint is no estimate of W (after
+        # a multilevel start's coarse solves it is one: they are printed as usual)
         print(f"W in [{res.lower:.10g}, {res.upper:.10g}] (interrupted before the first "
               "iteration: no estimate)")
     else:
@@ -211,30 +219,31 @@ def _run_critic(args: argparse.Namespace) -> int:
     if res.status in ("interrupted", "time_limit"):
         print(f"  stopped:      {res.message}")
 
-    try:
-        if fig_path is not None:
-            _write_figure(res, masses["MU"], masses["NU"], label, args.flow, fig_path)
-            print(f"figure written to {fig_path}")
-        if json_path is not None:
-            record = {
-                "mu": args.mu, "nu": args.nu, "mu_distribution": repr(mu_dist),
-                "nu_distribution": repr(nu_dist), "ndim": ndim,
-                "bounds": [list(b) for b in grid.bounds], "shape": list(grid.shape),
-                "norm": res.norm, "tol": res.tol, "max_iter": args.max_iter,
-                "outside": args.outside,
-                "outside_mass": {"mu": outside["MU"], "nu": outside["NU"]},
-                "w1": res.w1, "lower": res.lower, "upper": res.upper, "gap": res.gap,
-                "relative_gap": res.relative_gap, "iterations": int(res.iterations),
-                "converged": bool(res.converged), "status": res.status,
-                "message": res.message, "seconds": res.seconds, "backend": res.backend,
-                "figure": str(fig_path) if fig_path is not None else None,
-            }
-            json_path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-            print(f"results written to {json_path}")
-    except OSError as exc:
-        print("otgrid: error: " + one_line(f"could not write an output file: {exc}"),
-              file=sys.stderr)
+    outputs = _Outputs()
+    wrote_figure = outputs.write("figure", fig_path, lambda: _write_figure(
+        res, masses["MU"], masses["NU"], label, args.flow, fig_path))
+    if json_path is not None:
+        record = {
+            "mu": args.mu, "nu": args.nu, "mu_distribution": repr(mu_dist),
+            "nu_distribution": repr(nu_dist), "ndim": ndim,
+            "bounds": [list(b) for b in grid.bounds], "shape": list(grid.shape),
+            "norm": res.norm, "tol": res.tol, "max_iter": args.max_iter,
+            "outside": args.outside,
+            "outside_mass": {"mu": outside["MU"], "nu": outside["NU"]},
+            "w1": res.w1, "lower": res.lower, "upper": res.upper, "gap": res.gap,
+            "relative_gap": res.relative_gap, "iterations": int(res.iterations),
+            "converged": bool(res.converged), "status": res.status,
+            "message": res.message, "seconds": res.seconds, "backend": res.backend,
+            "figure": str(fig_path) if wrote_figure else None,
+        }
+        outputs.write("results", json_path, lambda: json_path.write_text(
+            json.dumps(record, indent=2) + "\n", encoding="utf-8"))
+    if outputs.status():
         return 1
+    if res.status == "interrupted":
+        print("otgrid: interrupted: stopped with the best bounds so far (printed above)",
+              file=sys.stderr)
+        return 130
     return 0
 
 

@@ -59,8 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     int
         Exit status: 0 on success, 2 on bad input (a one-line message on standard error, never
         a traceback: grammar errors, extreme numbers, bounds that miss the distributions,
-        grids too large for the memory available), 1 when an output file could not be
-        written.
+        grids too large for the memory available, paths that cannot be used), 1 when an
+        output file could not be written, 130 when interrupted by Ctrl-C
+        (``KeyboardInterrupt``: "otgrid: interrupted" on standard error, no traceback).
 
     Examples
     --------
@@ -100,6 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("otgrid: error: out of memory; use a coarser --shape (fewer cells per axis).",
               file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C outside a solve that stops by itself (critic, sco)
+        print("otgrid: interrupted", file=sys.stderr)
+        return 130
     except SystemExit as exc:  # --help and --version
         return exc.code if isinstance(exc.code, int) else 0
     except BrokenPipeError:  # e.g. `otgrid critic ... | head`: stop quietly

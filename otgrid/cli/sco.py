@@ -13,17 +13,21 @@ from typing import Any
 import numpy as np
 
 from otgrid.cli.common import (
+    _check_count_memory,
     _check_output,
+    _check_seed,
     _check_unit_interval,
+    _ctrl_c_stops,
     _dimension_hint,
     _discretize,
+    _distinct_outputs,
     _fmt_bounds,
     _is_parallel_lines,
     _make_grid,
+    _Outputs,
     _parse,
     _symbol,
     _UsageError,
-    one_line,
 )
 from otgrid.grid.spec import GRAMMAR
 
@@ -53,9 +57,14 @@ std), padded by 5% and rounded outward. Default shape: 256 cells in 1D, 64 x 64 
 A target with more than 1e-6 (per axis) of its mass outside the bounds is an error
 unless --outside renormalize or fold is given; generated mass outside is folded into the
 boundary cells (the critic pushes it back) and reported.
+Ctrl-C stops the fit after the current step: the parameters and bounds reached are printed
+and the outputs written, then the command exits with status 130 (a second Ctrl-C, or one
+before the fit, exits at once with 130: "otgrid: interrupted" on standard error).
 Exit status: 0 on success (also when a stopping tolerance was not met or the fit stopped
-early on bad values: the message says why), 2 on bad input (one line on standard error),
-1 when an output file cannot be written."""
+early on bad values: the message says why), 2 on bad input (one line on standard error,
+also for a --batch or --n-mass-samples whose samples do not fit in the memory available,
+or the same path given to --figure and --json), 1 when an output file cannot be written,
+130 when interrupted."""
 
 
 def add_sco_parser(sub: Any) -> None:
@@ -116,11 +125,13 @@ def add_sco_parser(sub: Any) -> None:
                      help="pointwise norm of the critic constraint (default: euclidean)")
     sco.add_argument("--backend", choices=("auto", "numpy", "numba", "cuda"), default="auto",
                      help="critic solver backend (default: auto)")
-    sco.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    sco.add_argument("--figure", default="sco.png", metavar="PATH",
-                     help="learning-curve figure, format from the extension (default: sco.png)")
-    sco.add_argument("--no-figure", action="store_true", dest="no_figure",
-                     help="do not write a figure")
+    sco.add_argument("--seed", type=int, default=0, help="random seed, >= 0 (default: 0)")
+    figure = sco.add_mutually_exclusive_group()
+    figure.add_argument("--figure", default="sco.png", metavar="PATH",
+                        help="learning-curve figure, format from the extension (default: "
+                             "sco.png)")
+    figure.add_argument("--no-figure", action="store_true", dest="no_figure",
+                        help="do not write a figure")
     sco.add_argument("--quiet", action="store_true", help="no progress line")
     sco.add_argument("--json", metavar="PATH",
                      help="also write the results (parameters, W, history) as JSON")
@@ -165,6 +176,7 @@ def _check_sco_args(args: argparse.Namespace) -> None:
                         ("--prox-steps", args.prox_steps)):
         if value < (0 if name == "--steps" else 1):
             raise _UsageError(f"{name} must be >= {0 if name == '--steps' else 1}; got {value}.")
+    _check_seed(args.seed)
     for name, value in (("--stop-param-tol", args.stop_param_tol),
                         ("--stop-w-tol", args.stop_w_tol)):
         if value is not None and not (math.isfinite(value) and value > 0):
@@ -193,12 +205,25 @@ def _sco_figure(res: Any, label: str, path: Path) -> None:
     save_figure(fig, path)
 
 
+# bytes per generated point of a step's arrays: latent and generated points, the critic's
+# gradient and interpolation weights (a generous estimate, float64)
+_BYTES_PER_POINT = {1: 8 * 16, 2: 8 * 24}
+
+
+def _check_sample_memory(args: argparse.Namespace, ndim: int) -> None:
+    """Refuse at once a --batch (or --n-mass-samples) whose points would not fit in memory."""
+    _check_count_memory("--batch", args.batch, _BYTES_PER_POINT[ndim],
+                        "the generated points of a step")
+    if args.masses == "samples":
+        _check_count_memory("--n-mass-samples", args.n_mass_samples, _BYTES_PER_POINT[ndim],
+                            "the points of each histogram")
+
+
 def run_sco(args: argparse.Namespace) -> int:
-    from otgrid.errors import ConvergenceWarning, OutsideMassWarning
+    """``otgrid sco``: the checks, the fit (stopped by Ctrl-C after the current step), the
+    printed result and the output files."""
     from otgrid.grid.distributions import Normal, PointMass
     from otgrid.sco.generators import Affine, LocationScale
-    from otgrid.sco.loop import fit
-    from otgrid.sco.result import WassersteinProx
 
     _check_sco_args(args)
     hint = _dimension_hint(args)
@@ -221,6 +246,7 @@ def run_sco(args: argparse.Namespace) -> int:
     if args.shape is None:
         args.shape = [_SCO_DEFAULT_SHAPE[ndim]]
     grid = _make_grid(args, ndim, target, start)
+    _check_sample_memory(args, ndim)
     if args.generator == "location-scale":
         gen = LocationScale(loc, scale)
     else:
@@ -232,8 +258,8 @@ def run_sco(args: argparse.Namespace) -> int:
                           "--stop-w-tol instead.")
     fig_path = None if args.no_figure else _check_output(args.figure, "--figure", figure=True)
     json_path = _check_output(args.json, "--json")
+    _distinct_outputs(("--figure", fig_path), ("--json", json_path))
 
-    approx = _symbol("≈", "~=")
     print(f"TARGET: {target!r}")
     print(f"generator: {gen!r} (start)")
     source = "given" if args.bounds is not None else "default, holding target and start"
@@ -244,8 +270,37 @@ def run_sco(args: argparse.Namespace) -> int:
         how = "folded into the boundary cells" if args.outside == "fold" else "renormalized"
         print(f"TARGET: mass {out:.3g} lies outside the bounds ({how}); enlarge --bounds to "
               "avoid this")
+    res = _fit(args, mu, gen, grid, true)
+    _print_result(res, true)
+    outputs = _Outputs()
+    wrote_figure = outputs.write("figure", fig_path, lambda: _sco_figure(
+        res, f"SCO fit of {args.target}", fig_path))
+    if json_path is not None:
+        record = _record(args, res, target, true, grid)
+        record["figure"] = str(fig_path) if wrote_figure else None
+        outputs.write("results", json_path, lambda: json_path.write_text(
+            json.dumps(record, indent=2) + "\n", encoding="utf-8"))
+    if outputs.status():
+        return 1
+    if res.status == "interrupted":
+        print(f"otgrid: interrupted: stopped after step {res.steps} (the result above)",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+def _fit(args: argparse.Namespace, mu: np.ndarray, gen: Any, grid: Any,
+         true: np.ndarray | None) -> Any:
+    """:func:`otgrid.sco.fit` with the command's options: its warnings as ``otgrid: warning``
+    lines, a first Ctrl-C as a stop after the current step (status ``"interrupted"``)."""
+    import dataclasses
+
+    from otgrid.errors import ConvergenceWarning, OutsideMassWarning
+    from otgrid.sco.loop import fit
+    from otgrid.sco.result import WassersteinProx
+
     prox = WassersteinProx(args.prox_h, args.prox_steps) if args.prox else None
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, _ctrl_c_stops() as asked:
         warnings.simplefilter("always", ConvergenceWarning)
         warnings.simplefilter("always", OutsideMassWarning)
         try:
@@ -254,14 +309,29 @@ def run_sco(args: argparse.Namespace) -> int:
                       n_mass_samples=args.n_mass_samples, critic_tol=args.critic_tol,
                       prox=prox, true_params=true, stop_param_tol=args.stop_param_tol,
                       stop_w_tol=args.stop_w_tol, norm=args.norm, backend=args.backend,
-                      progress=not args.quiet, rng=args.seed)
+                      progress=not args.quiet, rng=args.seed, callback=lambda info: asked())
         except (TypeError, ValueError, RuntimeError) as exc:  # RuntimeError: no usable GPU
             raise _UsageError(str(exc)) from None
+        except MemoryError:
+            raise _UsageError(f"out of memory during the fit; lower --batch ({args.batch})"
+                              + (f" or --n-mass-samples ({args.n_mass_samples})"
+                                 if args.masses == "samples" else "")
+                              + ", or use a coarser --shape.") from None
     for w in caught:
         if issubclass(w.category, (ConvergenceWarning, OutsideMassWarning)):
             print(f"otgrid: warning: {w.message}", file=sys.stderr)
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if res.status == "callback":  # the only callback is Ctrl-C's
+        res = dataclasses.replace(
+            res, status="interrupted",
+            message=f"Interrupted (Ctrl-C) after step {res.steps}; W in "
+                    f"[{res.lower[-1]:.6g}, {res.upper[-1]:.6g}].")
+    return res
+
+
+def _print_result(res: Any, true: np.ndarray | None) -> None:
+    approx = _symbol("≈", "~=")
 
     def fmt(values: np.ndarray) -> str:
         return "  ".join(f"{n} {v:.6g}" for n, v in zip(res.param_names, values, strict=True))
@@ -277,37 +347,28 @@ def run_sco(args: argparse.Namespace) -> int:
           f"{res.masses_seconds.sum():.3g}, generator {res.generator_seconds.sum():.3g})")
     print(f"  critic iterations per step: mean {res.critic_iterations.mean():.1f}, max "
           f"{int(res.critic_iterations.max())}")
-    try:
-        if fig_path is not None:
-            _sco_figure(res, f"SCO fit of {args.target}", fig_path)
-            print(f"figure written to {fig_path}")
-        if json_path is not None:
-            record = {
-                "target": args.target, "target_distribution": repr(target), "ndim": ndim,
-                "generator": args.generator, "param_names": list(res.param_names),
-                "init_params": res.trajectory[0].tolist(), "params": res.params.tolist(),
-                "true_params": None if true is None else true.tolist(),
-                "param_error": None if res.param_error is None else float(res.param_error[-1]),
-                "w1": res.w1, "lower": float(res.lower[-1]), "upper": float(res.upper[-1]),
-                "steps": res.steps, "status": res.status, "converged": bool(res.converged),
-                "message": res.message, "lr": res.lr, "batch": res.batch,
-                "optimizer": res.optimizer, "masses": res.masses,
-                "prox": None if prox is None else {"h": prox.h, "inner_steps": prox.inner_steps},
-                "bounds": [list(b) for b in grid.bounds], "shape": list(grid.shape),
-                "seconds": res.seconds, "critic_seconds": float(res.critic_seconds.sum()),
-                "masses_seconds": float(res.masses_seconds.sum()),
-                "generator_seconds": float(res.generator_seconds.sum()),
-                "history": {"lower": res.lower.tolist(), "upper": res.upper.tolist(),
-                            "critic_iterations": res.critic_iterations.tolist(),
-                            "params": res.trajectory.tolist()},
-                "figure": str(fig_path) if fig_path is not None else None,
-            }
-            json_path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-            print(f"results written to {json_path}")
-    except OSError as exc:
-        print("otgrid: error: " + one_line(f"could not write an output file: {exc}"),
-              file=sys.stderr)
-        return 1
-    return 0
 
 
+def _record(args: argparse.Namespace, res: Any, target: Any, true: np.ndarray | None,
+            grid: Any) -> dict:
+    """The JSON record of a fit (``figure`` is set by the caller)."""
+    prox = res.prox
+    return {
+        "target": args.target, "target_distribution": repr(target), "ndim": target.ndim,
+        "generator": args.generator, "param_names": list(res.param_names),
+        "init_params": res.trajectory[0].tolist(), "params": res.params.tolist(),
+        "true_params": None if true is None else true.tolist(),
+        "param_error": None if res.param_error is None else float(res.param_error[-1]),
+        "w1": res.w1, "lower": float(res.lower[-1]), "upper": float(res.upper[-1]),
+        "steps": res.steps, "status": res.status, "converged": bool(res.converged),
+        "message": res.message, "lr": res.lr, "batch": res.batch,
+        "optimizer": res.optimizer, "masses": res.masses,
+        "prox": None if prox is None else {"h": prox.h, "inner_steps": prox.inner_steps},
+        "bounds": [list(b) for b in grid.bounds], "shape": list(grid.shape),
+        "seconds": res.seconds, "critic_seconds": float(res.critic_seconds.sum()),
+        "masses_seconds": float(res.masses_seconds.sum()),
+        "generator_seconds": float(res.generator_seconds.sum()),
+        "history": {"lower": res.lower.tolist(), "upper": res.upper.tolist(),
+                    "critic_iterations": res.critic_iterations.tolist(),
+                    "params": res.trajectory.tolist()},
+    }

@@ -10,7 +10,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from otgrid.cli.common import _check_unit_interval, _UsageError, one_line
+from otgrid.cli.common import (
+    _check_unit_interval,
+    _input_file,
+    _output_path,
+    _UsageError,
+    one_line,
+)
 from otgrid.grid.spec import GRAMMAR
 
 __all__ = ["add_sweep_parser", "run_sweep"]
@@ -86,7 +92,8 @@ def add_sweep_parser(sub: Any) -> None:
                    help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (default: start a "
                         "LocalCluster here)")
     p.add_argument("--workers", type=int, metavar="N", default=None,
-                   help="worker processes of the LocalCluster (default: one per core)")
+                   help="worker processes of the LocalCluster (default: one per core; at "
+                        "most 4 per core)")
     p.add_argument("--batch-size", type=_batch_size, default="auto", dest="batch_size",
                    metavar="N", help="problems per task, or 'auto' (default)")
     p.add_argument("--tol", type=float, default=1e-6,
@@ -119,11 +126,18 @@ def add_sweep_parser(sub: Any) -> None:
 
 
 def _check_args(args: argparse.Namespace) -> tuple[Path, Path]:
+    from otgrid.distributed.cluster import WORKERS_PER_CORE, max_local_workers, usable_cores
+
     _check_unit_interval(args.tol, "--tol")
     if args.max_iter < 1:
         raise _UsageError(f"--max-iter must be >= 1; got {args.max_iter}.")
     if args.workers is not None and args.workers < 1:
         raise _UsageError(f"--workers must be >= 1; got {args.workers}.")
+    if args.workers is not None and args.workers > max_local_workers():
+        raise _UsageError(f"--workers {args.workers} is more than this machine can run: at most "
+                          f"{max_local_workers()} ({WORKERS_PER_CORE} per core, "
+                          f"{usable_cores()} cores here), each a Python process; for more, "
+                          "start a Dask cluster on several machines and give --scheduler.")
     if args.workers is not None and args.scheduler is not None:
         raise _UsageError("--workers sizes the LocalCluster started here; with --scheduler, "
                           "size the cluster where it runs (give one of the two).")
@@ -138,15 +152,8 @@ def _check_args(args: argparse.Namespace) -> tuple[Path, Path]:
             and ":" not in args.scheduler:
         raise _UsageError(f"--scheduler {args.scheduler!r} is not a scheduler address; give "
                           "one such as tcp://10.0.0.5:8786.")
-    src = Path(args.problems).expanduser()
-    if not src.is_file():
-        what = "is a folder" if src.is_dir() else "does not exist"
-        raise _UsageError(f"PROBLEMS {args.problems!r} {what}; give a file of JSON lines.")
-    out = Path(args.out).expanduser()
-    if out.exists() and not out.is_dir():
-        raise _UsageError(f"--out {args.out!r} is a file; give a folder for the results.")
-    if not out.exists() and not out.parent.is_dir():
-        raise _UsageError(f"--out {args.out!r}: the folder {str(out.parent)!r} does not exist.")
+    src = _input_file(args.problems, "PROBLEMS", "file of JSON lines")
+    out = _output_path(args.out, "--out", folder=True)
     return src, out
 
 

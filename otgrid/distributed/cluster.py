@@ -44,6 +44,16 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
+WORKERS_PER_CORE = 4  # the most worker processes of a LocalCluster, per usable core
+
+
+def max_local_workers() -> int:
+    """The most worker processes a ``LocalCluster`` may start here: ``WORKERS_PER_CORE`` per
+    usable core. More would only compete for the cores (each worker is a Python process with
+    its own memory); a request such as ``workers=100000`` would hang while they start."""
+    return WORKERS_PER_CORE * usable_cores()
+
+
 def _local_cluster(distributed: Any, workers: int | None) -> Any:
     """A ``LocalCluster`` of single-threaded worker processes whose Ctrl-C is this process's.
 
@@ -86,7 +96,8 @@ def connect(client: Any = None, workers: int | None = None,
         else a new ``LocalCluster`` of ``workers`` processes (default: one per core) of one
         thread each.
     workers : int, optional
-        Worker processes of the ``LocalCluster`` started for ``client=None``.
+        Worker processes of the ``LocalCluster`` started for ``client=None``: at most
+        :func:`max_local_workers` (4 per usable core).
     timeout : float
         Seconds to wait for a scheduler address to answer.
 
@@ -106,6 +117,11 @@ def connect(client: Any = None, workers: int | None = None,
                                 or workers < 1):
         raise ValueError(f"workers must be a positive integer (worker processes); got "
                          f"{workers!r}.")
+    if workers is not None and workers > max_local_workers():
+        raise ValueError(f"workers={workers} is more than this machine can run: at most "
+                         f"{max_local_workers()} ({WORKERS_PER_CORE} per core, {usable_cores()} "
+                         "cores here); for more, give the client of a cluster on several "
+                         "machines.")
     if workers is not None and client is not None:
         raise ValueError("workers= sizes the LocalCluster started for client=None; with a "
                          "client, cluster or scheduler address, size the cluster there.")

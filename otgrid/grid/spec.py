@@ -37,6 +37,7 @@ from __future__ import annotations
 import ast
 import math
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -373,10 +374,29 @@ def _dataset(name: str) -> Distribution:
     }[name]()
 
 
+def _npy_path(text: str) -> Path:
+    """The path of a ``.npy`` file, ``~`` expanded, checked to be a regular file; every
+    failure (no such user, a name over 255 bytes, no permission to look) is a spec error."""
+    try:
+        path = Path(text).expanduser()
+    except RuntimeError:  # ~nosuchuser, or no home directory
+        raise _SpecError(f"{text.split('/', 1)[0]!r} cannot be expanded (no such user or home "
+                         "folder); give the path without it") from None
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise _SpecError(f"no such file {str(path)!r}; expected a .npy file of samples") from None
+    except (OSError, ValueError) as exc:  # ENAMETOOLONG, EACCES, ELOOP, ENOTDIR; NUL
+        reason = getattr(exc, "strerror", None) or "not a valid path"
+        raise _SpecError(f"cannot open {str(path)!r} ({reason}); expected a .npy file of "
+                         "samples") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise _SpecError(f"{str(path)!r} is not a file; expected a .npy file of samples")
+    return path
+
+
 def _load_npy(text: str, ndim: int | None) -> Empirical:
-    path = Path(text).expanduser()
-    if not path.is_file():
-        raise _SpecError(f"no such file {str(path)!r}; expected a .npy file of samples")
+    path = _npy_path(text)
     shape, dtype = _npy_header(path)
     if dtype.hasobject:
         raise _SpecError(f"{str(path)!r} holds Python objects (a pickle), which otgrid does not "

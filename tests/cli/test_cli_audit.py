@@ -117,7 +117,7 @@ def _assert_clean(out: str, err: str) -> None:
     ("tensor", ["holds a Tensor, not a state dict"]),
     ("checkpoint", ["entry 'model' is not a tensor (OrderedDict)", "own state dict"]),
     ("missing", ["no such file"]),
-    ("directory", ["is a directory"]),
+    ("directory", ["is a folder"]),
 ])
 def test_refused_with_one_line(tmp_path, capsys, net, kind, words):
     path = tmp_path / "critic.pt"

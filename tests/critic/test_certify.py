@@ -157,9 +157,41 @@ def test_ctrl_c_before_the_first_iteration_gives_no_estimate(tmp_path, capsys, m
                         lambda *a, **k: real(*a, **{**k, "callback": interrupt_at_once,
                                                     "interrupt": "return"}))
     monkeypatch.chdir(tmp_path)
-    assert main(["critic", "normal(1, 0.3)", "normal(3, 0.3)", "--no-figure"]) == 0
+    assert main(["critic", "normal(1, 0.3)", "normal(3, 0.3)", "--no-figure"]) == 130  # Ctrl-C
     out = capsys.readouterr().out
     assert "no estimate" in out and "≈" not in out and "~=" not in out
+
+
+def test_ctrl_c_during_the_coarse_solves_gives_their_estimate(tmp_path, capsys, monkeypatch):
+    # interrupted on the 64^2 level of a 256^2 solve: the coarse solve's bounds, and W
+    from otgrid.cli.main import main
+    from otgrid.critic import multilevel
+
+    make = multilevel.make_kernels
+
+    def interrupting(backend, shape, *args):
+        kern = make(backend, shape, *args)
+        if shape == (64, 64):
+            step, calls = kern.dual_step_residual, []
+
+            def stop_at_60(*a, **k):
+                calls.append(1)
+                if len(calls) == 60:
+                    raise KeyboardInterrupt
+                return step(*a, **k)
+
+            kern.dual_step_residual = stop_at_60
+        return kern
+
+    monkeypatch.setattr(multilevel, "make_kernels", interrupting)
+    monkeypatch.chdir(tmp_path)
+    assert main(["critic", "normal([0, 0], 1)", "normal([2, 1], 1)", "--shape", "256",
+                 "--no-figure", "--bounds", "-6", "8", "-6", "7"]) == 130
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("W "))
+    assert "no estimate" not in line
+    lo, up = (float(v) for v in line.split("[")[1].split("]")[0].split(","))
+    assert lo <= 5 ** 0.5 <= up and up - lo < 0.02  # W = |(2, 1)| = sqrt(5) (up to the grid)
 
 
 @pytest.mark.parametrize("tol", [1.0, 10.0, np.inf])

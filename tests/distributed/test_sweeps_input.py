@@ -191,7 +191,7 @@ def test_input_errors_need_no_cluster(tmp_path):
 
 # --------------------------------------------------------------------------- command line
 @pytest.mark.parametrize("case, words", [
-    ("missing", ["does not exist"]),
+    ("missing", ["no such file"]),
     ("folder", ["is a folder"]),
     ("empty", ["holds no problem"]),
     ("all-bad", ["no line is a valid problem", "line 1"]),
