@@ -76,3 +76,28 @@ def with_and_without(monkeypatch, switch: str, mu: np.ndarray, nu: np.ndarray, g
     for r in (on, off):
         assert r.converged and r.lower <= ref * (1 + 1e-7) and ref <= r.upper * (1 + 1e-7)
     return on, off
+
+
+def interrupt_coarse_level(monkeypatch, shape: tuple[int, int], after: int) -> None:
+    """Make the multilevel start's coarse solve on ``shape`` raise ``KeyboardInterrupt`` (as
+    Ctrl-C would) at its ``after``-th step."""
+    from otgrid.critic import multilevel
+
+    make = multilevel.make_kernels
+
+    def interrupting(backend, grid_shape, *args):
+        kern = make(backend, grid_shape, *args)
+        if tuple(grid_shape) == tuple(shape):
+            step, calls = kern.dual_step_residual, []
+
+            def stop(*a, **k):
+                calls.append(1)
+                if len(calls) == after:
+                    raise KeyboardInterrupt
+                return step(*a, **k)
+
+            kern.dual_step_residual = stop
+        return kern
+
+    monkeypatch.setattr(multilevel, "make_kernels", interrupting)
+

@@ -164,26 +164,11 @@ def test_ctrl_c_before_the_first_iteration_gives_no_estimate(tmp_path, capsys, m
 
 def test_ctrl_c_during_the_coarse_solves_gives_their_estimate(tmp_path, capsys, monkeypatch):
     # interrupted on the 64^2 level of a 256^2 solve: the coarse solve's bounds, and W
+    from critic_fields import interrupt_coarse_level
+
     from otgrid.cli.main import main
-    from otgrid.critic import multilevel
 
-    make = multilevel.make_kernels
-
-    def interrupting(backend, shape, *args):
-        kern = make(backend, shape, *args)
-        if shape == (64, 64):
-            step, calls = kern.dual_step_residual, []
-
-            def stop_at_60(*a, **k):
-                calls.append(1)
-                if len(calls) == 60:
-                    raise KeyboardInterrupt
-                return step(*a, **k)
-
-            kern.dual_step_residual = stop_at_60
-        return kern
-
-    monkeypatch.setattr(multilevel, "make_kernels", interrupting)
+    interrupt_coarse_level(monkeypatch, (64, 64), 60)
     monkeypatch.chdir(tmp_path)
     assert main(["critic", "normal([0, 0], 1)", "normal([2, 1], 1)", "--shape", "256",
                  "--no-figure", "--bounds", "-6", "8", "-6", "7"]) == 130

@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 import pytest
-from critic_fields import wgan_8gaussians
+from critic_fields import interrupt_coarse_level, wgan_8gaussians
 from references import emd2_cityblock, socp_2d_euclidean_cvxpy, w1_1d_closed_form
 from scipy.stats import norm as normal
 
@@ -265,15 +265,21 @@ def _moved_gaussians(grid, e):
     return grid.discretize(og.Normal([0.5 - e, -0.3 + e], [0.36 + e, 0.16 + e]))
 
 
+def _warm_and_cold(e_old: float, e_new: float):
+    """On 128^2, tol 1e-5: the solve of the pair moved by ``e_old``, and the pair moved by
+    ``e_new`` solved cold and warm-started from it: ``(mu, nu, old, cold, warm)``."""
+    grid = og.Grid([(-4.0, 4.0), (-4.0, 4.0)], (128, 128))
+    mu, nu = _moved_gaussians(grid, 0.0), _moved_gaussians(grid, e_new)
+    old = og.solve_critic(mu, _moved_gaussians(grid, e_old), grid, tol=1e-5)
+    cold = og.solve_critic(mu, nu, grid, tol=1e-5)
+    warm = og.solve_critic(mu, nu, grid, tol=1e-5, warm_start=old)
+    return grid, mu, nu, old, cold, warm
+
+
 def test_a_far_warm_start_seeds_the_multilevel_start():
     # W falls by a third from the warm start's data to the new data: started as it is, the
     # warm start took 2 371 iterations where a cold multilevel solve took 190 on this grid
-    grid = og.Grid([(-4.0, 4.0), (-4.0, 4.0)], (128, 128))
-    mu = _moved_gaussians(grid, 0.0)
-    old = og.solve_critic(mu, _moved_gaussians(grid, 0.001), grid, tol=1e-5)
-    nu = _moved_gaussians(grid, 0.0005)
-    cold = og.solve_critic(mu, nu, grid, tol=1e-5)
-    warm = og.solve_critic(mu, nu, grid, tol=1e-5, warm_start=old)
+    grid, mu, nu, old, cold, warm = _warm_and_cold(0.001, 0.0005)
     assert cold.converged and warm.converged and warm.levels == cold.levels > 1
     assert warm.iterations <= 2 * cold.iterations
     assert warm.lower <= cold.upper and cold.lower <= warm.upper
@@ -283,12 +289,7 @@ def test_a_far_warm_start_seeds_the_multilevel_start():
 
 def test_a_near_warm_start_starts_as_it_is():
     # W moves by about 1 %: the warm start (35-45 iterations) beats the multilevel start (218)
-    grid = og.Grid([(-4.0, 4.0), (-4.0, 4.0)], (128, 128))
-    mu = _moved_gaussians(grid, 0.0)
-    old = og.solve_critic(mu, _moved_gaussians(grid, 0.1), grid, tol=1e-5)
-    nu = _moved_gaussians(grid, 0.099)
-    cold = og.solve_critic(mu, nu, grid, tol=1e-5)
-    warm = og.solve_critic(mu, nu, grid, tol=1e-5, warm_start=old)
+    grid, mu, nu, _, cold, warm = _warm_and_cold(0.1, 0.099)
     assert warm.converged and warm.levels == 1 and cold.levels > 1
     assert warm.iterations < cold.iterations / 2
     again = og.solve_critic(mu, nu, grid, tol=1e-5, warm_start=warm)
@@ -349,29 +350,11 @@ def test_keyboard_interrupt_returns_the_best_result_when_asked(multilevel):
 def test_ctrl_c_during_a_coarse_solve_keeps_its_best(monkeypatch):
     # Ctrl-C on the 64^2 level of a 256^2 solve: that level's best iterates, prolonged, are
     # certified on the fine grid (the interrupt fell back to the zero start: lower bound 0)
-    from otgrid.critic import multilevel
-
     grid = og.Grid([(-6.0, 8.0), (-6.0, 7.0)], (256, 256))
     mu = grid.discretize(og.Normal([0.0, 0.0], 1.0))
     nu = grid.discretize(og.Normal([2.0, 1.0], 1.0))
     ref = og.solve_critic(mu, nu, grid, tol=1e-6)
-    make = multilevel.make_kernels
-
-    def interrupting(backend, shape, *args):
-        kern = make(backend, shape, *args)
-        if shape == (64, 64):
-            step, calls = kern.dual_step_residual, []
-
-            def stop_at_60(*a, **k):
-                calls.append(1)
-                if len(calls) == 60:
-                    raise KeyboardInterrupt
-                return step(*a, **k)
-
-            kern.dual_step_residual = stop_at_60
-        return kern
-
-    monkeypatch.setattr(multilevel, "make_kernels", interrupting)
+    interrupt_coarse_level(monkeypatch, (64, 64), 60)
     res = og.solve_critic(mu, nu, grid, tol=1e-6, interrupt="return")
     assert res.status == "interrupted" and res.iterations == 0 and res.levels > 1
     assert res.lower <= ref.upper and ref.lower <= res.upper
