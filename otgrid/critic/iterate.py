@@ -158,7 +158,7 @@ def default_steps(kern, c64) -> np.ndarray:
 
 def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive, deadline,
              callback, scale, t0, verbose, flow_candidates, interrupt, problem_ids=None,
-             k0=0, polish=True):
+             k0=0, polish=True, first_check=True, best=None):
     """Run the preconditioned Chambolle–Pock loop on a batch; return (best, outcomes).
 
     ``c64``: float64 device array ``(B, *shape)`` (scaled); ``f``, ``y``: starting iterates in
@@ -167,10 +167,13 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
     With float32 iterates, a problem whose gap stalls (``_F32_STALL_CHECKS``) stops with status
     ``"stalled"``. ``problem_ids``: the problems' indices for :class:`CheckInfo`; ``k0``:
     iterations already run (a continuation), counted in ``max_iter`` and the history.
+    ``first_check``: check at ``k0``; ``False`` where the caller has just certified the start
+    (a warm start's one check, whose :class:`Best` it passes as ``best``): the first check then
+    comes ``check_every`` iterations later.
     """
     xp = kern.xp
     nb, dt = c64.shape[0], kern.dtype
-    best = Best(cert, nb, kern.shape)
+    best = Best(cert, nb, kern.shape) if best is None else best
     out = [Outcome() for _ in range(nb)]
     ids = np.arange(nb)
     c = c64 if dt == np.float64 else c64.astype(dt)
@@ -201,8 +204,9 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
     stall_count = np.zeros(nb, dtype=np.int64)
     last_print = time.perf_counter()
     k = k0
-    nxt = np.full(nb, k0, dtype=np.int64)  # each problem's next check
-    first_due = k0
+    # each problem's next check
+    nxt = np.full(nb, k0 if first_check else k0 + check_every, dtype=np.int64)
+    first_due = int(nxt.min())
     last_k = np.full(nb, -1, dtype=np.int64)  # each problem's last check and its gap
     last_gap = np.full(nb, np.inf)
     r_next = False  # r is already the residual of y (the dual step computed it)

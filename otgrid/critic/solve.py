@@ -436,8 +436,10 @@ def _length_scale(dx: tuple) -> float:
 class _Start:
     """Starting iterates ``f0``, ``y0`` (device arrays) and steps ``tau`` of the live problems,
     with the number of multilevel ``levels`` each used (1: none), the iteration limit that remains
-    (``max_iter``, 0 after an interrupted multilevel start) and whether that start was
-    ``interrupted``."""
+    (``max_iter``, 0 after an interrupted multilevel start), whether that start was
+    ``interrupted``, and where every problem's start was checked already (kept warm starts,
+    none within ``tol``) that check's ``Best``, ``checked``: the iteration goes on from its
+    bounds, its own first check ``check_every`` iterations later."""
 
     f0: Any
     y0: Any
@@ -445,6 +447,7 @@ class _Start:
     levels: np.ndarray
     max_iter: int
     interrupted: bool
+    checked: Any = None
 
 
 def _validate_options(grid: Grid, norm: str, backend: str, tol: float, max_iter: int,
@@ -673,9 +676,12 @@ def _build_start(kern: Any, cert: Any, c_dev: Any, cl: np.ndarray, prob: _Proble
             f0[j] = kern.to_device(prob.warm[b].critic) * (1.0 / prob.length)
             y0[j] = kern.to_device(prob.warm[b].flow) * (-1.0 / prob.units[b])
     keep = np.zeros(live.size, dtype=bool)  # warm starts kept as they are
+    gap, probe = np.full(live.size, np.inf), None
     if use_ml and warm.any():
         w = _xp_index(kern, warm)
-        keep[warm] = _warm_near(kern, cert, c_dev[w], f0[w], y0[w], opts, flow_candidates)
+        gap[warm], probe = _warm_gap(kern, cert, c_dev[w], f0[w], y0[w], opts,
+                                     flow_candidates)
+        keep = gap <= WARM_NEAR
     tau = None
     if use_ml and not keep.all():
         try:
@@ -701,7 +707,10 @@ def _build_start(kern: Any, cert: Any, c_dev: Any, cl: np.ndarray, prob: _Proble
     elif tau is None or keep.any():  # from the new data, also on a warm start (its W may differ)
         default = default_steps(cert, c_dev)
         tau = default if tau is None else np.where(keep, default, tau)
-    return _Start(f0, y0, tau, levels, max_iter, interrupted)
+    # kept warm starts were just checked (_warm_gap): the iteration's first check, the same
+    # bounds, would cost another (about 14 ms of a 128^2 explorer drag's 42)
+    checked = probe if keep.all() and np.all(gap > opts.tol) else None
+    return _Start(f0, y0, tau, levels, max_iter, interrupted, checked)
 
 
 def _xp_index(kern: Any, mask: np.ndarray) -> Any:
@@ -709,17 +718,16 @@ def _xp_index(kern: Any, mask: np.ndarray) -> Any:
     return kern.xp.asarray(np.flatnonzero(mask))
 
 
-def _warm_near(kern: Any, cert: Any, c_dev: Any, f: Any, y: Any, opts: _Options,
-               flow_candidates: bool) -> np.ndarray:
-    """Whether each warm start ``(f, y)`` is within :data:`WARM_NEAR` of its new problem:
-    its certified relative gap on the new data (one check, no iterations)."""
+def _warm_gap(kern: Any, cert: Any, c_dev: Any, f: Any, y: Any, opts: _Options,
+              flow_candidates: bool) -> tuple[np.ndarray, Any]:
+    """The certified relative gap of each warm start ``(f, y)`` on its new problem (one check,
+    no iterations; against :data:`WARM_NEAR`), and that check's ``Best``."""
     best, _ = iterate(kern, cert, c_dev, f.copy(), y.copy(), np.ones(f.shape[0]),
                       tol=opts.tol, max_iter=0, check_every=opts.check_every, adaptive=False,
                       deadline=None, callback=None, scale=np.ones(f.shape[0]), t0=solve_clock(),
                       verbose=False, flow_candidates=flow_candidates, interrupt="raise",
                       polish=False)
-    gap = (best.upper - best.lower) / np.abs(best.upper)
-    return gap <= WARM_NEAR
+    return (best.upper - best.lower) / np.abs(best.upper), best
 
 
 def _run_iterations(kern: Any, cert: Any, c_dev: Any, cl: np.ndarray, start: _Start,
@@ -735,7 +743,8 @@ def _run_iterations(kern: Any, cert: Any, c_dev: Any, cl: np.ndarray, start: _St
         max_iter=start.max_iter, check_every=opts.check_every, adaptive=opts.adaptive_step,
         deadline=opts.deadline, callback=opts.callback, scale=prob.units[live], t0=opts.t0,
         verbose=opts.verbose, flow_candidates=flow_candidates,
-        interrupt=opts.interrupt, problem_ids=live)
+        interrupt=opts.interrupt, problem_ids=live, first_check=start.checked is None,
+        best=start.checked)
     if opts.dtype == np.float32:
         continue_in_float64(cert, c_dev, best, outs, tol=opts.tol, max_iter=start.max_iter,
                             check_every=opts.check_every, adaptive=opts.adaptive_step,

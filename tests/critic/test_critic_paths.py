@@ -296,6 +296,25 @@ def test_a_near_warm_start_starts_as_it_is():
     assert again.iterations == 0 and again.levels == 1
 
 
+def test_a_kept_warm_start_is_checked_once_at_its_start(monkeypatch):
+    # the check that keeps it (its gap on the new data) is the iteration's first one: the
+    # iteration goes on from its bounds instead of checking the same iterate again
+    from otgrid.critic import certificate
+
+    grid, mu, nu, old, _, _ = _warm_and_cold(0.1, 0.099)
+    calls = []
+    update = certificate.Best.update
+
+    def counting(self, *a, **k):
+        calls.append(1)
+        return update(self, *a, **k)
+
+    monkeypatch.setattr(certificate.Best, "update", counting)
+    warm = og.solve_critic(mu, nu, grid, tol=1e-5, warm_start=old)
+    assert warm.levels == 1 and warm.converged and warm.history.iteration[0] > 0
+    assert len(calls) == len(warm.history.iteration) + 1  # + the check that kept it
+
+
 def test_a_batch_sorts_its_warm_starts_one_by_one():
     # one warm start near its new problem, one far: each goes its own way, both certified
     grid = og.Grid([(-4.0, 4.0), (-4.0, 4.0)], (128, 128))
