@@ -355,8 +355,8 @@ def to_markdown(rep: dict) -> str:
         "From 128² a cold solve starts from the multilevel solution (`multilevel=\"auto\"`); its "
         "iterations count the finest grid only, and at critic_tol 1e-3 the prolonged coarse "
         "solution is often certified at once (0 iterations). A warm start on such a grid is "
-        "kept as it is when its certified gap on the new data is within 5 % (one check), as "
-        "every warm start of these steps is; a farther one seeds the multilevel start "
+        "kept as it is when its certified gap on the new data is within 10 % (one check), as "
+        "every warm start of these steps is; a farther one gives way to the multilevel start "
         "(`solve_critic`'s `warm_start`). A saving below 1× means that the warm start as `fit` "
         "uses it costs more than a cold solve: its ten or more iterations and checks on the "
         "fine grid against the coarse solves.",

@@ -9,7 +9,7 @@ from otgrid.critic.backends import make_kernels
 from otgrid.critic.iterate import default_steps, iterate
 
 __all__ = ["F32_FLOOR_MARGIN", "ML_AUTO_CELLS", "ML_MIN_CELLS", "coarse_dtype", "coarse_tol",
-           "coarsen", "multilevel_start", "prolong", "restrict"]
+           "coarsen", "multilevel_start", "prolong"]
 
 # Coarsen by 2 per axis while the coarse grid keeps at least this many cells per axis.
 ML_MIN_CELLS = 32
@@ -139,40 +139,9 @@ def prolong(critic: np.ndarray, flow: np.ndarray, shape: tuple[int, ...]):
     return f, np.stack(comps, axis=1)
 
 
-def restrict(critic: np.ndarray, flow: np.ndarray):
-    """Critic ``(B, *shape)`` and flow ``(B, ndim, *shape)`` on the grid coarsened by 2 per
-    axis: the critic's block means, the flow across each coarse face (the flows across its fine
-    faces, summed and scaled to the coarse cells: the coarse flow balances the coarsened masses,
-    :func:`coarsen`, where the fine one balanced the fine masses). Odd sizes as in
-    :func:`coarsen`: the last coarse cell holds one fine cell, its critic value repeated."""
-    nd = critic.ndim - 1
-    pad = [(0, 0)] + [(0, n % 2) for n in critic.shape[1:]]
-    f = np.pad(critic, pad, mode="edge")
-    shape = [f.shape[0]]
-    for n in f.shape[1:]:
-        shape += [n // 2, 2]
-    f = f.reshape(shape).mean(axis=tuple(range(2, 2 + 2 * nd, 2)))
-    comps = []
-    for k in range(nd):
-        yk = np.pad(flow[:, k], pad)  # zero flux beyond the grid
-        idx = [slice(None)] * (nd + 1)
-        idx[1 + k] = slice(1, None, 2)  # the upper faces of the coarse cells
-        yk = yk[tuple(idx)]
-        others = [a for a in range(nd) if a != k]
-        for a in others:
-            n = yk.shape[1 + a]
-            yk = np.add.reduceat(yk, np.arange(0, n, 2), axis=1 + a)
-        comps.append(yk * 2.0)
-    return f, np.stack(comps, axis=1)
-
-
 def multilevel_start(backend, grid_shape, dx, norm, dtype, c64_host, tol, check_every,
-                      flow_candidates, max_iter, deadline, warm=None, interrupt="raise"):
+                      flow_candidates, max_iter, deadline, interrupt="raise"):
     """Solve the coarsened problems (recursively) and prolong: starting iterates and steps.
-    ``warm``: float64 host iterates ``(f, y)`` on this grid (warm starts; zeros for a problem
-    without one: the same start as without ``warm``), restricted to every coarse grid: the
-    coarsest solve starts from them, and each grid's start is its restricted warm start plus
-    the prolonged correction ``solution - restricted warm start`` of the grid below.
     ``interrupt="return"``: a ``KeyboardInterrupt`` during a coarse solve stops it with its best
     certified iterates, which the finer grids then prolong without iterating.
     Returns the starting critic and flow on this grid (host), the steps, the coarse solve's
@@ -180,7 +149,6 @@ def multilevel_start(backend, grid_shape, dx, norm, dtype, c64_host, tol, check_
     shape_c = tuple((n + 1) // 2 for n in grid_shape)
     dx_c = tuple(2.0 * h for h in dx)
     cc = coarsen(c64_host)
-    warm_c = None if warm is None else restrict(*warm)
     kern = make_kernels(backend, shape_c, dx_c, norm, coarse_dtype(dtype, shape_c, tol))
     cert = kern if kern.dtype == np.float64 else make_kernels(backend, shape_c, dx_c, norm,
                                                               np.float64)
@@ -191,14 +159,11 @@ def multilevel_start(backend, grid_shape, dx, norm, dtype, c64_host, tol, check_
         if min(shape_c) >= 2 * ML_MIN_CELLS:
             f0, y0, tau, _, stopped = multilevel_start(
                 backend, shape_c, dx_c, norm, dtype, cc, tol, check_every, flow_candidates,
-                max_iter, coarse_deadline(deadline), warm_c, interrupt)
+                max_iter, coarse_deadline(deadline), interrupt)
             if stopped:  # Ctrl-C below: that start goes on up without iterating here
-                f, y = _prolonged(f0, y0, warm, warm_c, tuple(grid_shape))
+                f, y = prolong(f0, y0, tuple(grid_shape))
                 return f, y, np.asarray(tau) * 2.0 ** len(grid_shape), 0.0, True
             f0, y0 = kern.to_device(f0), kern.to_device(y0)
-        elif warm_c is not None:
-            f0, y0 = kern.to_device(warm_c[0]), kern.to_device(warm_c[1])
-            tau = default_steps(cert, c_dev)
         else:
             f0 = kern.xp.zeros((nb, *shape_c), dtype=kern.dtype)
             y0 = kern.xp.zeros((nb, len(shape_c), *shape_c), dtype=kern.dtype)
@@ -211,18 +176,7 @@ def multilevel_start(backend, grid_shape, dx, norm, dtype, c64_host, tol, check_
                               interrupt=interrupt, polish=ASCEND_COARSE)
         critic = cert.to_host(best.critic)
         flow = cert.to_host(cert.corrected_flow(best.flow_y, best.flow_u))
-    f, y = _prolonged(critic, flow, warm, warm_c, tuple(grid_shape))
+    f, y = prolong(critic, flow, tuple(grid_shape))
     steps = np.array([o.step for o in outs]) * 2.0 ** len(grid_shape)
     stopped = any(o.status == "interrupted" for o in outs)
     return f, y, steps, sum(o.iterations for o in outs) / nb, stopped
-
-
-def _prolonged(critic, flow, warm, warm_c, shape: tuple[int, ...]):
-    """The coarse solution ``(critic, flow)`` prolonged to the grid of ``shape``; with warm
-    starts ``warm`` (on that grid; ``warm_c`` restricted), the warm start plus the prolonged
-    correction ``solution - warm_c``."""
-    if warm is None:
-        return prolong(critic, flow, shape)
-    f, y = prolong(critic - warm_c[0], flow - warm_c[1], shape)
-    return f + warm[0], y + warm[1]
-

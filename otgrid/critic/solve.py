@@ -232,11 +232,10 @@ def solve_critic(
         and flow start the iteration. The step is chosen from the new data (or given by
         ``step``), not taken from the earlier result. Where the multilevel start applies
         (``multilevel``), a warm start whose certified relative gap on the new data is within
-        5 % (``WARM_NEAR``; one check) starts the iteration as it is, and a farther one seeds
-        the multilevel start instead: restricted to every coarse grid, it starts the coarsest
-        solve, and each finer grid starts from it plus the prolonged correction the coarser
-        solve found. (A warm start from data whose W differs by more than a few per cent
-        took up to 13 times the iterations of a cold multilevel solve.)
+        10 % (``WARM_NEAR``; one check, the iteration's first) starts the iteration as it is,
+        and a farther one gives way to the multilevel start, as without a warm start (a warm
+        start from data whose W differs by a third took up to 13 times the iterations of a
+        cold multilevel solve). ``multilevel=False`` keeps every warm start.
     callback : callable, optional
         Called as ``callback(info)`` with a :class:`CheckInfo` at every check of every running
         problem, the last one included; returning ``True`` stops that problem
@@ -634,17 +633,27 @@ def _warm_up(kern: Any, cert: Any, nb: int, coarse: bool, opts: _Options, grid: 
 
 
 # A warm start on a grid where the multilevel start applies starts the fine grid as it is when
-# its certified relative gap on the new data is at most WARM_NEAR, else it seeds the multilevel
-# start (otgrid.critic.multilevel.multilevel_start's ``warm``). Measured on pairs of Gaussians
-# N((0.5 - e, -0.3 + e), diag(0.36 + e, 0.16 + e)) against N((0.5, -0.3), diag(0.36, 0.16))
-# on [-4, 4]^2, warm-started from e0 for e0 - de (six (e0, de) from (0.001, 0.0005) to
-# (0.3, 0.05)), tol 1e-3 / 1e-4 / 1e-5, fine-iteration work summed over the 18 solves at 256^2:
-# the warm start as it is 7 102 (up to 2 540 iterations where W moved by a third or more, its
-# gap 0.55), a cold multilevel solve 2 765, the seeded multilevel start always 2 430, this
-# rule 1 855; at 128^2 (tol 1e-4 / 1e-5) 5 099 / 3 610 / 3 034 / 2 226. Warm starts with gaps
-# of 4e-2 and 7e-3 took 35-106 iterations as they were and 55-292 seeded; at 9e-2 and
-# 0.15 it was mixed (35-620 against 32-316).
-WARM_NEAR = 0.05
+# its certified relative gap on the new data is at most WARM_NEAR, else the multilevel start
+# replaces it. Measured (work: fine-iteration equivalents; the rule at 0.05 / 0.1):
+# - pairs of Gaussians N((0.5 - e, -0.3 + e), diag(0.36 + e, 0.16 + e)) against
+#   N((0.5, -0.3), diag(0.36, 0.16)) on [-4, 4]^2, warm-started from e0 for e0 - de (six
+#   (e0, de) from (0.001, 0.0005) to (0.3, 0.05)), tol 1e-3 / 1e-4 / 1e-5, 256^2, 18 solves:
+#   work 7 102 with the warm start as it is (up to 2 540 iterations where W moved by a
+#   third, its gap 0.55), 2 765 cold, 2 047 / 2 305;
+# - 40 random pairs of Gaussian mixtures (128^2-256^2, both norms, float32 and float64, tol
+#   1e-3 to 1e-6, the new nu mixing 0 / 1 / 30 / 100 % of another mixture into the old),
+#   seconds summed in one run each: warm as it is 10.6, cold 7.5-7.7, the rule 7.6 / 7.5;
+# - the explorer's drag (its Gaussian pair on [-6, 6]^2, tol 1e-4, mu's centre moved 0.1 a
+#   solve: gaps 0.050-0.054), median seconds a solve at 128^2 / 256^2: as it is 0.025 /
+#   0.112, the rule 0.051 / 0.148 (82-102 fine iterations from the multilevel start against
+#   45) / 0.024 / 0.111.
+# Warm starts seeding the multilevel start instead (restricted to every coarse grid, each grid
+# starting from them plus the prolonged coarse correction): 1 840 / 2 116 work, but 8.0 s
+# against 7.6 s cold on the mixtures (an unrelated warm start took twice a cold solve's
+# iterations: 6 553 against 3 048), drags 0.032 / 0.118 at 0.05; not kept. Kept warm starts
+# can still lose to a cold start at tight tolerances (a mixture mixing 1 % of another in:
+# 9 169 against 1 552 iterations at 1e-6), as they did before.
+WARM_NEAR = 0.1
 
 
 def _use_multilevel(multilevel: bool | str, grid: Grid, warm: list) -> bool:
@@ -659,11 +668,10 @@ def _build_start(kern: Any, cert: Any, c_dev: Any, cl: np.ndarray, prob: _Proble
                  grid: Grid, opts: _Options, flow_candidates: bool) -> _Start:
     """Starting iterates and steps of the live problems: the multilevel start when it applies
     (a ``KeyboardInterrupt`` during it, with ``interrupt="return"``, falls back to the zero
-    start with no iterations left), seeded by the warm starts where given; else the warm
-    starts or zeros. Where both apply, a warm start within :data:`WARM_NEAR` of the new
-    problem's W (its certified relative gap) is kept as it is, and the others start from the
-    multilevel start seeded by theirs. The step is ``opts.step`` when given, else the
-    multilevel one, else the default step from the data."""
+    start with no iterations left), else the warm starts or zeros. Where both apply, a warm
+    start within :data:`WARM_NEAR` of the new problem's W (its certified relative gap) is
+    kept as it is, and a farther one gives way to the multilevel start. The step is
+    ``opts.step`` when given, else the multilevel one, else the default step from the data."""
     live, dtype = prob.live, opts.dtype
     use_ml = _use_multilevel(opts.multilevel, grid, prob.warm)
     max_iter, interrupted = opts.max_iter, False
@@ -685,13 +693,10 @@ def _build_start(kern: Any, cert: Any, c_dev: Any, cl: np.ndarray, prob: _Proble
     tau = None
     if use_ml and not keep.all():
         try:
-            seed = None
-            if warm.any():
-                seed = (kern.to_host(f0).astype(np.float64), kern.to_host(y0).astype(np.float64))
             fm, ym, tau, _, stopped = multilevel_start(
                 prob.backend, grid.shape, prob.dx, opts.norm, dtype, cl, opts.tol,
                 opts.check_every, flow_candidates, max_iter, coarse_deadline(opts.deadline),
-                seed, opts.interrupt)
+                opts.interrupt)
             if stopped:  # Ctrl-C during a coarse solve: its best, prolonged, is certified
                 max_iter, interrupted = 0, True
             ml = ~keep

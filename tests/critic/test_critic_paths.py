@@ -20,7 +20,6 @@ from otgrid.critic import operators as ops
 from otgrid.critic.backends import make_kernels
 from otgrid.critic.multilevel import coarsen as _coarsen
 from otgrid.critic.multilevel import prolong as _prolong
-from otgrid.critic.multilevel import restrict as _restrict
 
 EXACT_SLACK = 1e-9
 SOCP_SLACK = 1e-7
@@ -243,24 +242,6 @@ def test_coarsen_and_prolong():
 
 
 
-@pytest.mark.parametrize("shape", [(8, 8), (7, 9), (5, 4)])
-def test_restrict_balances_the_coarsened_masses(shape):
-    # a flow that moves c on the fine grid, restricted, moves coarsen(c) on the coarse grid
-    rng = np.random.default_rng(4)
-    dx = (0.3, 0.7)
-    y = rng.standard_normal((1, 2, *shape))
-    y[0, 0, -1, :] = 0.0
-    y[0, 1, :, -1] = 0.0
-    c = ops.div_adjoint(y[0], [1 / dx[0], 1 / dx[1]])
-    f = rng.standard_normal((1, *shape))
-    fc, yc = _restrict(f, y)
-    shape_c = tuple((n + 1) // 2 for n in shape)
-    assert fc.shape == (1, *shape_c) and yc.shape == (1, 2, *shape_c)
-    np.testing.assert_allclose(ops.div_adjoint(yc[0], [0.5 / dx[0], 0.5 / dx[1]]),
-                               _coarsen(c[None])[0], atol=1e-12)
-    np.testing.assert_allclose(fc[0, 0, 0], f[0, :2, :2].mean())
-
-
 def _moved_gaussians(grid, e):
     return grid.discretize(og.Normal([0.5 - e, -0.3 + e], [0.36 + e, 0.16 + e]))
 
@@ -276,15 +257,14 @@ def _warm_and_cold(e_old: float, e_new: float):
     return grid, mu, nu, old, cold, warm
 
 
-def test_a_far_warm_start_seeds_the_multilevel_start():
+def test_a_far_warm_start_gives_way_to_the_multilevel_start():
     # W falls by a third from the warm start's data to the new data: started as it is, the
     # warm start took 2 371 iterations where a cold multilevel solve took 190 on this grid
     grid, mu, nu, old, cold, warm = _warm_and_cold(0.001, 0.0005)
-    assert cold.converged and warm.converged and warm.levels == cold.levels > 1
-    assert warm.iterations <= 2 * cold.iterations
-    assert warm.lower <= cold.upper and cold.lower <= warm.upper
+    assert cold.converged and warm.levels == cold.levels > 1
+    assert (warm.iterations, warm.lower, warm.upper) == (cold.iterations, cold.lower, cold.upper)
     plain = og.solve_critic(mu, nu, grid, tol=1e-5, warm_start=old, multilevel=False)
-    assert plain.levels == 1 and plain.converged
+    assert plain.levels == 1 and plain.converged and plain.iterations > 5 * cold.iterations
 
 
 def test_a_near_warm_start_starts_as_it_is():
