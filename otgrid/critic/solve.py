@@ -687,11 +687,13 @@ def _build_start(kern: Any, cert: Any, c_dev: Any, cl: np.ndarray, prob: _Proble
     gap, probe = np.full(live.size, np.inf), None
     if use_ml and warm.any():
         w = _xp_index(kern, warm)
-        gap[warm], probe = _warm_gap(kern, cert, c_dev[w], f0[w], y0[w], opts,
-                                     flow_candidates)
+        gap[warm], probe, stopped = _warm_gap(kern, cert, c_dev[w], f0[w], y0[w], opts,
+                                              flow_candidates)
         keep = gap <= WARM_NEAR
+        if stopped:  # Ctrl-C during that check: no multilevel start, no iterations
+            keep, max_iter, interrupted = warm, 0, True
     tau = None
-    if use_ml and not keep.all():
+    if use_ml and not keep.all() and not interrupted:
         try:
             fm, ym, tau, _, stopped = multilevel_start(
                 prob.backend, grid.shape, prob.dx, opts.norm, dtype, cl, opts.tol,
@@ -724,15 +726,19 @@ def _xp_index(kern: Any, mask: np.ndarray) -> Any:
 
 
 def _warm_gap(kern: Any, cert: Any, c_dev: Any, f: Any, y: Any, opts: _Options,
-              flow_candidates: bool) -> tuple[np.ndarray, Any]:
+              flow_candidates: bool) -> tuple[np.ndarray, Any, bool]:
     """The certified relative gap of each warm start ``(f, y)`` on its new problem (one check,
-    no iterations; against :data:`WARM_NEAR`), and that check's ``Best``."""
-    best, _ = iterate(kern, cert, c_dev, f.copy(), y.copy(), np.ones(f.shape[0]),
-                      tol=opts.tol, max_iter=0, check_every=opts.check_every, adaptive=False,
-                      deadline=None, callback=None, scale=np.ones(f.shape[0]), t0=solve_clock(),
-                      verbose=False, flow_candidates=flow_candidates, interrupt="raise",
-                      polish=False)
-    return (best.upper - best.lower) / np.abs(best.upper), best
+    no iterations; against :data:`WARM_NEAR`), that check's ``Best``, and whether a Ctrl-C
+    stopped it (``opts.interrupt="return"``)."""
+    best, outs = iterate(kern, cert, c_dev, f.copy(), y.copy(), np.ones(f.shape[0]),
+                         tol=opts.tol, max_iter=0, check_every=opts.check_every,
+                         adaptive=False, deadline=None, callback=None,
+                         scale=np.ones(f.shape[0]), t0=solve_clock(), verbose=False,
+                         flow_candidates=flow_candidates, interrupt=opts.interrupt,
+                         polish=False)
+    stopped = any(o.status == "interrupted" for o in outs)
+    with np.errstate(invalid="ignore"):  # (no bounds yet where a Ctrl-C came first: nan)
+        return (best.upper - best.lower) / np.abs(best.upper), best, stopped
 
 
 def _run_iterations(kern: Any, cert: Any, c_dev: Any, cl: np.ndarray, start: _Start,

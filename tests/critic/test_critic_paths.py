@@ -295,6 +295,27 @@ def test_a_kept_warm_start_is_checked_once_at_its_start(monkeypatch):
     assert len(calls) == len(warm.history.iteration) + 1  # + the check that kept it
 
 
+def test_ctrl_c_during_a_warm_starts_check_returns_its_bounds(monkeypatch):
+    # the check that decides whether to keep a warm start is interrupted: no multilevel start,
+    # no iterations, and the bounds of whatever was certified (interrupt="return")
+    from otgrid.critic import certificate
+
+    grid, mu, nu, old, cold, _ = _warm_and_cold(0.001, 0.0005)
+    update, calls = certificate.Best.update, []
+
+    def first_interrupts(self, *a, **k):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return update(self, *a, **k)
+
+    monkeypatch.setattr(certificate.Best, "update", first_interrupts)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        res = og.solve_critic(mu, nu, grid, tol=1e-5, warm_start=old, interrupt="return")
+    assert res.status == "interrupted" and res.iterations == 0 and res.levels == 1
+    assert res.lower <= cold.upper and cold.lower <= res.upper
+
 def test_a_batch_sorts_its_warm_starts_one_by_one():
     # one warm start near its new problem, one far: each goes its own way, both certified
     grid = og.Grid([(-4.0, 4.0), (-4.0, 4.0)], (128, 128))
