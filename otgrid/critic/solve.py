@@ -652,7 +652,10 @@ def _warm_up(kern: Any, cert: Any, nb: int, coarse: bool, opts: _Options, grid: 
 # against 7.6 s cold on the mixtures (an unrelated warm start took twice a cold solve's
 # iterations: 6 553 against 3 048), drags 0.032 / 0.118 at 0.05; not kept. Kept warm starts
 # can still lose to a cold start at tight tolerances (a mixture mixing 1 % of another in:
-# 9 169 against 1 552 iterations at 1e-6), as they did before.
+# 9 169 against 1 552 iterations at 1e-6), as they did before; and on large grids: SCO's MLP
+# steps with sampled masses at 512^2 (benchmarks/results/sco.md) kept their warm starts, 0.65-
+# 0.71 s a solve against 0.30-0.31 s cold (0.61-0.65 s with the threshold at 5 %; at 128^2
+# the two are even).
 WARM_NEAR = 0.1
 
 
