@@ -158,7 +158,7 @@ def default_steps(kern, c64) -> np.ndarray:
 
 def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive, deadline,
              callback, scale, t0, verbose, flow_candidates, interrupt, problem_ids=None,
-             k0=0, polish=True, first_check=True, best=None):
+             k0=0, polish=True, best=None):
     """Run the preconditioned Chambolle–Pock loop on a batch; return (best, outcomes).
 
     ``c64``: float64 device array ``(B, *shape)`` (scaled); ``f``, ``y``: starting iterates in
@@ -167,13 +167,14 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
     With float32 iterates, a problem whose gap stalls (``_F32_STALL_CHECKS``) stops with status
     ``"stalled"``. ``problem_ids``: the problems' indices for :class:`CheckInfo`; ``k0``:
     iterations already run (a continuation), counted in ``max_iter`` and the history.
-    ``first_check``: check at ``k0``; ``False`` where the caller has just certified the start
-    (a warm start's one check, whose :class:`Best` it passes as ``best``): the first check then
-    comes ``check_every`` iterations later.
+    ``best``: the :class:`Best` of a check of the start that the caller has just made (a warm
+    start's): the iteration goes on from its bounds, its own first check ``check_every``
+    iterations later.
     """
     xp = kern.xp
     nb, dt = c64.shape[0], kern.dtype
-    best = Best(cert, nb, kern.shape) if best is None else best
+    checked = best is not None  # the start's check made already
+    best = best if checked else Best(cert, nb, kern.shape)
     out = [Outcome() for _ in range(nb)]
     ids = np.arange(nb)
     c = c64 if dt == np.float64 else c64.astype(dt)
@@ -205,7 +206,7 @@ def iterate(kern, cert, c64, f, y, tau, *, tol, max_iter, check_every, adaptive,
     last_print = time.perf_counter()
     k = k0
     # each problem's next check
-    nxt = np.full(nb, k0 if first_check else k0 + check_every, dtype=np.int64)
+    nxt = np.full(nb, k0 + check_every if checked else k0, dtype=np.int64)
     first_due = int(nxt.min())
     last_k = np.full(nb, -1, dtype=np.int64)  # each problem's last check and its gap
     last_gap = np.full(nb, np.inf)

@@ -437,7 +437,7 @@ class _Start:
     with the number of multilevel ``levels`` each used (1: none), the iteration limit that remains
     (``max_iter``, 0 after an interrupted multilevel start), whether that start was
     ``interrupted``, and where every problem's start was checked already (kept warm starts,
-    none within ``tol``) that check's ``Best``, ``checked``: the iteration goes on from its
+    none within ``tol``) that check's ``Best``, ``best``: the iteration goes on from its
     bounds, its own first check ``check_every`` iterations later."""
 
     f0: Any
@@ -446,7 +446,7 @@ class _Start:
     levels: np.ndarray
     max_iter: int
     interrupted: bool
-    checked: Any = None
+    best: Any = None
 
 
 def _validate_options(grid: Grid, norm: str, backend: str, tol: float, max_iter: int,
@@ -697,26 +697,29 @@ def _build_start(kern: Any, cert: Any, c_dev: Any, cl: np.ndarray, prob: _Proble
             keep, max_iter, interrupted = warm, 0, True
     tau = None
     if use_ml and not keep.all() and not interrupted:
+        ml = ~keep  # (the coarse solves only for these)
         try:
-            fm, ym, tau, _, stopped = multilevel_start(
-                prob.backend, grid.shape, prob.dx, opts.norm, dtype, cl, opts.tol,
+            fm, ym, tau_ml, _, stopped = multilevel_start(
+                prob.backend, grid.shape, prob.dx, opts.norm, dtype, cl[ml], opts.tol,
                 opts.check_every, flow_candidates, max_iter, coarse_deadline(opts.deadline),
                 opts.interrupt)
             if stopped:  # Ctrl-C during a coarse solve: its best, prolonged, is certified
                 max_iter, interrupted = 0, True
-            ml = ~keep
             levels[ml] = 1 + int(np.floor(np.log2(min(grid.shape) / ML_MIN_CELLS)))
-            f0[_xp_index(kern, ml)] = kern.to_device(fm[ml])
-            y0[_xp_index(kern, ml)] = kern.to_device(ym[ml])
+            f0[_xp_index(kern, ml)] = kern.to_device(fm)
+            y0[_xp_index(kern, ml)] = kern.to_device(ym)
+            tau = np.zeros(live.size)
+            tau[ml] = tau_ml
         except KeyboardInterrupt:
             if opts.interrupt != "return":
                 raise
             max_iter, interrupted, tau = 0, True, None
     if opts.step is not None:
         tau = np.full(live.size, float(opts.step) * prob.length)
-    elif tau is None or keep.any():  # from the new data, also on a warm start (its W may differ)
-        default = default_steps(cert, c_dev)
-        tau = default if tau is None else np.where(keep, default, tau)
+    elif tau is None:  # from the new data, also on a warm start (its W may differ)
+        tau = default_steps(cert, c_dev)
+    elif keep.any():
+        tau[keep] = default_steps(cert, c_dev[_xp_index(kern, keep)])
     # kept warm starts were just checked (_warm_gap): the iteration's first check, the same
     # bounds, would cost another (about 14 ms of a 128^2 explorer drag's 42)
     checked = probe if keep.all() and np.all(gap > opts.tol) else None
@@ -757,8 +760,7 @@ def _run_iterations(kern: Any, cert: Any, c_dev: Any, cl: np.ndarray, start: _St
         max_iter=start.max_iter, check_every=opts.check_every, adaptive=opts.adaptive_step,
         deadline=opts.deadline, callback=opts.callback, scale=prob.units[live], t0=opts.t0,
         verbose=opts.verbose, flow_candidates=flow_candidates,
-        interrupt=opts.interrupt, problem_ids=live, first_check=start.checked is None,
-        best=start.checked)
+        interrupt=opts.interrupt, problem_ids=live, best=start.best)
     if opts.dtype == np.float32:
         continue_in_float64(cert, c_dev, best, outs, tol=opts.tol, max_iter=start.max_iter,
                             check_every=opts.check_every, adaptive=opts.adaptive_step,

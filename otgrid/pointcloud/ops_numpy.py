@@ -48,9 +48,26 @@ import numpy as np
 from scipy.spatial.distance import cdist
 from scipy.special import logsumexp
 
-__all__ = ["COST_KINDS", "LOG_ZERO", "CloudOps", "log_weights"]
+__all__ = ["COST_KINDS", "LOG_ZERO", "CloudOps", "cost_degree", "log_weights"]
 
 COST_KINDS = {"euclidean": 0, "sqeuclidean": 1, "cityblock": 2}
+
+
+def cost_degree(cost: str) -> int:
+    """Homogeneity of the cost: ``c(s x, s y) = s^p c(x, y)``.
+
+    Parameters
+    ----------
+    cost : {"euclidean", "sqeuclidean", "cityblock"}
+
+    Returns
+    -------
+    int
+        ``p``: 2 for sqeuclidean, else 1.
+    """
+    return 2 if cost == "sqeuclidean" else 1
+
+
 # log of a zero weight: finite, because the kernels are compiled with fastmath (no infinities).
 LOG_ZERO = -1e30
 _NUMPY_BLOCK_PAIRS = 1 << 20

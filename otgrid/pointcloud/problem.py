@@ -28,7 +28,7 @@ from otgrid._validation import (
 )
 from otgrid.errors import ConvergenceWarning
 from otgrid.grid.grid import MAX_COORDINATE
-from otgrid.pointcloud.ops_numpy import CloudOps
+from otgrid.pointcloud.ops_numpy import CloudOps, cost_degree
 from otgrid.pointcloud.result import RegularizedHistory, RegularizedResult
 
 __all__ = ["BACKENDS", "COSTS", "REGULARIZERS"]
@@ -142,11 +142,6 @@ def _cost_bound(x: np.ndarray, y: np.ndarray, cost: str) -> np.ndarray:
         return span.sum(axis=-1)
     sq = (span * span).sum(axis=-1)
     return np.sqrt(sq) if cost == "euclidean" else sq
-
-
-def cost_degree(cost: str) -> int:
-    """Homogeneity of the cost: ``c(s x, s y) = s^p c(x, y)`` (2 for sqeuclidean, else 1)."""
-    return 2 if cost == "sqeuclidean" else 1
 
 
 def _check_representable(diameter: np.ndarray, cost_exp: int, cost: str,

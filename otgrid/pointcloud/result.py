@@ -11,7 +11,7 @@ from scipy.spatial.distance import cdist
 from otgrid._units import cloud_units
 from otgrid._validation import as_finite_array, check_positive_int
 from otgrid.pointcloud.backends import make_ops
-from otgrid.pointcloud.ops_numpy import log_weights
+from otgrid.pointcloud.ops_numpy import cost_degree, log_weights
 
 __all__ = ["PLAN_MAX_BYTES", "RegularizedHistory", "RegularizedInfo", "RegularizedResult"]
 
@@ -205,7 +205,7 @@ class RegularizedResult:
         a = self.a if self.batched else self.a[None]
         b = self.b if self.batched else self.b[None]
         x, y, e = cloud_units(x.astype(np.float64), y.astype(np.float64))
-        k = -(2 if self.cost == "sqeuclidean" else 1) * e
+        k = -cost_degree(self.cost) * e
         return (x, y, np.ldexp(f.astype(np.float64), k), np.ldexp(g.astype(np.float64), k),
                 a.astype(np.float64), b.astype(np.float64), float(np.ldexp(self.reg, k)))
 

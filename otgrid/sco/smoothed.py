@@ -46,6 +46,7 @@ from otgrid._threads import blas_threads, numba_threads
 from otgrid._units import cloud_units
 from otgrid._validation import as_finite_array, as_rng, check_choice, check_positive_int
 from otgrid.errors import ConvergenceWarning
+from otgrid.pointcloud.ops_numpy import cost_degree
 from otgrid.pointcloud.result import RegularizedResult
 from otgrid.pointcloud.sinkhorn import sinkhorn
 from otgrid.pointcloud.smooth import smooth_ot
@@ -247,7 +248,7 @@ def transfer_potentials(previous: RegularizedResult, x: Any, y: Any
     # costs formed in the unit of the points' spread and scaled back (exact): tiny or huge
     # coordinates would underflow or overflow when squared in the user's units
     xs, ys, e = cloud_units(np.concatenate([xo, x])[None], y[None])
-    k = (2 if previous.cost == "sqeuclidean" else 1) * e
+    k = cost_degree(previous.cost) * e
     xos, xs, ys = xs[0, :len(xo)], xs[0, len(xo):], ys[0]
     g = np.min(np.ldexp(cdist(xos, ys, metric=previous.cost), k) - fo[:, None], axis=0)
     f = np.min(np.ldexp(cdist(xs, ys, metric=previous.cost), k) - g[None, :], axis=1)
